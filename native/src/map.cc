@@ -1,0 +1,341 @@
+#include "map.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace lbt {
+
+Napi::Function NativeMap::Init(Napi::Env env) {
+  return DefineClass(env, "NativeMap",
+                     {
+                         InstanceMethod("info", &NativeMap::Info),
+                         InstanceMethod("lookup", &NativeMap::Lookup),
+                         InstanceMethod("lookupInto", &NativeMap::LookupInto),
+                         InstanceMethod("update", &NativeMap::Update),
+                         InstanceMethod("delete", &NativeMap::Delete),
+                         InstanceMethod("nextKey", &NativeMap::NextKey),
+                         InstanceMethod("lookupBatch", &NativeMap::LookupBatch),
+                         InstanceMethod("updateBatch", &NativeMap::UpdateBatch),
+                         InstanceMethod("deleteBatch", &NativeMap::DeleteBatch),
+                         InstanceMethod("pin", &NativeMap::Pin),
+                         InstanceMethod("close", &NativeMap::Close),
+                         InstanceMethod("fd", &NativeMap::Fd),
+                     });
+}
+
+Napi::Object NativeMap::FromFd(Napi::Env env, int fd, const std::string& name) {
+  return Data(env).mapClass.New({Napi::Number::New(env, fd), Napi::String::New(env, name)});
+}
+
+// new NativeMap(fd, label): takes ownership of fd and reads the map's info.
+NativeMap::NativeMap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeMap>(info) {
+  Napi::Env env = info.Env();
+  int fd = static_cast<int>(U32Arg(info, 0, "fd"));
+  std::string label = StringArg(info, 1, "label");
+  struct bpf_map_info mi;
+  memset(&mi, 0, sizeof mi);
+  uint32_t len = sizeof mi;
+  if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0) {
+    int e = errno;
+    close(fd);
+    Throw(env, e, "bpf_obj_get_info_by_fd", label, "not a BPF map");
+  }
+  fd_ = fd;
+  name_ = mi.name[0] ? mi.name : label;
+  type_ = mi.type;
+  keySize_ = mi.key_size;
+  valueSize_ = mi.value_size;
+  maxEntries_ = mi.max_entries;
+  flags_ = mi.map_flags;
+  id_ = mi.id;
+  valueBufSize_ = IsPerCpu(type_) ? ((valueSize_ + 7) & ~7u) * PossibleCpus() : valueSize_;
+  scratch_.resize(std::max<uint32_t>(valueBufSize_, keySize_) + 8);
+}
+
+NativeMap::~NativeMap() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void NativeMap::CheckOpen(Napi::Env env, const char* call) {
+  if (fd_ < 0) Throw(env, EBADF, call, name_, "map handle is closed");
+}
+
+int NativeMap::DupFd(Napi::Env env, const char* call) {
+  CheckOpen(env, call);
+  int fd = fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) Throw(env, errno, call, name_);
+  return fd;
+}
+
+const uint8_t* NativeMap::KeyArg(const Napi::CallbackInfo& info, size_t i, const char* call) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsBuffer())
+    Throw(env, EINVAL, call, name_, "key must be a Buffer of " + std::to_string(keySize_) + " bytes");
+  auto buf = info[i].As<Napi::Buffer<uint8_t>>();
+  if (buf.Length() != keySize_)
+    Throw(env, EINVAL, call, name_,
+          "key is " + std::to_string(buf.Length()) + " bytes, map " + name_ + " has " + std::to_string(keySize_) +
+              "-byte keys");
+  return buf.Data();
+}
+
+Napi::Value NativeMap::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env, "info");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", name_);
+  o.Set("type", type_);
+  o.Set("id", id_);
+  o.Set("keySize", keySize_);
+  o.Set("valueSize", valueSize_);
+  o.Set("maxEntries", maxEntries_);
+  o.Set("flags", flags_);
+  o.Set("perCpu", IsPerCpu(type_));
+  o.Set("possibleCpus", PossibleCpus());
+  return o;
+}
+
+Napi::Value NativeMap::Lookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env, "bpf_map_lookup_elem");
+  const uint8_t* key = KeyArg(info, 0, "bpf_map_lookup_elem");
+  if (bpf_map_lookup_elem(fd_, key, scratch_.data()) != 0) {
+    if (errno == ENOENT) return env.Null();
+    Throw(env, errno, "bpf_map_lookup_elem", name_);
+  }
+  return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(scratch_.data()), valueBufSize_);
+}
+
+// lookupInto(key, out): the allocation-free variant for hot loops.
+Napi::Value NativeMap::LookupInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env, "bpf_map_lookup_elem");
+  const uint8_t* key = KeyArg(info, 0, "bpf_map_lookup_elem");
+  if (info.Length() < 2 || !info[1].IsBuffer() || info[1].As<Napi::Buffer<uint8_t>>().Length() < valueBufSize_)
+    Throw(env, EINVAL, "bpf_map_lookup_elem", name_,
+          "output must be a Buffer of at least " + std::to_string(valueBufSize_) + " bytes");
+  if (bpf_map_lookup_elem(fd_, key, info[1].As<Napi::Buffer<uint8_t>>().Data()) != 0) {
+    if (errno == ENOENT) return Napi::Boolean::New(env, false);
+    Throw(env, errno, "bpf_map_lookup_elem", name_);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value NativeMap::Update(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env, "bpf_map_update_elem");
+  const uint8_t* key = KeyArg(info, 0, "bpf_map_update_elem");
+  if (info.Length() < 2 || !info[1].IsBuffer() || info[1].As<Napi::Buffer<uint8_t>>().Length() != valueBufSize_)
+    Throw(env, EINVAL, "bpf_map_update_elem", name_,
+          "value must be a Buffer of " + std::to_string(valueBufSize_) + " bytes");
+  uint64_t flags = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : uint64_t{BPF_ANY};
+  if (bpf_map_update_elem(fd_, key, info[1].As<Napi::Buffer<uint8_t>>().Data(), flags) != 0) {
+    int e = errno;
+    std::string detail;
+    if (e == EEXIST) detail = "key already exists (BPF_NOEXIST)";
+    if (e == ENOENT) detail = "key does not exist (BPF_EXIST)";
+    Throw(env, e, "bpf_map_update_elem", name_, detail);
+  }
+  return env.Undefined();
+}
+
+Napi::Value NativeMap::Delete(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env, "bpf_map_delete_elem");
+  const uint8_t* key = KeyArg(info, 0, "bpf_map_delete_elem");
+  if (bpf_map_delete_elem(fd_, key) != 0) {
+    if (errno == ENOENT) return Napi::Boolean::New(env, false);
+    Throw(env, errno, "bpf_map_delete_elem", name_);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value NativeMap::NextKey(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env, "bpf_map_get_next_key");
+  const uint8_t* key = nullptr;
+  if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined()) key = KeyArg(info, 0, "bpf_map_get_next_key");
+  if (bpf_map_get_next_key(fd_, key, scratch_.data()) != 0) {
+    if (errno == ENOENT) return env.Null();
+    Throw(env, errno, "bpf_map_get_next_key", name_);
+  }
+  return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(scratch_.data()), keySize_);
+}
+
+// lookupBatch(token | null, count, andDelete) -> Promise<{keys, values, count, token, done}>
+// One chunk of a batch dump. The kernel answers ENOSPC when one hash bucket
+// holds more entries than `count`; the job then retries with a larger count.
+Napi::Value NativeMap::LookupBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool andDelete = info.Length() > 2 && info[2].ToBoolean();
+  const char* call = andDelete ? "bpf_map_lookup_and_delete_batch" : "bpf_map_lookup_batch";
+  CheckOpen(env, call);
+  const size_t tokenSize = std::max<uint32_t>(keySize_, 8);
+  auto inToken = std::make_shared<std::vector<uint8_t>>();
+  if (info.Length() > 0 && info[0].IsBuffer()) {
+    auto b = info[0].As<Napi::Buffer<uint8_t>>();
+    inToken->assign(b.Data(), b.Data() + std::min(b.Length(), tokenSize));
+    inToken->resize(tokenSize);
+  }
+  uint32_t count = U32Arg(info, 1, "count");
+  if (count == 0) Throw(env, EINVAL, call, name_, "count must be at least 1");
+  int fd = DupFd(env, call);
+
+  struct State {
+    std::vector<uint8_t> keys, values, outToken;
+    uint32_t count = 0;
+    bool done = false;
+  };
+  auto st = std::make_shared<State>();
+  uint32_t keySize = keySize_, valueBufSize = valueBufSize_;
+  JobSpec spec;
+  spec.call = call;
+  spec.subject = name_;
+  spec.run = [=](std::string& detail) -> int {
+    uint32_t want = count;
+    for (int attempt = 0; attempt < 16; attempt++) {
+      st->keys.resize(static_cast<size_t>(want) * keySize);
+      st->values.resize(static_cast<size_t>(want) * valueBufSize);
+      st->outToken.assign(tokenSize, 0);
+      uint32_t n = want;
+      LIBBPF_OPTS(bpf_map_batch_opts, opts);
+      void* in = inToken->empty() ? nullptr : inToken->data();
+      int rc = andDelete ? bpf_map_lookup_and_delete_batch(fd, in, st->outToken.data(), st->keys.data(),
+                                                           st->values.data(), &n, &opts)
+                         : bpf_map_lookup_batch(fd, in, st->outToken.data(), st->keys.data(), st->values.data(),
+                                                &n, &opts);
+      int e = rc < 0 ? errno : 0;
+      if (rc < 0 && e == ENOSPC && n == 0) {
+        want *= 2;
+        continue;
+      }
+      st->count = n;
+      if (rc < 0 && e != ENOENT) {
+        close(fd);
+        if (e == EINVAL || e == 524 || e == EOPNOTSUPP)
+          detail = "batch operations are not supported for this map type";
+        return -e;
+      }
+      st->done = rc < 0 && e == ENOENT;
+      close(fd);
+      return 0;
+    }
+    close(fd);
+    detail = "a hash bucket holds more entries than a batch can take";
+    return -ENOSPC;
+  };
+  spec.result = [st, keySize, valueBufSize](Napi::Env env) -> Napi::Value {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("count", st->count);
+    o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, st->keys.data(), static_cast<size_t>(st->count) * keySize));
+    o.Set("values", Napi::Buffer<uint8_t>::Copy(env, st->values.data(), static_cast<size_t>(st->count) * valueBufSize));
+    o.Set("token", st->done ? env.Null() : Napi::Buffer<uint8_t>::Copy(env, st->outToken.data(), st->outToken.size()).As<Napi::Value>());
+    o.Set("done", st->done);
+    return o;
+  };
+  return QueueJob(env, std::move(spec));
+}
+
+// updateBatch(keys, values, count, flags) -> Promise<number>
+Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* call = "bpf_map_update_batch";
+  CheckOpen(env, call);
+  if (info.Length() < 3 || !info[0].IsBuffer() || !info[1].IsBuffer())
+    Throw(env, EINVAL, call, name_, "expects (keys: Buffer, values: Buffer, count: number)");
+  uint32_t count = U32Arg(info, 2, "count");
+  auto kb = info[0].As<Napi::Buffer<uint8_t>>();
+  auto vb = info[1].As<Napi::Buffer<uint8_t>>();
+  if (kb.Length() != static_cast<size_t>(count) * keySize_ || vb.Length() != static_cast<size_t>(count) * valueBufSize_)
+    Throw(env, EINVAL, call, name_,
+          "keys must hold count x " + std::to_string(keySize_) + " bytes and values count x " +
+              std::to_string(valueBufSize_) + " bytes");
+  uint64_t flags = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : uint64_t{BPF_ANY};
+  auto keys = std::make_shared<std::vector<uint8_t>>(kb.Data(), kb.Data() + kb.Length());
+  auto values = std::make_shared<std::vector<uint8_t>>(vb.Data(), vb.Data() + vb.Length());
+  auto done = std::make_shared<uint32_t>(0);
+  int fd = DupFd(env, call);
+  JobSpec spec;
+  spec.call = call;
+  spec.subject = name_;
+  spec.run = [=](std::string& detail) -> int {
+    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+    uint32_t n = count;
+    int rc = count ? bpf_map_update_batch(fd, keys->data(), values->data(), &n, &opts) : 0;
+    int e = rc < 0 ? errno : 0;
+    close(fd);
+    *done = n;
+    if (rc < 0) {
+      if (e == E2BIG || e == ENOMEM) detail = "map is full after " + std::to_string(n) + " of " + std::to_string(count) + " entries";
+      return -e;
+    }
+    return 0;
+  };
+  spec.result = [done](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *done); };
+  return QueueJob(env, std::move(spec));
+}
+
+// deleteBatch(keys, count) -> Promise<number>
+Napi::Value NativeMap::DeleteBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* call = "bpf_map_delete_batch";
+  CheckOpen(env, call);
+  if (info.Length() < 2 || !info[0].IsBuffer()) Throw(env, EINVAL, call, name_, "expects (keys: Buffer, count: number)");
+  uint32_t count = U32Arg(info, 1, "count");
+  auto kb = info[0].As<Napi::Buffer<uint8_t>>();
+  if (kb.Length() != static_cast<size_t>(count) * keySize_)
+    Throw(env, EINVAL, call, name_, "keys must hold count x " + std::to_string(keySize_) + " bytes");
+  auto keys = std::make_shared<std::vector<uint8_t>>(kb.Data(), kb.Data() + kb.Length());
+  auto done = std::make_shared<uint32_t>(0);
+  int fd = DupFd(env, call);
+  JobSpec spec;
+  spec.call = call;
+  spec.subject = name_;
+  spec.run = [=](std::string& detail) -> int {
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    uint32_t n = count;
+    int rc = count ? bpf_map_delete_batch(fd, keys->data(), &n, &opts) : 0;
+    int e = rc < 0 ? errno : 0;
+    close(fd);
+    *done = n;
+    if (rc < 0) {
+      if (e == ENOENT) detail = "key " + std::to_string(n) + " of the batch does not exist; " + std::to_string(n) + " deleted before it";
+      return -e;
+    }
+    return 0;
+  };
+  spec.result = [done](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *done); };
+  return QueueJob(env, std::move(spec));
+}
+
+Napi::Value NativeMap::Pin(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env, "bpf_obj_pin");
+  std::string path = StringArg(info, 0, "path");
+  if (bpf_obj_pin(fd_, path.c_str()) != 0) {
+    int e = errno;
+    std::string detail;
+    if (e == EEXIST) detail = "something is already pinned at " + path;
+    if (e == ENOENT) detail = "the folder of " + path + " does not exist";
+    if (e == EPERM) detail = path + " is not on a bpffs mount (mount -t bpf bpf /sys/fs/bpf), or no privilege";
+    Throw(env, e, "bpf_obj_pin", name_, detail);
+  }
+  return env.Undefined();
+}
+
+Napi::Value NativeMap::Close(const Napi::CallbackInfo& info) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  return info.Env().Undefined();
+}
+
+Napi::Value NativeMap::Fd(const Napi::CallbackInfo& info) {
+  CheckOpen(info.Env(), "fd");
+  return Napi::Number::New(info.Env(), fd_);
+}
+
+}  // namespace lbt
