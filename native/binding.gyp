@@ -9,7 +9,8 @@
         "src/object.cc",
         "src/map.cc",
         "src/program.cc",
-        "src/link.cc"
+        "src/link.cc",
+        "src/fastpath.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -57,6 +57,8 @@ function splitPerCpu(buf: Buffer, valueSize: number, cpus: number): Buffer[] {
   return out;
 }
 
+const ERRNO = { EINVAL: 22, EBADF: 9 } as const;
+
 const BATCH_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUPP', 'EOPNOTSUPP']);
 
 /** A BPF map held open by file descriptor. */
@@ -69,10 +71,13 @@ export class BpfMap {
   readonly perCpu: boolean;
   readonly possibleCpus: number;
   readonly valueStride: number;
+  /** The descriptor the fast single-key calls use; -1 once closed. */
+  private fdNum: number;
 
   /** @internal */
   constructor(private readonly native: NativeMap) {
     const i = native.info();
+    this.fdNum = native.fd();
     this.name = i.name;
     this.type = i.type;
     this.keySize = i.keySize;
@@ -108,7 +113,7 @@ export class BpfMap {
   lookup(key: Buffer): Buffer | null {
     // A pooled JS allocation is several times cheaper than a Buffer made in C++.
     const out = Buffer.allocUnsafe(this.valueStride);
-    return this.native.lookupInto(key, out) ? out : null;
+    return this.lookupInto(key, out) ? out : null;
   }
 
   /** Per-CPU maps: one value per possible CPU, or null. */
@@ -119,17 +124,29 @@ export class BpfMap {
 
   /** Allocation-free lookup into `out` (at least valueStride bytes); false when absent. */
   lookupInto(key: Buffer, out: Buffer): boolean {
-    return this.native.lookupInto(key, out);
+    const call = 'bpf_map_lookup_elem';
+    this.checkKey(call, key);
+    if (!Buffer.isBuffer(out) || out.length < this.valueStride) {
+      throw this.error(call, 'EINVAL', `output must be a Buffer of at least ${this.valueStride} bytes`);
+    }
+    return addon.mapLookup(this.fdNum, key, out, this.name);
   }
 
   /** Writes one entry. For per-CPU maps, `value` may be one Buffer per CPU. */
   update(key: Buffer, value: Buffer | Buffer[], flags: number = UpdateFlags.any): void {
-    this.native.update(key, Array.isArray(value) ? this.packPerCpu(value) : value, flags);
+    const call = 'bpf_map_update_elem';
+    this.checkKey(call, key);
+    const v = Array.isArray(value) ? this.packPerCpu(value) : value;
+    if (!Buffer.isBuffer(v) || v.length !== this.valueStride) {
+      throw this.error(call, 'EINVAL', `value must be a Buffer of ${this.valueStride} bytes`);
+    }
+    addon.mapUpdate(this.fdNum, key, v, flags, this.name);
   }
 
   /** Deletes key; false when it was not there. */
   delete(key: Buffer): boolean {
-    return this.native.delete(key);
+    this.checkKey('bpf_map_delete_elem', key);
+    return addon.mapDelete(this.fdNum, key, this.name);
   }
 
   /** The key after `key` (or the first key for null); null at the end. */
@@ -193,7 +210,22 @@ export class BpfMap {
   }
 
   close(): void {
+    this.fdNum = -1;
     this.native.close();
+  }
+
+  private checkKey(call: string, key: Buffer): void {
+    if (this.fdNum < 0) throw this.error(call, 'EBADF', 'map handle is closed');
+    if (!Buffer.isBuffer(key) || key.length !== this.keySize) {
+      const got = Buffer.isBuffer(key) ? `${key.length} bytes` : 'not a Buffer';
+      throw this.error(call, 'EINVAL', `key is ${got}, map ${this.name} has ${this.keySize}-byte keys`);
+    }
+  }
+
+  private error(call: string, code: 'EINVAL' | 'EBADF', detail: string): BpfError {
+    const err = new BpfError(`${call}(${this.name}): ${code}: ${detail}`);
+    Object.assign(err, { errno: ERRNO[code], code, call, subject: this.name });
+    return err;
   }
 
   private chunk(count: number, keys: Buffer, values: Buffer): MapChunk {
@@ -202,12 +234,11 @@ export class BpfMap {
 
   private packPerCpu(values: Buffer[]): Buffer {
     if (!this.perCpu || values.length !== this.possibleCpus) {
-      const err = new BpfError(
-        `bpf_map_update_elem(${this.name}): EINVAL: ` +
-          (this.perCpu ? `expected ${this.possibleCpus} per-CPU values, got ${values.length}` : 'an array of values is only for per-CPU maps'),
+      throw this.error(
+        'bpf_map_update_elem',
+        'EINVAL',
+        this.perCpu ? `expected ${this.possibleCpus} per-CPU values, got ${values.length}` : 'an array of values is only for per-CPU maps',
       );
-      Object.assign(err, { errno: 22, code: 'EINVAL', call: 'bpf_map_update_elem', subject: this.name });
-      throw err;
     }
     const stride = roundUp8(this.valueSize);
     const out = Buffer.alloc(stride * this.possibleCpus);

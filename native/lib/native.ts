@@ -23,10 +23,6 @@ export interface NativeBatchChunk {
 
 export interface NativeMap {
   info(): NativeMapInfo;
-  lookup(key: Buffer): Buffer | null;
-  lookupInto(key: Buffer, out: Buffer): boolean;
-  update(key: Buffer, value: Buffer, flags?: number): void;
-  delete(key: Buffer): boolean;
   nextKey(key: Buffer | null): Buffer | null;
   lookupBatch(token: Buffer | null, count: number, andDelete: boolean): Promise<NativeBatchChunk>;
   updateBatch(keys: Buffer, values: Buffer, count: number, flags?: number): Promise<number>;
@@ -109,6 +105,10 @@ export interface Addon {
   ifindex(name: string | number, netns?: string): number;
   openPinned(path: string): { kind: 'map'; handle: NativeMap } | { kind: 'program'; handle: NativeProgram };
   numPossibleCpus(): number;
+  // Single-key fast path (src/fastpath.cc): the caller checks fd and sizes.
+  mapLookup(fd: number, key: Buffer, out: Buffer, name: string): boolean;
+  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number, name: string): void;
+  mapDelete(fd: number, key: Buffer, name: string): boolean;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires

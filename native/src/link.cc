@@ -179,7 +179,10 @@ Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), PossibleCpus());
 }
 
+void InitFastPath(Napi::Env env, Napi::Object exports);
+
 void InitLinkFunctions(Napi::Env env, Napi::Object exports) {
+  InitFastPath(env, exports);
   exports.Set("tcDetach", Napi::Function::New(env, TcDetach));
   exports.Set("tcQuery", Napi::Function::New(env, TcQuery));
   exports.Set("tcHookDestroy", Napi::Function::New(env, TcHookDestroy));

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <vector>
 
 namespace lbt {
@@ -13,10 +14,6 @@ Napi::Function NativeMap::Init(Napi::Env env) {
   return DefineClass(env, "NativeMap",
                      {
                          InstanceMethod("info", &NativeMap::Info),
-                         InstanceMethod("lookup", &NativeMap::Lookup),
-                         InstanceMethod("lookupInto", &NativeMap::LookupInto),
-                         InstanceMethod("update", &NativeMap::Update),
-                         InstanceMethod("delete", &NativeMap::Delete),
                          InstanceMethod("nextKey", &NativeMap::NextKey),
                          InstanceMethod("lookupBatch", &NativeMap::LookupBatch),
                          InstanceMethod("updateBatch", &NativeMap::UpdateBatch),
@@ -97,61 +94,6 @@ Napi::Value NativeMap::Info(const Napi::CallbackInfo& info) {
   o.Set("perCpu", IsPerCpu(type_));
   o.Set("possibleCpus", PossibleCpus());
   return o;
-}
-
-Napi::Value NativeMap::Lookup(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CheckOpen(env, "bpf_map_lookup_elem");
-  const uint8_t* key = KeyArg(info, 0, "bpf_map_lookup_elem");
-  if (bpf_map_lookup_elem(fd_, key, scratch_.data()) != 0) {
-    if (errno == ENOENT) return env.Null();
-    Throw(env, errno, "bpf_map_lookup_elem", name_);
-  }
-  return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(scratch_.data()), valueBufSize_);
-}
-
-// lookupInto(key, out): the allocation-free variant for hot loops.
-Napi::Value NativeMap::LookupInto(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CheckOpen(env, "bpf_map_lookup_elem");
-  const uint8_t* key = KeyArg(info, 0, "bpf_map_lookup_elem");
-  if (info.Length() < 2 || !info[1].IsBuffer() || info[1].As<Napi::Buffer<uint8_t>>().Length() < valueBufSize_)
-    Throw(env, EINVAL, "bpf_map_lookup_elem", name_,
-          "output must be a Buffer of at least " + std::to_string(valueBufSize_) + " bytes");
-  if (bpf_map_lookup_elem(fd_, key, info[1].As<Napi::Buffer<uint8_t>>().Data()) != 0) {
-    if (errno == ENOENT) return Napi::Boolean::New(env, false);
-    Throw(env, errno, "bpf_map_lookup_elem", name_);
-  }
-  return Napi::Boolean::New(env, true);
-}
-
-Napi::Value NativeMap::Update(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CheckOpen(env, "bpf_map_update_elem");
-  const uint8_t* key = KeyArg(info, 0, "bpf_map_update_elem");
-  if (info.Length() < 2 || !info[1].IsBuffer() || info[1].As<Napi::Buffer<uint8_t>>().Length() != valueBufSize_)
-    Throw(env, EINVAL, "bpf_map_update_elem", name_,
-          "value must be a Buffer of " + std::to_string(valueBufSize_) + " bytes");
-  uint64_t flags = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : uint64_t{BPF_ANY};
-  if (bpf_map_update_elem(fd_, key, info[1].As<Napi::Buffer<uint8_t>>().Data(), flags) != 0) {
-    int e = errno;
-    std::string detail;
-    if (e == EEXIST) detail = "key already exists (BPF_NOEXIST)";
-    if (e == ENOENT) detail = "key does not exist (BPF_EXIST)";
-    Throw(env, e, "bpf_map_update_elem", name_, detail);
-  }
-  return env.Undefined();
-}
-
-Napi::Value NativeMap::Delete(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CheckOpen(env, "bpf_map_delete_elem");
-  const uint8_t* key = KeyArg(info, 0, "bpf_map_delete_elem");
-  if (bpf_map_delete_elem(fd_, key) != 0) {
-    if (errno == ENOENT) return Napi::Boolean::New(env, false);
-    Throw(env, errno, "bpf_map_delete_elem", name_);
-  }
-  return Napi::Boolean::New(env, true);
 }
 
 Napi::Value NativeMap::NextKey(const Napi::CallbackInfo& info) {
@@ -339,3 +281,4 @@ Napi::Value NativeMap::Fd(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace lbt
+

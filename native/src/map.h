@@ -13,10 +13,6 @@ class NativeMap : public Napi::ObjectWrap<NativeMap> {
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
-  Napi::Value Lookup(const Napi::CallbackInfo& info);
-  Napi::Value LookupInto(const Napi::CallbackInfo& info);
-  Napi::Value Update(const Napi::CallbackInfo& info);
-  Napi::Value Delete(const Napi::CallbackInfo& info);
   Napi::Value NextKey(const Napi::CallbackInfo& info);
   Napi::Value LookupBatch(const Napi::CallbackInfo& info);
   Napi::Value UpdateBatch(const Napi::CallbackInfo& info);

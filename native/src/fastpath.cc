@@ -1,0 +1,96 @@
+// Single-key map operations in plain N-API. These are the calls a control
+// plane makes in loops; node-addon-api's layers (CallbackInfo, ObjectWrap
+// unwrapping, exception translation) cost about as much as the syscall
+// itself, so they are bypassed here. The TypeScript caller has already
+// checked that the handle is open and that key and value have the map's sizes:
+// the kernel reads exactly key_size and value_size bytes from these buffers.
+#include <cerrno>
+
+#include "common.h"
+
+namespace lbt {
+
+namespace {
+
+void* BufferData(napi_env env, napi_value v) {
+  void* data = nullptr;
+  size_t len = 0;
+  napi_get_buffer_info(env, v, &data, &len);
+  return data;
+}
+
+std::string StringValue(napi_env env, napi_value v) {
+  char buf[256];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, buf, sizeof buf, &len) != napi_ok) return "map";
+  return std::string(buf, len);
+}
+
+napi_value Bool(napi_env env, bool b) {
+  napi_value out;
+  napi_get_boolean(env, b, &out);
+  return out;
+}
+
+napi_value ThrowErrno(napi_env env, int err, const char* call, napi_value name, const std::string& detail = "") {
+  napi_throw(env, MakeError(Napi::Env(env), err, call, StringValue(env, name), detail).Value());
+  return nullptr;
+}
+
+// lookup(fd, key, out, name) -> boolean
+napi_value Lookup(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
+  int32_t fd = -1;
+  napi_get_value_int32(env, argv[0], &fd);
+  if (bpf_map_lookup_elem(fd, BufferData(env, argv[1]), BufferData(env, argv[2])) == 0) return Bool(env, true);
+  if (errno == ENOENT) return Bool(env, false);
+  return ThrowErrno(env, errno, "bpf_map_lookup_elem", argv[3]);
+}
+
+// update(fd, key, value, flags, name) -> undefined
+napi_value Update(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
+  int32_t fd = -1;
+  int64_t flags = 0;
+  napi_get_value_int32(env, argv[0], &fd);
+  napi_get_value_int64(env, argv[3], &flags);
+  if (bpf_map_update_elem(fd, BufferData(env, argv[1]), BufferData(env, argv[2]), flags) == 0) return nullptr;
+  int e = errno;
+  std::string detail;
+  if (e == EEXIST) detail = "key already exists (BPF_NOEXIST)";
+  if (e == ENOENT) detail = "key does not exist (BPF_EXIST)";
+  if (e == E2BIG) detail = "map is full";
+  return ThrowErrno(env, e, "bpf_map_update_elem", argv[4], detail);
+}
+
+// remove(fd, key, name) -> boolean (false: the key was not there)
+napi_value Remove(napi_env env, napi_callback_info cbinfo) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
+  int32_t fd = -1;
+  napi_get_value_int32(env, argv[0], &fd);
+  if (bpf_map_delete_elem(fd, BufferData(env, argv[1])) == 0) return Bool(env, true);
+  if (errno == ENOENT) return Bool(env, false);
+  return ThrowErrno(env, errno, "bpf_map_delete_elem", argv[2]);
+}
+
+void Export(Napi::Env env, Napi::Object exports, const char* name, napi_callback cb) {
+  napi_value fn;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn);
+  exports.Set(name, Napi::Value(env, fn));
+}
+
+}  // namespace
+
+void InitFastPath(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "mapLookup", Lookup);
+  Export(env, exports, "mapUpdate", Update);
+  Export(env, exports, "mapDelete", Remove);
+}
+
+}  // namespace lbt
