@@ -44,6 +44,7 @@ else
 fi
 
 make -s -C bpf
+node scripts/gen-layouts.js
 node_modules/.bin/tsc -b
 chmod +x bin/tsct 2>/dev/null || true
 say "ready"

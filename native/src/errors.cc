@@ -13,12 +13,22 @@ std::string logText;
 constexpr size_t kMaxLogBytes = 256 * 1024;
 
 int CaptureLibbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
-  if (level == LIBBPF_DEBUG && !getenv("LIBBPF_TS_DEBUG")) return 0;
-  char line[4096];
-  int n = vsnprintf(line, sizeof line, fmt, args);
-  if (getenv("LIBBPF_TS_DEBUG")) fputs(line, stderr);
+  bool debug = getenv("LIBBPF_TS_DEBUG") != nullptr;
+  if (level == LIBBPF_DEBUG && !debug) return 0;
+  // libbpf prints a whole verifier log in one call: size the buffer to it.
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  if (n <= 0) return n;
+  std::string line(static_cast<size_t>(n) + 1, '\0');
+  vsnprintf(line.data(), line.size(), fmt, args);
+  line.resize(n);
+  if (debug) fputs(line.c_str(), stderr);
   std::lock_guard<std::mutex> lock(logMutex);
-  if (logText.size() < kMaxLogBytes) logText.append(line, n > 0 ? std::min<size_t>(n, sizeof line - 1) : 0);
+  logText += line;
+  // The verifier's reason for a rejection is at the end: keep the tail.
+  if (logText.size() > kMaxLogBytes) logText.erase(0, logText.size() - kMaxLogBytes);
   return n;
 }
 }  // namespace

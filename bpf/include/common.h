@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Shared definitions of the tsct datapath: ct_state bits, directions, the
+ * named reasons every counted packet falls under, TCP states. The enums here
+ * reach TypeScript through BTF (see scripts/gen-layouts.js), so their names
+ * are the names users see. */
+#ifndef TSCT_COMMON_H
+#define TSCT_COMMON_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#ifndef likely
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#endif
+
+#define NSEC_PER_SEC 1000000000ULL
+
+/* ct_state bits, with Open vSwitch's values (ovs-fields(7)). */
+enum ct_state_bit {
+	CT_STATE_NEW = 0x01,
+	CT_STATE_EST = 0x02,
+	CT_STATE_REL = 0x04,
+	CT_STATE_RPL = 0x08,
+	CT_STATE_INV = 0x10,
+	CT_STATE_TRK = 0x20,
+	CT_STATE_SNAT = 0x40,
+	CT_STATE_DNAT = 0x80,
+};
+
+/* Direction of a packet relative to its connection. */
+enum ct_dir {
+	CT_DIR_ORIGINAL = 0, /* Cilium's "Tx" */
+	CT_DIR_REPLY = 1,    /* Cilium's "Rx" */
+};
+
+/* Where a program runs. */
+enum tsct_hook {
+	HOOK_INGRESS = 0,
+	HOOK_EGRESS = 1,
+};
+
+/* TCP connection states, as nf_conntrack names them. */
+enum tcp_ct_state {
+	TCP_CT_NONE = 0,
+	TCP_CT_SYN_SENT = 1,
+	TCP_CT_SYN_RECV = 2,
+	TCP_CT_ESTABLISHED = 3,
+	TCP_CT_FIN_WAIT = 4,
+	TCP_CT_CLOSE_WAIT = 5,
+	TCP_CT_LAST_ACK = 6,
+	TCP_CT_TIME_WAIT = 7,
+	TCP_CT_CLOSE = 8,
+	TCP_CT_SYN_SENT2 = 9,
+	TCP_CT_MAX = 10,
+	/* Transition results that are not states. */
+	TCP_CT_INVALID = 10,
+	TCP_CT_IGNORE = 11,
+};
+
+/* Every packet the datapath counts is counted under one of these, per hook,
+ * in tsct_metrics. Invalid kinds start at 64; drops at 128. */
+enum tsct_reason {
+	REASON_FORWARDED = 0,        /* passed, tracked or not */
+	REASON_CT_NEW = 1,           /* a connection was created */
+	REASON_CT_RELATED = 2,       /* an ICMP error matched a connection */
+	REASON_CT_EVICTED = 3,       /* an unassured entry made room for a new one */
+	REASON_CT_INSERT_FAILED = 4, /* table full and nothing evictable: passed untracked */
+	REASON_CT_REOPENED = 5,      /* a SYN reused a closed connection's tuple */
+	REASON_CT_PICKED_UP = 6,     /* a mid-stream TCP connection was adopted */
+	REASON_UNTRACKED = 7,        /* not IP, or not trackable by design (ARP, ND) */
+	REASON_FRAG_TRACKED = 8,     /* a non-first fragment matched its datagram */
+	REASON_TWICE_SKIPPED = 9,    /* forwarded between managed devices: counted at ingress only */
+
+	REASON_INV_TRUNCATED_L2 = 64,
+	REASON_INV_TRUNCATED_L3 = 65,
+	REASON_INV_TRUNCATED_L4 = 66,
+	REASON_INV_IP_VERSION = 67,
+	REASON_INV_IP_HEADER_LEN = 68,
+	REASON_INV_IP_TOTAL_LEN = 69,
+	REASON_INV_IPV6_EXT_HEADERS = 70,
+	REASON_INV_TCP_HEADER_LEN = 71,
+	REASON_INV_TCP_FLAGS = 72,
+	REASON_INV_TCP_RST_UNKNOWN = 73,
+	REASON_INV_TCP_NOT_SYN = 74,
+	REASON_INV_TCP_TRANSITION = 75,
+	REASON_INV_ICMP_REPLY_UNKNOWN = 76,
+	REASON_INV_ICMP_ERROR_UNKNOWN = 77,
+	REASON_INV_ICMP_ERROR_TRUNCATED = 78,
+	REASON_INV_FRAG_UNKNOWN = 79,
+	REASON_INV_FRAG_BAD = 80,
+
+	REASON_DROP_INVALID = 128, /* an invalid packet dropped, by configuration */
+	REASON_MAX = 256,
+};
+
+/* Flags of a connection entry. The low byte has Cilium's bit values, so that
+ * Flags=0x.. in `tsct bpf ct list` reads as Cilium's does. */
+enum ct_entry_flag {
+	CT_F_RX_CLOSING = 0x0001,  /* FIN or RST seen in the reply direction */
+	CT_F_TX_CLOSING = 0x0002,  /* FIN or RST seen in the original direction */
+	CT_F_SEEN_NON_SYN = 0x0010,
+	CT_F_SEEN_REPLY = 0x0100,  /* est: both directions seen */
+	CT_F_ASSURED = 0x0200,     /* never evicted to make room (nf_conntrack's assured) */
+	CT_F_ORIG_IS_B = 0x0400,   /* the originator is side b of the key */
+	CT_F_SNAT = 0x0800,
+	CT_F_DNAT = 0x1000,
+	CT_F_PICKED_UP = 0x2000,   /* adopted mid-stream */
+	CT_F_EGRESS = 0x4000,      /* first seen at egress (OUT), else ingress (IN) */
+};
+
+/* Configuration flags (struct tsct_config.flags). */
+enum tsct_config_flag {
+	CFG_F_TCP_LOOSE = 0x1,    /* adopt mid-stream TCP connections (nf_conntrack's tcp_loose) */
+	CFG_F_DROP_INVALID = 0x2, /* drop ct_state=inv packets instead of passing them */
+};
+
+/* The per-packet verdict of the tracker, also written to skb->cb for the
+ * later stages and for BPF_PROG_TEST_RUN. */
+enum tsct_cb_slot {
+	CB_CT_STATE = 0, /* ct_state bits */
+	CB_CT_MARK = 1,  /* the connection's mark */
+	CB_REASON = 2,   /* the invalid reason, 0 when valid */
+	CB_ZONE_DIR = 3, /* zone << 16 | direction << 8 | hook */
+};
+
+#endif

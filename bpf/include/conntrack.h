@@ -1,0 +1,597 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Connection tracking: find or create the connection of a packet, advance
+ * the TCP state machine, compute ct_state, and keep a full table from costing
+ * live connections. */
+#ifndef TSCT_CONNTRACK_H
+#define TSCT_CONNTRACK_H
+
+#include "common.h"
+#include "maps.h"
+#include "metrics.h"
+#include "parse.h"
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/* Default timeouts in seconds; the agent writes its own into tsct_config.
+ * See docs/TIMEOUTS.md for why these values. */
+#define TIMEOUT_TCP_SYN_SENT 60
+#define TIMEOUT_TCP_SYN_RECV 60
+#define TIMEOUT_TCP_ESTABLISHED 21600
+#define TIMEOUT_TCP_FIN_WAIT 120
+#define TIMEOUT_TCP_CLOSE_WAIT 60
+#define TIMEOUT_TCP_LAST_ACK 30
+#define TIMEOUT_TCP_TIME_WAIT 60
+#define TIMEOUT_TCP_CLOSE 10
+#define TIMEOUT_ANY 60
+#define TIMEOUT_ICMP 30
+
+/* Ring slots tried for an unassured victim when a table is full. */
+#define EVICT_TRIES 4
+
+struct ct_result {
+	__u32 state; /* ct_state bits */
+	__u32 mark;
+	__u8 dir;    /* enum ct_dir */
+	__u8 pad[3];
+};
+
+enum tcp_index {
+	TCP_IDX_SYN = 0,
+	TCP_IDX_SYNACK = 1,
+	TCP_IDX_FIN = 2,
+	TCP_IDX_ACK = 3,
+	TCP_IDX_RST = 4,
+	TCP_IDX_NONE = 5,
+	TCP_IDX_MAX = 6,
+};
+
+#define sNO TCP_CT_NONE
+#define sSS TCP_CT_SYN_SENT
+#define sSR TCP_CT_SYN_RECV
+#define sES TCP_CT_ESTABLISHED
+#define sFW TCP_CT_FIN_WAIT
+#define sCW TCP_CT_CLOSE_WAIT
+#define sLA TCP_CT_LAST_ACK
+#define sTW TCP_CT_TIME_WAIT
+#define sCL TCP_CT_CLOSE
+#define sS2 TCP_CT_SYN_SENT2
+#define sIV TCP_CT_INVALID
+#define sIG TCP_CT_IGNORE
+
+/* nf_conntrack's transitions (nf_conntrack_proto_tcp.c), by direction, packet
+ * kind and current state. sIG: valid but leaves the state alone; sIV: invalid. */
+static const __u8 tcp_transitions[2][TCP_IDX_MAX][TCP_CT_MAX] = {
+	{
+		/* ORIGINAL   sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2 */
+		/* syn    */ { sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2 },
+		/* synack */ { sIV, sIV, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR },
+		/* fin    */ { sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV },
+		/* ack    */ { sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV },
+		/* rst    */ { sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL },
+		/* none   */ { sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV },
+	},
+	{
+		/* REPLY      sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2 */
+		/* syn    */ { sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2 },
+		/* synack */ { sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR },
+		/* fin    */ { sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV },
+		/* ack    */ { sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG },
+		/* rst    */ { sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL },
+		/* none   */ { sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV },
+	},
+};
+
+static __always_inline __u32 tcp_index(__u8 f)
+{
+	if (f & TCP_F_RST)
+		return TCP_IDX_RST;
+	if (f & TCP_F_SYN)
+		return (f & TCP_F_ACK) ? TCP_IDX_SYNACK : TCP_IDX_SYN;
+	if (f & TCP_F_FIN)
+		return TCP_IDX_FIN;
+	if (f & TCP_F_ACK)
+		return TCP_IDX_ACK;
+	return TCP_IDX_NONE;
+}
+
+static __always_inline struct tsct_config *config_get(void)
+{
+	__u32 zero = 0;
+	struct tsct_config *c = bpf_map_lookup_elem(&tsct_config, &zero);
+
+	return c && c->initialized ? c : 0;
+}
+
+static __always_inline __u32 config_flags(const struct tsct_config *cfg)
+{
+	return cfg ? cfg->flags : CFG_F_TCP_LOOSE;
+}
+
+static __always_inline __u32 default_tcp_timeout(__u8 state)
+{
+	switch (state) {
+	case TCP_CT_SYN_SENT:
+	case TCP_CT_SYN_SENT2:
+		return TIMEOUT_TCP_SYN_SENT;
+	case TCP_CT_SYN_RECV:
+		return TIMEOUT_TCP_SYN_RECV;
+	case TCP_CT_ESTABLISHED:
+		return TIMEOUT_TCP_ESTABLISHED;
+	case TCP_CT_FIN_WAIT:
+		return TIMEOUT_TCP_FIN_WAIT;
+	case TCP_CT_CLOSE_WAIT:
+		return TIMEOUT_TCP_CLOSE_WAIT;
+	case TCP_CT_LAST_ACK:
+		return TIMEOUT_TCP_LAST_ACK;
+	case TCP_CT_TIME_WAIT:
+		return TIMEOUT_TCP_TIME_WAIT;
+	default:
+		return TIMEOUT_TCP_CLOSE;
+	}
+}
+
+static __always_inline __u64 ct_timeout_ns(const struct tsct_config *cfg, __u8 proto, __u8 tcp_state)
+{
+	__u32 s = 0;
+
+	if (proto == IPPROTO_TCP) {
+		__u32 i = tcp_state;
+
+		/* Hide i from clang so the bound check stays on the register
+		 * that indexes the array. */
+		asm volatile("" : "+r"(i));
+		if (cfg && i < TCP_CT_MAX)
+			s = cfg->timeout_tcp[i];
+		if (!s)
+			s = default_tcp_timeout(tcp_state);
+	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6_) {
+		s = cfg ? cfg->timeout_icmp : 0;
+		if (!s)
+			s = TIMEOUT_ICMP;
+	} else {
+		s = cfg ? cfg->timeout_any : 0;
+		if (!s)
+			s = TIMEOUT_ANY;
+	}
+	return (__u64)s * NSEC_PER_SEC;
+}
+
+/* Canonical keys. The return value says whether the packet's source is
+ * side b (the larger address and port). */
+static __always_inline __u32 ct4_key_from(struct ct4_key *k, const struct tuple *t, __u16 zone)
+{
+	__u32 s = bpf_ntohl(t->saddr[0]), d = bpf_ntohl(t->daddr[0]);
+	__u32 swap = s > d || (s == d && bpf_ntohs(t->sport) > bpf_ntohs(t->dport));
+
+	k->addr_a = swap ? t->daddr[0] : t->saddr[0];
+	k->addr_b = swap ? t->saddr[0] : t->daddr[0];
+	k->port_a = swap ? t->dport : t->sport;
+	k->port_b = swap ? t->sport : t->dport;
+	k->proto = t->proto;
+	k->pad = 0;
+	k->zone = zone;
+	return swap;
+}
+
+static __always_inline int addr6_cmp(const __be32 *a, const __be32 *b)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 4; i++) {
+		__u32 x = bpf_ntohl(a[i]), y = bpf_ntohl(b[i]);
+
+		if (x != y)
+			return x < y ? -1 : 1;
+	}
+	return 0;
+}
+
+static __always_inline __u32 ct6_key_from(struct ct6_key *k, const struct tuple *t, __u16 zone)
+{
+	int c = addr6_cmp(t->saddr, t->daddr);
+	__u32 swap = c > 0 || (c == 0 && bpf_ntohs(t->sport) > bpf_ntohs(t->dport));
+
+	if (swap) {
+		__builtin_memcpy(k->addr_a, t->daddr, 16);
+		__builtin_memcpy(k->addr_b, t->saddr, 16);
+	} else {
+		__builtin_memcpy(k->addr_a, t->saddr, 16);
+		__builtin_memcpy(k->addr_b, t->daddr, 16);
+	}
+	k->port_a = swap ? t->dport : t->sport;
+	k->port_b = swap ? t->sport : t->dport;
+	k->proto = t->proto;
+	k->pad = 0;
+	k->zone = zone;
+	return swap;
+}
+
+static __always_inline __u32 ct_packet_dir(const struct ct_entry *e, __u32 src_is_b)
+{
+	__u32 orig_is_b = (e->flags & CT_F_ORIG_IS_B) != 0;
+
+	return src_is_b == orig_is_b ? CT_DIR_ORIGINAL : CT_DIR_REPLY;
+}
+
+/* ct_state of a packet in direction dir of a connection with these flags. */
+static __always_inline __u32 ct_state_of(__u32 flags, __u32 dir)
+{
+	__u32 s = CT_STATE_TRK;
+
+	if (dir == CT_DIR_REPLY)
+		s |= CT_STATE_EST | CT_STATE_RPL;
+	else
+		s |= (flags & CT_F_SEEN_REPLY) ? CT_STATE_EST : CT_STATE_NEW;
+	if (flags & CT_F_SNAT)
+		s |= CT_STATE_SNAT;
+	if (flags & CT_F_DNAT)
+		s |= CT_STATE_DNAT;
+	return s;
+}
+
+static __always_inline __u32 ring_size_of(const struct tsct_config *cfg, __u32 table, __u32 dflt)
+{
+	__u32 n = cfg && table < 4 ? cfg->ring_size[table & 3] : 0;
+
+	return n ? n : dflt;
+}
+
+static __always_inline __u32 ring_next(__u32 table, __u32 size)
+{
+	__u64 *head = bpf_map_lookup_elem(&tsct_ct_ring_head, &table);
+
+	if (!head || !size)
+		return 0;
+	return __sync_fetch_and_add(head, 1) % size;
+}
+
+/* Inserts a new connection. A full table gives up the oldest unassured entry
+ * named in its ring; established (assured) connections are never evicted.
+ * Returns 0, -EEXIST when another CPU created it first, or the failure. */
+static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 ring_sz, void *key,
+				      struct ct_entry *e, enum tsct_hook hook, __u32 bytes)
+{
+	__u32 idx = ring_next(table, ring_sz);
+	long rc = bpf_map_update_elem(map, key, e, BPF_NOEXIST);
+	int i;
+
+	if (rc == -EEXIST)
+		return rc;
+	if (rc) {
+#pragma unroll
+		for (i = 0; i < EVICT_TRIES; i++) {
+			void *victim = bpf_map_lookup_elem(ring, &idx);
+
+			if (victim) {
+				struct ct_entry *v = bpf_map_lookup_elem(map, victim);
+
+				if (v && !(v->flags & CT_F_ASSURED) && bpf_map_delete_elem(map, victim) == 0) {
+					metrics_count(REASON_CT_EVICTED, hook, 0);
+					break;
+				}
+			}
+			idx = ring_next(table, ring_sz);
+		}
+		rc = bpf_map_update_elem(map, key, e, BPF_NOEXIST);
+		if (rc == -EEXIST)
+			return rc;
+		if (rc) {
+			metrics_count(REASON_CT_INSERT_FAILED, hook, bytes);
+			return rc;
+		}
+	}
+	bpf_map_update_elem(ring, &idx, key, BPF_ANY);
+	return 0;
+}
+
+static __always_inline void ct_entry_init(struct ct_entry *e, const struct pkt *p, __u64 now, __u32 src_is_b,
+					  __u16 zone, __u32 ifindex, enum tsct_hook hook)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	e->created_ns = now;
+	e->last_seen_ns = now;
+	e->last_report_ns[CT_DIR_ORIGINAL] = now;
+	e->packets[CT_DIR_ORIGINAL] = 1;
+	e->bytes[CT_DIR_ORIGINAL] = p->l3_len;
+	e->flags = (src_is_b ? CT_F_ORIG_IS_B : 0) | (hook == HOOK_EGRESS ? CT_F_EGRESS : 0);
+	e->zone = zone;
+	e->ifindex = ifindex;
+}
+
+/* Whether a packet with no connection may start one; sets the entry's
+ * initial TCP state, or returns the invalid reason. */
+static __always_inline __u32 ct_new_allowed(const struct pkt *p, const struct tsct_config *cfg, struct ct_entry *e)
+{
+	if (p->kind == PKT_FRAG_LATER)
+		return REASON_INV_FRAG_UNKNOWN;
+	if (p->kind == PKT_ICMP_REPLY)
+		return REASON_INV_ICMP_REPLY_UNKNOWN;
+	if (p->t.proto != IPPROTO_TCP)
+		return 0;
+	switch (tcp_index(p->tcp_flags)) {
+	case TCP_IDX_SYN:
+		e->tcp_state = TCP_CT_SYN_SENT;
+		e->tcp_flags_seen[CT_DIR_ORIGINAL] = p->tcp_flags;
+		return 0;
+	case TCP_IDX_ACK:
+		if (!(config_flags(cfg) & CFG_F_TCP_LOOSE))
+			return REASON_INV_TCP_NOT_SYN;
+		/* Picked up mid-stream, as nf_conntrack's loose mode does: after an
+		 * agent restart or a GC race, live connections keep working. */
+		e->tcp_state = TCP_CT_ESTABLISHED;
+		e->tcp_flags_seen[CT_DIR_ORIGINAL] = p->tcp_flags;
+		e->flags |= CT_F_PICKED_UP | CT_F_SEEN_NON_SYN;
+		return 0;
+	case TCP_IDX_RST:
+		return REASON_INV_TCP_RST_UNKNOWN;
+	default:
+		return REASON_INV_TCP_NOT_SYN;
+	}
+}
+
+/* A packet of a known connection: counters, TCP state, timeouts. Returns 0
+ * or an invalid reason (the entry is then left as it was). */
+static __always_inline __u32 ct_on_packet(struct ct_entry *e, const struct pkt *p, __u32 dir, __u64 now,
+					  const struct tsct_config *cfg)
+{
+	__u8 state = e->tcp_state, old = state;
+	__u32 set = 0;
+
+	dir &= 1;
+	if (p->t.proto == IPPROTO_TCP && p->kind != PKT_FRAG_LATER) {
+		__u32 idx = tcp_index(p->tcp_flags);
+		__u8 next;
+
+		__u32 st = state;
+
+		asm volatile("" : "+r"(st), "+r"(idx));
+		if (st >= TCP_CT_MAX || idx >= TCP_IDX_MAX)
+			return REASON_INV_TCP_TRANSITION;
+		next = tcp_transitions[dir][idx][st];
+		if (next == TCP_CT_INVALID)
+			return REASON_INV_TCP_TRANSITION;
+		if (next != TCP_CT_IGNORE)
+			state = next;
+		if (!(p->tcp_flags & TCP_F_SYN))
+			set |= CT_F_SEEN_NON_SYN;
+		if (p->tcp_flags & (TCP_F_FIN | TCP_F_RST))
+			set |= dir == CT_DIR_REPLY ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
+		if ((e->tcp_flags_seen[dir] | p->tcp_flags) != e->tcp_flags_seen[dir])
+			e->tcp_flags_seen[dir] |= p->tcp_flags;
+		if (state != old)
+			e->tcp_state = state;
+	}
+	if (dir == CT_DIR_REPLY)
+		set |= CT_F_SEEN_REPLY;
+	if (((e->flags | set) & CT_F_SEEN_REPLY) &&
+	    (p->t.proto != IPPROTO_TCP || (state >= TCP_CT_ESTABLISHED && state <= TCP_CT_TIME_WAIT)))
+		set |= CT_F_ASSURED;
+	if ((e->flags & set) != set)
+		__sync_fetch_and_or(&e->flags, set);
+	__sync_fetch_and_add(&e->packets[dir], 1);
+	__sync_fetch_and_add(&e->bytes[dir], p->l3_len);
+	if (e->last_seen_ns != now || state != old) {
+		e->last_seen_ns = now;
+		e->expires_ns = now + ct_timeout_ns(cfg, p->t.proto, state);
+	}
+	if (e->last_report_ns[dir] != now)
+		e->last_report_ns[dir] = now;
+	return 0;
+}
+
+/* A closed or expired connection whose tuple a new packet reuses. */
+static __always_inline int ct_reusable(const struct ct_entry *e, const struct pkt *p, __u32 dir, __u64 now)
+{
+	if (e->expires_ns < now)
+		return 1;
+	return p->t.proto == IPPROTO_TCP && dir == CT_DIR_ORIGINAL && tcp_index(p->tcp_flags) == TCP_IDX_SYN &&
+	       (e->tcp_state == TCP_CT_TIME_WAIT || e->tcp_state == TCP_CT_CLOSE);
+}
+
+/* Scratch space for a new entry: too large for the BPF stack next to the
+ * parsed packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 1);
+} tsct_ct_scratch SEC(".maps");
+
+struct ct_ctx {
+	struct pkt *p;
+	const struct tsct_config *cfg;
+	struct ct_result *res;
+	__u64 now;
+	__u32 ifindex;
+	__u16 zone;
+	__u8 hook;
+	__u8 lookup_only;
+};
+
+/* Finds or creates the packet's connection in one table. Returns 0 or an
+ * invalid reason. */
+static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table, __u32 ring_dflt, void *key,
+					      __u32 src_is_b, struct ct_ctx *c)
+{
+	struct pkt *p = c->p;
+	struct ct_entry *e, *fresh;
+	__u32 zero = 0, dir, reason;
+	int reopened = 0, attempt;
+	long rc;
+
+#pragma unroll
+	for (attempt = 0; attempt < 2; attempt++) {
+		e = bpf_map_lookup_elem(map, key);
+		if (e) {
+			dir = ct_packet_dir(e, src_is_b);
+			if (c->lookup_only) {
+				c->res->state = ct_state_of(e->flags, dir);
+				c->res->mark = e->mark;
+				c->res->dir = dir;
+				return 0;
+			}
+			if (!ct_reusable(e, p, dir, c->now)) {
+				reason = ct_on_packet(e, p, dir, c->now, c->cfg);
+				if (reason)
+					return reason;
+				c->res->state = ct_state_of(e->flags, dir);
+				c->res->mark = e->mark;
+				c->res->dir = dir;
+				return 0;
+			}
+			reopened = 1;
+		} else if (c->lookup_only) {
+			/* Counted where it entered the node. */
+			return 0;
+		}
+
+		fresh = bpf_map_lookup_elem(&tsct_ct_scratch, &zero);
+		if (!fresh)
+			return 0;
+		ct_entry_init(fresh, p, c->now, src_is_b, c->zone, c->ifindex, c->hook);
+		reason = ct_new_allowed(p, c->cfg, fresh);
+		if (reason)
+			return reason;
+		fresh->expires_ns = c->now + ct_timeout_ns(c->cfg, p->t.proto, fresh->tcp_state);
+		if (reopened) {
+			rc = bpf_map_update_elem(map, key, fresh, BPF_ANY);
+			metrics_count(REASON_CT_REOPENED, c->hook, 0);
+		} else {
+			rc = ct_insert(map, ring, table, ring_size_of(c->cfg, table, ring_dflt), key, fresh, c->hook,
+				       p->l3_len);
+			if (rc == -EEXIST)
+				continue; /* another CPU created it: count on that one */
+		}
+		c->res->state = CT_STATE_TRK | CT_STATE_NEW;
+		c->res->dir = CT_DIR_ORIGINAL;
+		if (rc == 0) {
+			metrics_count(REASON_CT_NEW, c->hook, 0);
+			if (fresh->flags & CT_F_PICKED_UP)
+				metrics_count(REASON_CT_PICKED_UP, c->hook, 0);
+		}
+		return 0;
+	}
+	return 0;
+}
+
+/* An ICMP error about a packet of a known connection: related, counted on
+ * that connection in the direction the error travels; it creates nothing. */
+static __always_inline __u32 ct_related(void *map, void *key, __u32 inner_src_is_b, struct ct_ctx *c)
+{
+	struct ct_entry *e = bpf_map_lookup_elem(map, key);
+	__u32 dir;
+
+	if (!e)
+		return REASON_INV_ICMP_ERROR_UNKNOWN;
+	/* The error travels against the packet it is about. */
+	dir = ct_packet_dir(e, inner_src_is_b) ^ 1;
+	c->res->state = CT_STATE_TRK | CT_STATE_REL | (dir == CT_DIR_REPLY ? CT_STATE_RPL : 0);
+	c->res->mark = e->mark;
+	c->res->dir = dir;
+	if (!c->lookup_only) {
+		__sync_fetch_and_add(&e->packets[dir & 1], 1);
+		__sync_fetch_and_add(&e->bytes[dir & 1], c->p->l3_len);
+		metrics_count(REASON_CT_RELATED, c->hook, 0);
+	}
+	return 0;
+}
+
+static __always_inline __u32 frag4_ports(struct pkt *p, int record)
+{
+	struct frag4_key k = {
+		.saddr = p->t.saddr[0],
+		.daddr = p->t.daddr[0],
+		.id = (__be16)p->frag_id,
+		.proto = p->t.proto,
+	};
+	struct frag_ports fp = { .sport = p->t.sport, .dport = p->t.dport }, *found;
+
+	if (record)
+		return bpf_map_update_elem(&tsct_frag4, &k, &fp, BPF_ANY) ? REASON_INV_FRAG_BAD : 0;
+	found = bpf_map_lookup_elem(&tsct_frag4, &k);
+	if (!found)
+		return REASON_INV_FRAG_UNKNOWN;
+	p->t.sport = found->sport;
+	p->t.dport = found->dport;
+	return 0;
+}
+
+static __always_inline __u32 frag6_ports(struct pkt *p, int record)
+{
+	struct frag6_key k = { .id = p->frag_id, .proto = p->t.proto };
+	struct frag_ports fp = { .sport = p->t.sport, .dport = p->t.dport }, *found;
+
+	__builtin_memcpy(k.saddr, p->t.saddr, 16);
+	__builtin_memcpy(k.daddr, p->t.daddr, 16);
+	if (record)
+		return bpf_map_update_elem(&tsct_frag6, &k, &fp, BPF_ANY) ? REASON_INV_FRAG_BAD : 0;
+	found = bpf_map_lookup_elem(&tsct_frag6, &k);
+	if (!found)
+		return REASON_INV_FRAG_UNKNOWN;
+	p->t.sport = found->sport;
+	p->t.dport = found->dport;
+	return 0;
+}
+
+static __always_inline __u32 ct4_handle(struct ct_ctx *c)
+{
+	struct pkt *p = c->p;
+	struct ct4_key key;
+	__u32 src_is_b, reason;
+
+	if (p->kind == PKT_ICMP_ERROR) {
+		src_is_b = ct4_key_from(&key, &p->inner, c->zone);
+		if (p->inner.proto == IPPROTO_TCP)
+			return ct_related(&tsct_ct4_global, &key, src_is_b, c);
+		return ct_related(&tsct_ct_any4_global, &key, src_is_b, c);
+	}
+	if (p->frag == FRAG_LATER) {
+		reason = frag4_ports(p, 0);
+		if (reason)
+			return reason;
+	}
+	src_is_b = ct4_key_from(&key, &p->t, c->zone);
+	if (p->t.proto == IPPROTO_TCP)
+		reason = ct_lookup_create(&tsct_ct4_global, &tsct_ct4_ring, CT_TABLE_TCP4, CT_MAP_TCP_DEFAULT, &key,
+					  src_is_b, c);
+	else
+		reason = ct_lookup_create(&tsct_ct_any4_global, &tsct_ct_any4_ring, CT_TABLE_ANY4, CT_MAP_ANY_DEFAULT,
+					  &key, src_is_b, c);
+	if (!reason && p->frag == FRAG_FIRST)
+		reason = frag4_ports(p, 1);
+	return reason;
+}
+
+static __always_inline __u32 ct6_handle(struct ct_ctx *c)
+{
+	struct pkt *p = c->p;
+	struct ct6_key key;
+	__u32 src_is_b, reason;
+
+	if (p->kind == PKT_ICMP_ERROR) {
+		src_is_b = ct6_key_from(&key, &p->inner, c->zone);
+		if (p->inner.proto == IPPROTO_TCP)
+			return ct_related(&tsct_ct6_global, &key, src_is_b, c);
+		return ct_related(&tsct_ct_any6_global, &key, src_is_b, c);
+	}
+	if (p->frag == FRAG_LATER) {
+		reason = frag6_ports(p, 0);
+		if (reason)
+			return reason;
+	}
+	src_is_b = ct6_key_from(&key, &p->t, c->zone);
+	if (p->t.proto == IPPROTO_TCP)
+		reason = ct_lookup_create(&tsct_ct6_global, &tsct_ct6_ring, CT_TABLE_TCP6, CT_MAP_TCP_DEFAULT, &key,
+					  src_is_b, c);
+	else
+		reason = ct_lookup_create(&tsct_ct_any6_global, &tsct_ct_any6_ring, CT_TABLE_ANY6, CT_MAP_ANY_DEFAULT,
+					  &key, src_is_b, c);
+	if (!reason && p->frag == FRAG_FIRST)
+		reason = frag6_ports(p, 1);
+	return reason;
+}
+
+#endif

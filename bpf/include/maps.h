@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Every map of the datapath with its key and value layouts. These structs are
+ * the single source of truth: TypeScript reads their offsets from the
+ * object's BTF at build time (src/bpf/generated/layouts.ts). Sizes given here
+ * are defaults; the agent sizes the maps before load. */
+#ifndef TSCT_MAPS_H
+#define TSCT_MAPS_H
+
+#include "common.h"
+
+#define CT_MAP_TCP_DEFAULT 65536
+#define CT_MAP_ANY_DEFAULT 32768
+#define FRAG_MAP_DEFAULT 8192
+#define METRICS_MAX (REASON_MAX * 2)
+
+/* Connection keys are canonical: side a is the smaller (address, port), so a
+ * packet finds its connection with one lookup whichever way it travels. ICMP
+ * echo uses its identifier as both ports. */
+struct ct4_key {
+	__be32 addr_a;
+	__be32 addr_b;
+	__be16 port_a;
+	__be16 port_b;
+	__u8 proto;
+	__u8 pad;
+	__u16 zone;
+};
+
+struct ct6_key {
+	__be32 addr_a[4];
+	__be32 addr_b[4];
+	__be16 port_a;
+	__be16 port_b;
+	__u8 proto;
+	__u8 pad;
+	__u16 zone;
+};
+
+/* One connection. Times are CLOCK_MONOTONIC nanoseconds (coarse). Index 0 of
+ * the per-direction arrays is the original direction (Cilium's Tx), 1 the
+ * reply (Rx). */
+struct ct_entry {
+	__u64 created_ns;
+	__u64 last_seen_ns;
+	__u64 expires_ns;
+	__u64 packets[2];
+	__u64 bytes[2];
+	__u64 last_report_ns[2]; /* last packet per direction */
+	__u32 flags;     /* enum ct_entry_flag */
+	__u32 ifindex;   /* device the connection was first seen on */
+	__u32 mark;
+	__u16 zone;
+	__u8 tcp_state;  /* enum tcp_ct_state */
+	__u8 pad0;
+	__u8 label[16];
+	__u8 tcp_flags_seen[2];
+	/* Filled by NAT and the load balancer. */
+	__u16 rev_nat_index;
+	__be16 nat_port;
+	__u16 pad1;
+	__be32 nat_addr[4];
+	__u32 backend_id;
+	__u32 pad2;
+};
+
+/* Fragments: the first fragment of a datagram records its ports, so that the
+ * later ones (which carry no L4 header) find their connection. */
+struct frag4_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct frag6_key {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be32 id;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct frag_ports {
+	__be16 sport;
+	__be16 dport;
+};
+
+/* A managed device: its zone. */
+struct device_info {
+	__u16 zone;
+	__u16 flags;
+};
+
+/* Timeouts in seconds, and flags. A zero `initialized` means user space has
+ * not written the configuration yet; the compiled defaults apply. */
+struct tsct_config {
+	__u32 initialized;
+	__u32 flags; /* enum tsct_config_flag */
+	__u32 timeout_tcp[TCP_CT_MAX];
+	__u32 timeout_any;
+	__u32 timeout_icmp;
+	/* Slots in each table's ring of new connections (the eviction order);
+	 * equal to the table's max_entries. */
+	__u32 ring_size[4];
+};
+
+enum ct_table {
+	CT_TABLE_TCP4 = 0,
+	CT_TABLE_ANY4 = 1,
+	CT_TABLE_TCP6 = 2,
+	CT_TABLE_ANY6 = 3,
+};
+
+struct metrics_value {
+	__u64 count;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ct4_key);
+	__type(value, struct ct_entry);
+	__uint(max_entries, CT_MAP_TCP_DEFAULT);
+} tsct_ct4_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ct4_key);
+	__type(value, struct ct_entry);
+	__uint(max_entries, CT_MAP_ANY_DEFAULT);
+} tsct_ct_any4_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ct6_key);
+	__type(value, struct ct_entry);
+	__uint(max_entries, CT_MAP_TCP_DEFAULT);
+} tsct_ct6_global SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ct6_key);
+	__type(value, struct ct_entry);
+	__uint(max_entries, CT_MAP_ANY_DEFAULT);
+} tsct_ct_any6_global SEC(".maps");
+
+/* Rings of recently created connections, one per table, sized like it: when
+ * a table is full, the oldest unassured entry named here makes room. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ct4_key);
+	__uint(max_entries, CT_MAP_TCP_DEFAULT);
+} tsct_ct4_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ct4_key);
+	__uint(max_entries, CT_MAP_ANY_DEFAULT);
+} tsct_ct_any4_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ct6_key);
+	__uint(max_entries, CT_MAP_TCP_DEFAULT);
+} tsct_ct6_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ct6_key);
+	__uint(max_entries, CT_MAP_ANY_DEFAULT);
+} tsct_ct_any6_ring SEC(".maps");
+
+/* Write positions of the four rings (enum ct_table). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 4);
+} tsct_ct_ring_head SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag4_key);
+	__type(value, struct frag_ports);
+	__uint(max_entries, FRAG_MAP_DEFAULT);
+} tsct_frag4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag6_key);
+	__type(value, struct frag_ports);
+	__uint(max_entries, FRAG_MAP_DEFAULT);
+} tsct_frag6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32); /* ifindex */
+	__type(value, struct device_info);
+	__uint(max_entries, 256);
+} tsct_devices SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct tsct_config);
+	__uint(max_entries, 1);
+} tsct_config SEC(".maps");
+
+/* Index: reason << 1 | hook. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct metrics_value);
+	__uint(max_entries, METRICS_MAX);
+} tsct_metrics SEC(".maps");
+
+#endif

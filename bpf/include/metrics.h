@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Per-CPU packet and byte counters by reason and hook, summed in user space. */
+#ifndef TSCT_METRICS_H
+#define TSCT_METRICS_H
+
+#include "maps.h"
+
+static __always_inline void metrics_count(__u32 reason, enum tsct_hook hook, __u32 bytes)
+{
+	__u32 idx = ((reason & (REASON_MAX - 1)) << 1) | (hook & 1);
+	struct metrics_value *v = bpf_map_lookup_elem(&tsct_metrics, &idx);
+
+	if (v) {
+		v->count += 1;
+		v->bytes += bytes;
+	}
+}
+
+#endif

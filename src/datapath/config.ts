@@ -1,0 +1,73 @@
+// The datapath's runtime configuration (tsct_config): timeouts per state and
+// behaviour flags. The defaults mirror bpf/include/conntrack.h; docs/TIMEOUTS.md
+// says why each value was chosen.
+import { ENUMS, StructView } from '../bpf/layouts';
+
+/** Seconds. */
+export interface CtTimeouts {
+  tcpSynSent: number;
+  tcpSynRecv: number;
+  tcpEstablished: number;
+  tcpFinWait: number;
+  tcpCloseWait: number;
+  tcpLastAck: number;
+  tcpTimeWait: number;
+  tcpClose: number;
+  /** UDP and every other non-TCP, non-ICMP protocol. */
+  any: number;
+  icmp: number;
+}
+
+export interface DatapathConfig {
+  timeouts: CtTimeouts;
+  /** Adopt TCP connections first seen mid-stream (nf_conntrack's tcp_loose). */
+  tcpLoose: boolean;
+  /** Drop packets whose ct_state is inv instead of passing them. */
+  dropInvalid: boolean;
+}
+
+export const DEFAULT_TIMEOUTS: CtTimeouts = {
+  tcpSynSent: 60,
+  tcpSynRecv: 60,
+  tcpEstablished: 21600,
+  tcpFinWait: 120,
+  tcpCloseWait: 60,
+  tcpLastAck: 30,
+  tcpTimeWait: 60,
+  tcpClose: 10,
+  any: 60,
+  icmp: 30,
+};
+
+export const DEFAULT_CONFIG: DatapathConfig = {
+  timeouts: DEFAULT_TIMEOUTS,
+  tcpLoose: true,
+  dropInvalid: false,
+};
+
+const S = ENUMS.tcp_ct_state;
+const F = ENUMS.tsct_config_flag;
+
+/** Encodes struct tsct_config; ringSizes are the four tables' sizes (enum ct_table order). */
+export function encodeConfig(cfg: DatapathConfig, ringSizes: [number, number, number, number]): Buffer {
+  const v = StructView.alloc('tsct_config');
+  const t = cfg.timeouts;
+  v.set('initialized', 1);
+  v.set('flags', (cfg.tcpLoose ? F.CFG_F_TCP_LOOSE : 0) | (cfg.dropInvalid ? F.CFG_F_DROP_INVALID : 0));
+  const byState: Array<[number, number]> = [
+    [S.TCP_CT_SYN_SENT, t.tcpSynSent],
+    [S.TCP_CT_SYN_SENT2, t.tcpSynSent],
+    [S.TCP_CT_SYN_RECV, t.tcpSynRecv],
+    [S.TCP_CT_ESTABLISHED, t.tcpEstablished],
+    [S.TCP_CT_FIN_WAIT, t.tcpFinWait],
+    [S.TCP_CT_CLOSE_WAIT, t.tcpCloseWait],
+    [S.TCP_CT_LAST_ACK, t.tcpLastAck],
+    [S.TCP_CT_TIME_WAIT, t.tcpTimeWait],
+    [S.TCP_CT_CLOSE, t.tcpClose],
+  ];
+  for (const [state, secs] of byState) v.set('timeout_tcp', secs, state);
+  v.set('timeout_any', t.any);
+  v.set('timeout_icmp', t.icmp);
+  ringSizes.forEach((n, i) => v.set('ring_size', n, i));
+  return v.buf;
+}

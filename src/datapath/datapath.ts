@@ -1,0 +1,158 @@
+// Loading the datapath object: sizing its maps, writing its configuration,
+// registering devices, reading its counters. The agent builds on this; tests
+// use it to run the real programs with BPF_PROG_TEST_RUN.
+import * as path from 'node:path';
+import { BpfMap, BpfObject, BpfProgram } from 'libbpf-ts';
+import { ENUMS, StructView, enumNames } from '../bpf/layouts';
+import { DEFAULT_CONFIG, DatapathConfig, encodeConfig } from './config';
+
+export const DATAPATH_OBJECT = path.resolve(__dirname, '..', '..', '..', 'bpf', 'build', 'datapath.bpf.o');
+
+export const CT_MAPS = ['tsct_ct4_global', 'tsct_ct_any4_global', 'tsct_ct6_global', 'tsct_ct_any6_global'] as const;
+export type CtMapName = (typeof CT_MAPS)[number];
+
+export const MAP_NAMES = [
+  ...CT_MAPS,
+  'tsct_ct4_ring',
+  'tsct_ct_any4_ring',
+  'tsct_ct6_ring',
+  'tsct_ct_any6_ring',
+  'tsct_ct_ring_head',
+  'tsct_frag4',
+  'tsct_frag6',
+  'tsct_devices',
+  'tsct_config',
+  'tsct_metrics',
+] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+
+export interface MapSizes {
+  /** --bpf-ct-global-tcp-max */
+  ctTcp: number;
+  /** --bpf-ct-global-any-max */
+  ctAny: number;
+  frag: number;
+}
+
+/** Cilium's defaults. */
+export const DEFAULT_SIZES: MapSizes = { ctTcp: 512 * 1024, ctAny: 256 * 1024, frag: 8192 };
+
+export interface LoadOptions {
+  sizes?: Partial<MapSizes>;
+  config?: Partial<DatapathConfig>;
+  objectPath?: string;
+}
+
+export const REASON_NAMES = enumNames('tsct_reason', 'REASON_');
+export const Reason = ENUMS.tsct_reason;
+
+export interface ReasonCount {
+  reason: string;
+  code: number;
+  hook: 'ingress' | 'egress';
+  count: number;
+  bytes: number;
+}
+
+export class Datapath {
+  private constructor(
+    readonly object: BpfObject,
+    readonly maps: Record<MapName, BpfMap>,
+    readonly ingress: BpfProgram,
+    readonly egress: BpfProgram,
+    readonly sizes: MapSizes,
+    private config: DatapathConfig,
+  ) {}
+
+  static async load(opts: LoadOptions = {}): Promise<Datapath> {
+    const sizes = { ...DEFAULT_SIZES, ...opts.sizes };
+    const obj = BpfObject.open(opts.objectPath ?? DATAPATH_OBJECT);
+    try {
+      for (const [map, n] of tableSizes(sizes)) obj.setMaxEntries(map, n);
+      await obj.load();
+      const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
+      const dp = new Datapath(obj, maps, obj.program('tsct_ingress'), obj.program('tsct_egress'), sizes, {
+        ...DEFAULT_CONFIG,
+        ...opts.config,
+        timeouts: { ...DEFAULT_CONFIG.timeouts, ...opts.config?.timeouts },
+      });
+      dp.writeConfig(dp.config);
+      return dp;
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+  }
+
+  get currentConfig(): DatapathConfig {
+    return this.config;
+  }
+
+  writeConfig(cfg: DatapathConfig): void {
+    this.config = cfg;
+    const rings: [number, number, number, number] = [this.sizes.ctTcp, this.sizes.ctAny, this.sizes.ctTcp, this.sizes.ctAny];
+    this.maps.tsct_config.update(Buffer.alloc(4), encodeConfig(cfg, rings));
+  }
+
+  /** Registers a managed device and its zone. */
+  setDevice(ifindex: number, zone: number): void {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(ifindex);
+    this.maps.tsct_devices.update(key, StructView.alloc('device_info').set('zone', zone).buf);
+  }
+
+  removeDevice(ifindex: number): void {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(ifindex);
+    this.maps.tsct_devices.delete(key);
+  }
+
+  /** Every non-zero counter of tsct_metrics, summed over CPUs. */
+  metrics(): ReasonCount[] {
+    return readMetrics(this.maps.tsct_metrics);
+  }
+
+  close(): void {
+    for (const m of Object.values(this.maps)) m.close();
+    this.ingress.close();
+    this.egress.close();
+    this.object.close();
+  }
+}
+
+/** max_entries per map for given sizes: each ring is as large as its table. */
+export function tableSizes(s: MapSizes): Array<[string, number]> {
+  return [
+    ['tsct_ct4_global', s.ctTcp],
+    ['tsct_ct4_ring', s.ctTcp],
+    ['tsct_ct6_global', s.ctTcp],
+    ['tsct_ct6_ring', s.ctTcp],
+    ['tsct_ct_any4_global', s.ctAny],
+    ['tsct_ct_any4_ring', s.ctAny],
+    ['tsct_ct_any6_global', s.ctAny],
+    ['tsct_ct_any6_ring', s.ctAny],
+    ['tsct_frag4', s.frag],
+    ['tsct_frag6', s.frag],
+  ];
+}
+
+export function readMetrics(map: BpfMap): ReasonCount[] {
+  const out: ReasonCount[] = [];
+  const key = Buffer.alloc(4);
+  for (let idx = 0; idx < map.maxEntries; idx++) {
+    key.writeUInt32LE(idx);
+    const perCpu = map.lookupPerCpu(key);
+    if (!perCpu) continue;
+    let count = 0;
+    let bytes = 0;
+    for (const v of perCpu) {
+      const s = new StructView('metrics_value', v);
+      count += s.u('count');
+      bytes += s.u('bytes');
+    }
+    if (count === 0) continue;
+    const code = idx >> 1;
+    out.push({ reason: REASON_NAMES.get(code) ?? `REASON_${code}`, code, hook: idx & 1 ? 'egress' : 'ingress', count, bytes });
+  }
+  return out;
+}
