@@ -27,8 +27,10 @@
 #define TIMEOUT_ANY 60
 #define TIMEOUT_ICMP 30
 
-/* Ring slots tried for an unassured victim when a table is full. */
-#define EVICT_TRIES 4
+/* Ring slots tried for an unassured victim when a table is full. Assured
+ * connections created back to back sit in consecutive slots; the scan must
+ * be able to step over such a run. */
+#define EVICT_TRIES 64
 
 struct ct_result {
 	__u32 state; /* ct_state bits */
@@ -261,7 +263,7 @@ static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 
 	if (rc == -EEXIST)
 		return rc;
 	if (rc) {
-#pragma unroll
+#pragma clang loop unroll(disable)
 		for (i = 0; i < EVICT_TRIES; i++) {
 			void *victim = bpf_map_lookup_elem(ring, &idx);
 
