@@ -94,6 +94,59 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	return TC_ACT_OK;
 }
 
+/* Garbage collection, in the kernel: one pass over each table deletes what
+ * has expired. The expiry is read and the entry deleted within the same
+ * callback, so a connection refreshed by a packet is never judged on a stale
+ * copy (as a user-space batch sweep would). */
+struct bpf_map;
+
+struct gc_sweep {
+	__u64 now;
+	struct gc_table_stats s;
+};
+
+static long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w)
+{
+	__u32 st = e->tcp_state;
+
+	asm volatile("" : "+r"(st));
+	if (st >= TCP_CT_MAX)
+		st = TCP_CT_NONE;
+	w->s.scanned++;
+	if (e->expires_ns < w->now) {
+		if (bpf_map_delete_elem(map, key) == 0) {
+			w->s.deleted++;
+			w->s.deleted_by_state[st]++;
+		}
+		return 0;
+	}
+	w->s.alive++;
+	w->s.alive_by_state[st]++;
+	return 0;
+}
+
+#define GC_SWEEP(table, map)                                                \
+	if (tables & (1 << (table))) {                                      \
+		__builtin_memset(&w.s, 0, sizeof(w.s));                     \
+		bpf_for_each_map_elem(&(map), gc_entry, &w, 0);             \
+		args->stats[table] = w.s;                                   \
+	}
+
+SEC("syscall")
+int tsct_gc(struct gc_args *args)
+{
+	/* The coarse clock the datapath stamps with is not offered to syscall
+	 * programs; the precise one runs at most a tick ahead of it. */
+	struct gc_sweep w = { .now = args->now_ns ? args->now_ns : bpf_ktime_get_ns() };
+	__u32 tables = args->tables ? args->tables : 0xf;
+
+	GC_SWEEP(CT_TABLE_TCP4, tsct_ct4_global);
+	GC_SWEEP(CT_TABLE_ANY4, tsct_ct_any4_global);
+	GC_SWEEP(CT_TABLE_TCP6, tsct_ct6_global);
+	GC_SWEEP(CT_TABLE_ANY6, tsct_ct_any6_global);
+	return 0;
+}
+
 SEC("tc")
 int tsct_ingress(struct __sk_buff *skb)
 {

@@ -1,52 +1,60 @@
-// The demo: a namespace lab (client and server joined by a veth pair), a BPF
-// program attached at tc ingress and XDP on the server's side, bounded real
-// traffic, and what the program counted, read back through libbpf-ts.
-// Everything lives in namespaces the demo creates and removes.
-import * as path from 'node:path';
-import { BpfObject, queryTc, queryXdp, detachTc, detachXdp } from 'libbpf-ts';
-import { NamespaceLab } from '../src/lab/namespaceLab';
+// The main job: a namespace lab (client, router, server), the tsct agent on
+// the router's two devices, bounded real traffic through it (TCP with data and
+// a close, UDP request and reply, ping over IPv4 and IPv6), then what tsct saw:
+// `tsct bpf ct list global` and `tsct status`. Everything it creates is removed.
+import { buildRouterLab } from '../src/lab/routerLab';
+import { ping, startEchoServer, tcpExchange, udpExchange } from '../src/lab/traffic';
+import { startAgentIn, tsctIn, AgentHandle } from '../src/lab/agentProcess';
 import { ensureBpffs } from '../src/datapath/bpffs';
 
-const ROOT = path.resolve(__dirname, '..', '..');
+function step(s: string): void {
+  process.stdout.write(`\n== ${s}\n`);
+}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the demo builds network namespaces and loads BPF: run it as root');
   ensureBpffs();
-  const lab = new NamespaceLab('tsct-demo');
+  const lab = buildRouterLab('tsct-demo');
+  const root = `/sys/fs/bpf/${lab.lab.id}`;
+  let agent: AgentHandle | null = null;
   try {
-    const client = lab.addNamespace('client');
-    const server = lab.addNamespace('server');
-    lab.link({ ns: client, dev: 'eth0', addrs: ['10.200.0.1/24'] }, { ns: server, dev: 'eth0', addrs: ['10.200.0.2/24'] });
-    const netns = NamespaceLab.path(server);
-    console.log(`lab ${lab.id}: ${client} 10.200.0.1 <-> ${server} 10.200.0.2`);
+    step(`lab ${lab.lab.id}: client ${lab.addr.client4} <-> router (eth1 | eth2) <-> server ${lab.addr.server4}`);
+    step('tsct agent --devices eth1,eth2 (in the router)');
+    agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '65536']);
+    for (const line of agent.log) process.stdout.write(`  ${line}\n`);
 
-    const obj = await BpfObject.open(path.join(ROOT, 'test', 'fixtures', 'build', 'binding.bpf.o')).load();
-    const tc = obj.program('count_tc').attachTc('eth0', 'ingress', { netns });
-    const xdp = obj.program('count_xdp').attachXdp('eth0', { mode: 'generic', netns });
-    console.log(`attached tc ingress (prog ${queryTc('eth0', 'ingress', { netns })}) and XDP (prog ${queryXdp('eth0', { netns })}) on ${server}/eth0 (ifindex ${tc.ifindex}, ${xdp.mode})`);
+    step('traffic: TCP with data and a close, UDP request and reply, ping (IPv4 and IPv6)');
+    await startEchoServer(lab.lab, lab.server, 8080, 60);
+    const tcp = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 8080, rounds: 5, bytes: 1000, gapMs: 20 });
+    process.stdout.write(`  TCP: ${tcp.ok ? `5 x 1000 bytes echoed, closed (client port ${tcp.localPort})` : `failed: ${tcp.why}`}\n`);
+    const tcp6 = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server6, port: 8080, rounds: 2, bytes: 200, gapMs: 20 });
+    process.stdout.write(`  TCP over IPv6: ${tcp6.ok ? 'echoed and closed' : `failed: ${tcp6.why}`}\n`);
+    const udp = udpExchange(lab.lab, lab.client, lab.addr.server4, 8080, 3);
+    process.stdout.write(`  UDP: ${udp.got} replies\n`);
+    ping(lab.lab, lab.client, lab.addr.server4, 3);
+    ping(lab.lab, lab.client, lab.addr.server6, 2);
+    process.stdout.write('  ping: 3 over IPv4, 2 over IPv6\n');
 
-    console.log('ping -c 5 10.200.0.2 from the client ...');
-    lab.exec(client, 'ping', ['-c', '5', '-i', '0.2', '-W', '2', '10.200.0.2']);
+    step('tsct bpf ct list global');
+    process.stdout.write((await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '--bpf-root', root])).stdout);
+    step('tsct bpf ct list global -o conntrack');
+    process.stdout.write((await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '-o', 'conntrack', '--bpf-root', root])).stdout);
+    step('tsct status');
+    process.stdout.write((await tsctIn(lab.router, ['status', '--bpf-root', root])).stdout);
 
-    const counts = obj.map('test_counts');
-    const names = ['tc packets', 'tc echo requests', 'XDP packets', 'XDP echo requests'];
-    names.forEach((name, slot) => {
-      const key = Buffer.alloc(4);
-      key.writeUInt32LE(slot);
-      const perCpu = counts.lookupPerCpu(key)!.map((v) => v.readBigUInt64LE());
-      console.log(`  ${name.padEnd(18)} ${perCpu.reduce((a, b) => a + b, 0n)}  (per CPU: ${perCpu.join(' ')})`);
-    });
-
-    detachXdp('eth0', { netns, expectedProgId: xdp.progId });
-    detachTc('eth0', 'ingress', { netns });
-    obj.close();
-    console.log('detached; removing the lab');
+    step('stopping the agent, then tsct uninstall');
+    await agent.stop();
+    agent = null;
+    process.stdout.write((await tsctIn(lab.router, ['uninstall', '--bpf-root', root])).stdout);
   } finally {
-    lab.destroy();
+    if (agent) await agent.stop();
+    await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
+    lab.lab.destroy();
+    process.stdout.write('lab removed\n');
   }
 }
 
 main().catch((e) => {
-  console.error(`tsct demo: ${e instanceof Error ? e.message : e}`);
+  process.stderr.write(`tsct demo: ${e instanceof Error ? e.message : e}\n`);
   process.exit(1);
 });

@@ -15,7 +15,7 @@ const OUT = path.join(ROOT, 'src', 'bpf', 'generated', 'layouts.ts');
 
 const STRUCTS = [
   'ct4_key', 'ct6_key', 'ct_entry', 'frag4_key', 'frag6_key', 'frag_ports',
-  'device_info', 'tsct_config', 'metrics_value', '__sk_buff',
+  'device_info', 'tsct_config', 'metrics_value', '__sk_buff', 'gc_args', 'gc_table_stats', 'gc_state',
 ];
 const ENUMS = [
   'ct_state_bit', 'ct_dir', 'tsct_hook', 'tcp_ct_state', 'tsct_reason', 'ct_entry_flag',

@@ -250,12 +250,23 @@ static __always_inline __u32 ring_next(__u32 table, __u32 size)
 	return __sync_fetch_and_add(head, 1) % size;
 }
 
+/* Asks the agent for an early sweep; written at most once a second. */
+static __always_inline void gc_wake(__u64 now)
+{
+	__u32 zero = 0;
+	struct gc_state *g = bpf_map_lookup_elem(&tsct_gc_state, &zero);
+
+	if (g && g->wake_ns + NSEC_PER_SEC < now)
+		g->wake_ns = now;
+}
+
 /* Inserts a new connection. A full table gives up the oldest unassured entry
  * named in its ring; established (assured) connections are never evicted.
  * Returns 0, -EEXIST when another CPU created it first, or the failure. */
 static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 ring_sz, void *key,
 				      struct ct_entry *e, enum tsct_hook hook, __u32 bytes)
 {
+	__u64 now = e->created_ns;
 	__u32 idx = ring_next(table, ring_sz);
 	long rc = bpf_map_update_elem(map, key, e, BPF_NOEXIST);
 	int i;
@@ -263,6 +274,7 @@ static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 
 	if (rc == -EEXIST)
 		return rc;
 	if (rc) {
+		gc_wake(now);
 #pragma clang loop unroll(disable)
 		for (i = 0; i < EVICT_TRIES; i++) {
 			void *victim = bpf_map_lookup_elem(ring, &idx);

@@ -112,6 +112,38 @@ enum ct_table {
 	CT_TABLE_ANY6 = 3,
 };
 
+/* Garbage collection: what a sweep of one table found (struct gc_args is
+ * the argument of the SEC("syscall") program tsct_gc). */
+struct gc_table_stats {
+	__u64 scanned;
+	__u64 deleted;
+	__u64 alive;
+	__u64 alive_by_state[TCP_CT_MAX];
+	__u64 deleted_by_state[TCP_CT_MAX];
+};
+
+struct gc_args {
+	__u64 now_ns; /* 0: the kernel's CLOCK_MONOTONIC (coarse) */
+	__u32 tables; /* bits of enum ct_table to sweep; 0: all */
+	__u32 pad;
+	struct gc_table_stats stats[4];
+};
+
+/* Shared by the agent (its GC schedule, its liveness), the CLI (status) and
+ * the datapath (asking for an early sweep when a table is full). */
+struct gc_state {
+	__u64 wake_ns;          /* datapath: a table was found full at this time */
+	__u64 last_run_ns;
+	__u64 next_run_ns;
+	__u64 last_duration_ns;
+	__u64 runs;
+	__u64 last_scanned;
+	__u64 last_deleted;
+	__u64 agent_heartbeat_ns;
+	__u32 interval_s;
+	__u32 agent_pid;
+};
+
 struct metrics_value {
 	__u64 count;
 	__u64 bytes;
@@ -210,6 +242,13 @@ struct {
 	__type(value, struct tsct_config);
 	__uint(max_entries, 1);
 } tsct_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct gc_state);
+	__uint(max_entries, 1);
+} tsct_gc_state SEC(".maps");
 
 /* Index: reason << 1 | hook. */
 struct {

@@ -13,7 +13,7 @@ export { BpfObject } from './object';
 export type { ObjectMap, ObjectProgram } from './object';
 export { BpfMap, MapChunk } from './map';
 export type { MapInfo, DumpOptions } from './map';
-export { BpfProgram, detachTc, queryTc, destroyTcHook, queryXdp, detachXdp, ifindex } from './program';
+export { BpfProgram, detachTc, queryTc, destroyTcHook, queryXdp, detachXdp, ifindex, ifname, progInfo } from './program';
 export type {
   TcAttachPoint,
   XdpMode,

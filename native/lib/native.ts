@@ -105,6 +105,8 @@ export interface Addon {
   ifindex(name: string | number, netns?: string): number;
   openPinned(path: string): { kind: 'map'; handle: NativeMap } | { kind: 'program'; handle: NativeProgram };
   numPossibleCpus(): number;
+  ifname(index: number, netns?: string): string | null;
+  progInfo(id: number): { id: number; name: string; type: number; tag: string } | null;
   // Single-key fast path (src/fastpath.cc): the caller checks fd and sizes.
   mapLookup(fd: number, key: Buffer, out: Buffer, name: string): boolean;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number, name: string): void;

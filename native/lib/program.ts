@@ -146,3 +146,13 @@ export function detachXdp(target: InterfaceRef, opts: NetnsOption & { mode?: Xdp
 export function ifindex(name: InterfaceRef, opts: NetnsOption = {}): number {
   return addon.ifindex(name, opts.netns);
 }
+
+/** An interface's name from its index (null when there is none), optionally inside a network namespace. */
+export function ifname(index: number, opts: NetnsOption = {}): string | null {
+  return addon.ifname(index, opts.netns);
+}
+
+/** A loaded program's name, type and tag by id; null when no such program exists. */
+export function progInfo(id: number): { id: number; name: string; type: number; tag: string } | null {
+  return addon.progInfo(id);
+}

@@ -2,6 +2,7 @@
 // detaching and querying tc/XDP attachments, opening pinned objects.
 #include <fcntl.h>
 #include <linux/if_link.h>
+#include <net/if.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -175,6 +176,43 @@ Napi::Value OpenPinned(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ifname(index, netns?) -> string | null
+Napi::Value Ifname(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t idx = U32Arg(info, 0, "ifindex");
+  std::string netns = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  NetnsScope scope(env, netns, "if_indextoname");
+  char name[IF_NAMESIZE] = {0};
+  if (!if_indextoname(idx, name)) return env.Null();
+  return Napi::String::New(env, name);
+}
+
+// progInfo(id) -> {id, name, type, tag} | null (null: no such program)
+Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = U32Arg(info, 0, "program id");
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) {
+    if (errno == ENOENT) return env.Null();
+    Throw(env, errno, "bpf_prog_get_fd_by_id", std::to_string(id));
+  }
+  struct bpf_prog_info pi;
+  memset(&pi, 0, sizeof pi);
+  uint32_t len = sizeof pi;
+  int rc = bpf_obj_get_info_by_fd(fd, &pi, &len);
+  int e = errno;
+  close(fd);
+  if (rc != 0) Throw(env, e, "bpf_obj_get_info_by_fd", std::to_string(id));
+  char tag[2 * BPF_TAG_SIZE + 1];
+  for (int i = 0; i < BPF_TAG_SIZE; i++) snprintf(tag + 2 * i, 3, "%02x", pi.tag[i]);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("id", pi.id);
+  o.Set("name", pi.name);
+  o.Set("type", pi.type);
+  o.Set("tag", tag);
+  return o;
+}
+
 Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), PossibleCpus());
 }
@@ -191,6 +229,8 @@ void InitLinkFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("ifindex", Napi::Function::New(env, Ifindex));
   exports.Set("openPinned", Napi::Function::New(env, OpenPinned));
   exports.Set("numPossibleCpus", Napi::Function::New(env, NumPossibleCpus));
+  exports.Set("ifname", Napi::Function::New(env, Ifname));
+  exports.Set("progInfo", Napi::Function::New(env, ProgInfo));
 }
 
 }  // namespace lbt

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { BpfMap, BpfObject, BpfProgram } from 'libbpf-ts';
 import { ENUMS, StructView, enumNames } from '../bpf/layouts';
 import { DEFAULT_CONFIG, DatapathConfig, encodeConfig } from './config';
+import { MigrationResult, PinPlanEntry, applyPins, planPins } from './pins';
 
 export const DATAPATH_OBJECT = path.resolve(__dirname, '..', '..', '..', 'bpf', 'build', 'datapath.bpf.o');
 
@@ -23,6 +24,7 @@ export const MAP_NAMES = [
   'tsct_devices',
   'tsct_config',
   'tsct_metrics',
+  'tsct_gc_state',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -41,6 +43,8 @@ export interface LoadOptions {
   sizes?: Partial<MapSizes>;
   config?: Partial<DatapathConfig>;
   objectPath?: string;
+  /** Pin every map under this folder (on bpffs), reusing or migrating what is pinned there. */
+  pinRoot?: string;
 }
 
 export const REASON_NAMES = enumNames('tsct_reason', 'REASON_');
@@ -60,8 +64,12 @@ export class Datapath {
     readonly maps: Record<MapName, BpfMap>,
     readonly ingress: BpfProgram,
     readonly egress: BpfProgram,
+    readonly gc: BpfProgram,
     readonly sizes: MapSizes,
     private config: DatapathConfig,
+    /** What was done with each pinned map, when loaded with pinRoot. */
+    readonly pins: PinPlanEntry[] = [],
+    readonly migrations: MigrationResult[] = [],
   ) {}
 
   static async load(opts: LoadOptions = {}): Promise<Datapath> {
@@ -69,13 +77,13 @@ export class Datapath {
     const obj = BpfObject.open(opts.objectPath ?? DATAPATH_OBJECT);
     try {
       for (const [map, n] of tableSizes(sizes)) obj.setMaxEntries(map, n);
+      const pins = opts.pinRoot ? planPins(obj, opts.pinRoot, MAP_NAMES) : [];
       await obj.load();
+      const migrations = await applyPins(obj, pins);
       const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
-      const dp = new Datapath(obj, maps, obj.program('tsct_ingress'), obj.program('tsct_egress'), sizes, {
-        ...DEFAULT_CONFIG,
-        ...opts.config,
-        timeouts: { ...DEFAULT_CONFIG.timeouts, ...opts.config?.timeouts },
-      });
+      const config = { ...DEFAULT_CONFIG, ...opts.config, timeouts: { ...DEFAULT_CONFIG.timeouts, ...opts.config?.timeouts } };
+      const progs = [obj.program('tsct_ingress'), obj.program('tsct_egress'), obj.program('tsct_gc')] as const;
+      const dp = new Datapath(obj, maps, ...progs, sizes, config, pins, migrations);
       dp.writeConfig(dp.config);
       return dp;
     } catch (e) {
@@ -116,6 +124,7 @@ export class Datapath {
     for (const m of Object.values(this.maps)) m.close();
     this.ingress.close();
     this.egress.close();
+    this.gc.close();
     this.object.close();
   }
 }

@@ -1,0 +1,157 @@
+// `tsct agent`: loads the datapath over the pinned maps, attaches it to the
+// devices, runs the garbage collection, and on SIGTERM or SIGINT leaves
+// everything attached and pinned so that the datapath works on without it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ifindex as ifindexOf, isBpfError } from 'libbpf-ts';
+import { Datapath } from '../datapath/datapath';
+import { DEFAULT_BPFFS, ensureBpffs, isOnBpffs } from '../datapath/bpffs';
+import { gcSweep } from '../gc/gcSweep';
+import { GcSchedule } from '../gc/gcSchedule';
+import { AgentOptions, UsageError } from './options';
+import { Logger } from './log';
+import { attachDevice, detachDevice } from './attach';
+import { monotonicNs, readGcState, writeGcState } from './state';
+import { StructView } from '../bpf/layouts';
+
+const HEARTBEAT_MS = 1000;
+
+/** Makes sure the pin folder exists on bpffs, mounting bpffs at its usual place when needed. */
+export function preparePinRoot(root: string): void {
+  if (root === DEFAULT_BPFFS || root.startsWith(DEFAULT_BPFFS + '/')) ensureBpffs(DEFAULT_BPFFS);
+  try {
+    fs.mkdirSync(root, { recursive: true });
+  } catch (e) {
+    throw new UsageError(`--bpf-root: cannot create ${root}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  if (!isOnBpffs(root)) {
+    throw new UsageError(`--bpf-root: ${root} is not on a bpffs mount; pick a folder under ${DEFAULT_BPFFS}, or mount one there: mount -t bpf bpf ${root}`);
+  }
+}
+
+export interface RunningAgent {
+  datapath: Datapath;
+  /** Stops the GC loop and closes handles; leaves programs attached and maps pinned. */
+  stop(): void;
+}
+
+export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
+  if (process.getuid?.() !== 0) throw new UsageError('the agent loads BPF programs and attaches them: run it as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)');
+  const devices = o.devices.map((d) => {
+    try {
+      return { ...d, ifindex: ifindexOf(d.name) };
+    } catch (e) {
+      if (isBpfError(e, 'ENODEV')) throw new UsageError(`--devices: no interface named '${d.name}' here; 'ip link' lists the names`);
+      throw e;
+    }
+  });
+  preparePinRoot(o.bpfRoot);
+
+  const dp = await Datapath.load({
+    sizes: { ctTcp: o.ctTcpMax, ctAny: o.ctAnyMax },
+    config: { timeouts: o.timeouts, tcpLoose: o.tcpLoose, dropInvalid: o.dropInvalid },
+    pinRoot: o.bpfRoot,
+  });
+  log.info(`tables: tsct_ct4_global and tsct_ct6_global ${o.ctTcpMax} entries, tsct_ct_any4_global and tsct_ct_any6_global ${o.ctAnyMax} (${o.sizeReason})`);
+  const reused = dp.pins.filter((p) => p.action === 'reuse').length;
+  if (reused) log.info(`reused ${reused} pinned maps under ${o.bpfRoot}`);
+  for (const m of dp.migrations) {
+    const step = dp.pins.find((p) => p.map === m.map)!;
+    log.info(`resized ${m.map} from ${step.fromEntries} to ${step.toEntries} entries: moved ${m.moved} live entries${m.dropped ? `, ${m.dropped} did not fit` : ''}`);
+  }
+
+  // Devices no longer configured: take our filters off them.
+  const wanted = new Set(devices.map((d) => d.ifindex));
+  for await (const [k] of dp.maps.tsct_devices.entries()) {
+    const idx = k.readUInt32LE();
+    if (!wanted.has(idx)) {
+      detachDevice(idx);
+      dp.removeDevice(idx);
+      log.info(`detached from ifindex ${idx}, no longer in --devices`);
+    }
+  }
+  for (const d of devices) {
+    dp.setDevice(d.ifindex, d.zone);
+    attachDevice(dp.ingress, dp.egress, d.ifindex);
+    log.info(`attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress`);
+  }
+
+  const schedule = new GcSchedule({ fixedS: o.gcInterval, maxS: o.gcMaxInterval });
+  const prev = readGcState(dp.maps.tsct_gc_state);
+  let runs = prev.runs;
+  let lastRunNs = prev.lastRunNs;
+  let lastDurationNs = prev.lastDurationNs;
+  let lastScanned = prev.lastScanned;
+  let lastDeleted = prev.lastDeleted;
+  let lastWake = prev.wakeNs;
+  let nextRunNs = monotonicNs() + BigInt(schedule.intervalS) * 1_000_000_000n;
+  let sweeping = false;
+  let stopped = false;
+
+  const publish = () =>
+    writeGcState(dp.maps.tsct_gc_state, {
+      lastRunNs,
+      nextRunNs,
+      lastDurationNs,
+      runs,
+      lastScanned,
+      lastDeleted,
+      heartbeatNs: stopped ? 0n : monotonicNs(),
+      intervalS: schedule.intervalS,
+      agentPid: stopped ? 0 : process.pid,
+    });
+
+  const sweep = async (why: string) => {
+    if (sweeping || stopped) return;
+    sweeping = true;
+    try {
+      const r = await gcSweep(dp.gc);
+      runs++;
+      lastRunNs = monotonicNs();
+      lastDurationNs = r.durationNs;
+      lastScanned = r.scanned;
+      lastDeleted = r.deleted;
+      const interval = schedule.next(r.deleted, r.scanned);
+      nextRunNs = lastRunNs + BigInt(interval) * 1_000_000_000n;
+      log.info(`gc (${why}): scanned ${r.scanned}, deleted ${r.deleted}, kept ${r.alive} in ${(r.durationNs / 1e6).toFixed(1)} ms; next in ${interval}s`);
+      for (const t of r.tables) {
+        if (t.scanned) log.debug(`gc ${t.map}: scanned ${t.scanned}, deleted ${t.deleted} ${JSON.stringify(t.deletedByState)}, kept ${t.alive} ${JSON.stringify(t.aliveByState)}`);
+      }
+      publish();
+    } catch (e) {
+      log.error(`gc failed: ${(e as Error).message}`);
+    } finally {
+      sweeping = false;
+    }
+  };
+
+  const tick = setInterval(() => {
+    const s = readGcState(dp.maps.tsct_gc_state);
+    if (s.wakeNs > lastWake) {
+      lastWake = s.wakeNs;
+      schedule.pressure();
+      void sweep('a table was full');
+    } else if (monotonicNs() >= nextRunNs) {
+      void sweep('interval');
+    } else {
+      publish();
+    }
+  }, HEARTBEAT_MS);
+  publish();
+  log.info(`gc: ${o.gcInterval ? `every ${o.gcInterval}s` : `adaptive, first in ${schedule.intervalS}s, at most every ${o.gcMaxInterval}s`}`);
+
+  return {
+    datapath: dp,
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(tick);
+      publish();
+      dp.close();
+    },
+  };
+}
+
+/** The size in bytes of a struct, for tests and tools that build gc_args themselves. */
+export const GC_ARGS_SIZE = StructView.sizeOf('gc_args');
+export const PIN_ROOT_OF = (root: string, map: string) => path.join(root, map);

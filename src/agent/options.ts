@@ -1,0 +1,214 @@
+// The agent's settings: each has a flag (Cilium's name where Cilium has one),
+// an environment variable (TSCT_ and the flag's name in capitals) and a key
+// in the config file (the flag's name). A flag beats the environment, which
+// beats the file, which beats the default. Every bad value is a UsageError
+// with one line that says what was wrong and what to do.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { CtTimeouts, DEFAULT_TIMEOUTS } from '../datapath/config';
+import { STRUCTS } from '../bpf/layouts';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Cilium's bounds for table sizes (LimitTableMin, LimitTableMax) and its dynamic-sizing floors. */
+export const TABLE_MIN = 1 << 10;
+export const TABLE_MAX = 1 << 24;
+export const AUTO_TCP_MIN = 1 << 18;
+export const AUTO_ANY_MIN = 1 << 17;
+
+export interface DeviceSpec {
+  name: string;
+  zone: number;
+}
+
+export interface AgentOptions {
+  devices: DeviceSpec[];
+  bpfRoot: string;
+  ctTcpMax: number;
+  ctAnyMax: number;
+  /** Why the sizes are what they are, for the log. */
+  sizeReason: string;
+  timeouts: CtTimeouts;
+  tcpLoose: boolean;
+  dropInvalid: boolean;
+  /** Seconds; 0 = adaptive. */
+  gcInterval: number;
+  gcMaxInterval: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+type Kind = 'size' | 'ratio' | 'duration' | 'devices' | 'path' | 'bool' | 'level';
+
+export interface FlagSpec {
+  flag: string;
+  kind: Kind;
+  help: string;
+  default?: string;
+}
+
+const d = (s: number) => `${s}s`;
+
+export const AGENT_FLAGS: FlagSpec[] = [
+  { flag: 'devices', kind: 'devices', help: 'devices to attach to, each with an optional zone: eth0,eth1:2 (zone 0 by default)' },
+  { flag: 'bpf-root', kind: 'path', help: 'folder on bpffs where maps are pinned', default: '/sys/fs/bpf/tsct' },
+  { flag: 'bpf-ct-global-tcp-max', kind: 'size', help: `TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
+  { flag: 'bpf-ct-global-any-max', kind: 'size', help: `non-TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
+  { flag: 'bpf-map-dynamic-size-ratio', kind: 'ratio', help: 'size tables from this share of total memory (0 < ratio <= 1), as Cilium does', default: '0.0025' },
+  { flag: 'bpf-ct-timeout-regular-tcp', kind: 'duration', help: 'TCP ESTABLISHED timeout', default: d(DEFAULT_TIMEOUTS.tcpEstablished) },
+  { flag: 'bpf-ct-timeout-regular-tcp-syn', kind: 'duration', help: 'TCP SYN_SENT and SYN_RECV timeout', default: d(DEFAULT_TIMEOUTS.tcpSynSent) },
+  { flag: 'bpf-ct-timeout-regular-tcp-fin', kind: 'duration', help: 'TCP FIN_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpFinWait) },
+  { flag: 'bpf-ct-timeout-regular-tcp-close-wait', kind: 'duration', help: 'TCP CLOSE_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpCloseWait) },
+  { flag: 'bpf-ct-timeout-regular-tcp-last-ack', kind: 'duration', help: 'TCP LAST_ACK timeout', default: d(DEFAULT_TIMEOUTS.tcpLastAck) },
+  { flag: 'bpf-ct-timeout-regular-tcp-time-wait', kind: 'duration', help: 'TCP TIME_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpTimeWait) },
+  { flag: 'bpf-ct-timeout-regular-tcp-close', kind: 'duration', help: 'TCP CLOSE (after RST) timeout', default: d(DEFAULT_TIMEOUTS.tcpClose) },
+  { flag: 'bpf-ct-timeout-regular-any', kind: 'duration', help: 'UDP and other non-TCP timeout', default: d(DEFAULT_TIMEOUTS.any) },
+  { flag: 'bpf-ct-timeout-regular-icmp', kind: 'duration', help: 'ICMP and ICMPv6 timeout', default: d(DEFAULT_TIMEOUTS.icmp) },
+  { flag: 'bpf-ct-tcp-loose', kind: 'bool', help: 'adopt TCP connections first seen mid-stream (true or false)', default: 'true' },
+  { flag: 'bpf-ct-drop-invalid', kind: 'bool', help: 'drop packets whose ct_state is inv (true or false)', default: 'false' },
+  { flag: 'conntrack-gc-interval', kind: 'duration', help: 'fixed GC interval; 0s for adaptive', default: '0s' },
+  { flag: 'conntrack-gc-max-interval', kind: 'duration', help: 'upper bound of the adaptive GC interval', default: '12h' },
+  { flag: 'log-level', kind: 'level', help: 'debug, info, warn or error', default: 'info' },
+];
+
+export function envName(flag: string): string {
+  return `TSCT_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** '90s', '5m', '6h0m0s', '1h30m', '2s' -> seconds. */
+export function parseDuration(flag: string, text: string): number {
+  const m = /^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?$/.exec(text.trim());
+  if (!m || text.trim() === '' || (!m[1] && !m[2] && !m[3])) {
+    throw new UsageError(`--${flag}: '${text}' is not a duration; write it like 30s, 5m or 6h`);
+  }
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+export function parseSize(flag: string, text: string): number {
+  const t = text.trim();
+  if (!/^\d+$/.test(t)) throw new UsageError(`--${flag}: '${text}' is not a whole number; give a table size from ${TABLE_MIN} to ${TABLE_MAX}`);
+  const n = Number(t);
+  if (n < TABLE_MIN || n > TABLE_MAX) throw new UsageError(`--${flag}: ${n} is out of range; give a table size from ${TABLE_MIN} to ${TABLE_MAX}`);
+  return n;
+}
+
+function parseRatio(flag: string, text: string): number {
+  const n = Number(text);
+  if (!/^\d*\.?\d+$/.test(text.trim()) || !(n > 0 && n <= 1)) throw new UsageError(`--${flag}: '${text}' is not a ratio; give a number above 0 and at most 1, e.g. 0.0025`);
+  return n;
+}
+
+function parseBool(flag: string, text: string): boolean {
+  if (/^(true|1|yes)$/i.test(text)) return true;
+  if (/^(false|0|no)$/i.test(text)) return false;
+  throw new UsageError(`--${flag}: '${text}' is not true or false`);
+}
+
+export function parseDevices(flag: string, text: string): DeviceSpec[] {
+  const out: DeviceSpec[] = [];
+  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9_.@-]{1,15})(?::(\d+))?$/.exec(part);
+    if (!m) throw new UsageError(`--${flag}: '${part}' is not a device name, or name:zone with a zone from 0 to 65535`);
+    const zone = Number(m[2] ?? 0);
+    if (zone > 65535) throw new UsageError(`--${flag}: zone ${zone} of ${m[1]} is above 65535`);
+    if (out.some((x) => x.name === m[1])) throw new UsageError(`--${flag}: ${m[1]} is listed twice`);
+    out.push({ name: m[1], zone });
+  }
+  if (!out.length) throw new UsageError(`--${flag}: no device given; name at least one, e.g. --devices eth0`);
+  return out;
+}
+
+function readConfigFile(file: string): Record<string, string> {
+  let raw: string;
+  try {
+    raw = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--config: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (e) {
+    throw new UsageError(`--config: ${file} is not valid JSON (${(e as Error).message})`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`--config: ${file} must hold one JSON object of flag names and values`);
+  const known = new Set(AGENT_FLAGS.map((f) => f.flag));
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+    if (!known.has(k)) throw new UsageError(`--config: ${file} has an unknown setting '${k}'; settings are the agent's flag names, e.g. "bpf-ct-global-tcp-max"`);
+    out[k] = Array.isArray(v) ? v.join(',') : String(v);
+  }
+  return out;
+}
+
+/** Table sizes from total memory, as Cilium's --bpf-map-dynamic-size-ratio does. */
+export function dynamicSizes(ratio: number, totalMem = os.totalmem()): { tcp: number; any: number } {
+  // Per entry: key + value in the table, key in the eviction ring, and the
+  // hash table's own overhead per element.
+  const perEntry = (key: number) => key + STRUCTS.ct_entry.size + key + 48;
+  const budget = totalMem * ratio;
+  const tcp = Math.floor((budget * 2) / 3 / perEntry(STRUCTS.ct6_key.size));
+  const any = Math.floor(budget / 3 / perEntry(STRUCTS.ct6_key.size));
+  const clamp = (n: number, min: number) => Math.min(TABLE_MAX, Math.max(min, n));
+  return { tcp: clamp(tcp, AUTO_TCP_MIN), any: clamp(any, AUTO_ANY_MIN) };
+}
+
+/**
+ * Resolves the agent's options from parsed flags (commander's camel-case
+ * values, strings as typed), the environment and an optional config file.
+ */
+export function resolveAgentOptions(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv = process.env): AgentOptions {
+  const file = flags.config ?? env.TSCT_CONFIG;
+  const fromFile = file ? readConfigFile(file) : {};
+  const get = (flag: string): string | undefined => {
+    const camel = flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    return flags[camel] ?? env[envName(flag)] ?? fromFile[flag] ?? AGENT_FLAGS.find((f) => f.flag === flag)?.default;
+  };
+  const dur = (flag: string) => parseDuration(flag, get(flag)!);
+  const devicesText = get('devices');
+  if (!devicesText) throw new UsageError('--devices is required: name the devices to attach to, e.g. --devices eth0,eth1');
+
+  const tcpText = get('bpf-ct-global-tcp-max');
+  const anyText = get('bpf-ct-global-any-max');
+  const ratio = parseRatio('bpf-map-dynamic-size-ratio', get('bpf-map-dynamic-size-ratio')!);
+  const dyn = dynamicSizes(ratio);
+  const ctTcpMax = tcpText ? parseSize('bpf-ct-global-tcp-max', tcpText) : dyn.tcp;
+  const ctAnyMax = anyText ? parseSize('bpf-ct-global-any-max', anyText) : dyn.any;
+  const why = (given: string | undefined, name: string) => (given ? `${name} as given` : `${name} from ${ratio} of ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory`);
+  const timeouts: CtTimeouts = {
+    tcpEstablished: dur('bpf-ct-timeout-regular-tcp'),
+    tcpSynSent: dur('bpf-ct-timeout-regular-tcp-syn'),
+    tcpSynRecv: dur('bpf-ct-timeout-regular-tcp-syn'),
+    tcpFinWait: dur('bpf-ct-timeout-regular-tcp-fin'),
+    tcpCloseWait: dur('bpf-ct-timeout-regular-tcp-close-wait'),
+    tcpLastAck: dur('bpf-ct-timeout-regular-tcp-last-ack'),
+    tcpTimeWait: dur('bpf-ct-timeout-regular-tcp-time-wait'),
+    tcpClose: dur('bpf-ct-timeout-regular-tcp-close'),
+    any: dur('bpf-ct-timeout-regular-any'),
+    icmp: dur('bpf-ct-timeout-regular-icmp'),
+  };
+  for (const [k, v] of Object.entries(timeouts)) {
+    if (v < 1) throw new UsageError(`timeout ${k} is 0: connection timeouts must be at least 1s`);
+  }
+  const level = get('log-level')!;
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level: '${level}' is not one of debug, info, warn, error`);
+  const gcMaxInterval = dur('conntrack-gc-max-interval');
+  if (gcMaxInterval < 1) throw new UsageError('--conntrack-gc-max-interval must be at least 1s');
+  return {
+    devices: parseDevices('devices', devicesText),
+    bpfRoot: get('bpf-root')!,
+    ctTcpMax,
+    ctAnyMax,
+    sizeReason: `${why(tcpText, 'TCP')}, ${why(anyText, 'non-TCP')}`,
+    timeouts,
+    tcpLoose: parseBool('bpf-ct-tcp-loose', get('bpf-ct-tcp-loose')!),
+    dropInvalid: parseBool('bpf-ct-drop-invalid', get('bpf-ct-drop-invalid')!),
+    gcInterval: dur('conntrack-gc-interval'),
+    gcMaxInterval,
+    logLevel: level as AgentOptions['logLevel'],
+  };
+}

@@ -1,0 +1,127 @@
+// The tsct command line.
+import { Command, CommanderError, Option } from 'commander';
+import { BpfError } from 'libbpf-ts';
+import { AGENT_FLAGS, UsageError, envName, resolveAgentOptions } from '../agent/options';
+import { PinnedLayoutError } from '../datapath/pins';
+import { startAgent } from '../agent/agent';
+import { makeLogger } from '../agent/log';
+import { ctFlush, ctList } from './ctCommands';
+import { status, uninstall } from './statusCommands';
+
+const DEFAULT_ROOT = '/sys/fs/bpf/tsct';
+
+function rootOption(): Option {
+  return new Option('--bpf-root <dir>', 'folder on bpffs where the agent pins its maps').default(process.env.TSCT_BPF_ROOT ?? DEFAULT_ROOT);
+}
+
+function filterOptions(cmd: Command): Command {
+  return cmd
+    .option('--src <addr>', 'original source address')
+    .option('--dst <addr>', 'original destination address')
+    .option('--host <addr>', 'either address')
+    .option('--sport <port>', 'original source port')
+    .option('--dport <port>', 'original destination port')
+    .option('--port <port>', 'either port')
+    .option('--proto <proto>', 'tcp, udp, icmp, icmpv6 or a number')
+    .option('--family <4|6>', 'address family')
+    .option('--zone <zone>', 'conntrack zone')
+    .option('--state <state>', 'TCP state, e.g. ESTABLISHED')
+    .option('--ct-state <flags>', 'flags such as +est, +new, -est+snat (new, est, assured, snat, dnat, closing)');
+}
+
+function globalTable(table: string): void {
+  if (table !== 'global') throw new UsageError(`unknown table '${table}': tsct has one connection table set, 'global'`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('tsct')
+    .description('eBPF connection tracking and NAT for a Linux node')
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined });
+
+  const agent = program
+    .command('agent')
+    .description('load and attach the datapath, keep it pinned, run the garbage collection')
+    .option('--config <file>', 'JSON file of settings, keyed by flag name');
+  for (const f of AGENT_FLAGS) {
+    agent.addOption(new Option(`--${f.flag} <value>`, `${f.help}${f.default ? ` (default ${f.default})` : ''} [env ${envName(f.flag)}]`));
+  }
+  agent.action(async (flags: Record<string, string>) => {
+    const o = resolveAgentOptions(flags);
+    const log = makeLogger(o.logLevel);
+    const running = await startAgent(o, log);
+    await new Promise<void>((resolve) => {
+      const bye = (sig: string) => {
+        log.info(`${sig}: stopping; programs stay attached and maps stay pinned under ${o.bpfRoot}`);
+        running.stop();
+        resolve();
+      };
+      process.once('SIGTERM', () => bye('SIGTERM'));
+      process.once('SIGINT', () => bye('SIGINT'));
+    });
+  });
+
+  const ct = program.command('bpf').description('the BPF maps, read directly').command('ct').description('connection tracking tables');
+  filterOptions(ct.command('list').argument('<table>', "'global'").description('list connections'))
+    .addOption(rootOption())
+    .option('-o, --output <format>', 'json (one object per line) or conntrack (as conntrack -L)')
+    .option('--count', 'print only how many match')
+    .action(async (table: string, o) => {
+      globalTable(table);
+      await ctList(o);
+    });
+  filterOptions(ct.command('flush').argument('<table>', "'global'").description('delete the matching connections'))
+    .addOption(rootOption())
+    .action(async (table: string, o) => {
+      globalTable(table);
+      await ctFlush(o);
+    });
+
+  program
+    .command('status')
+    .description('devices, attachments, maps and their fill, the garbage collection, the agent')
+    .addOption(rootOption())
+    .option('-o, --output <format>', 'json')
+    .action(status);
+  program.command('uninstall').description('detach what the agent attached and remove its pins').addOption(rootOption()).action(uninstall);
+  return program;
+}
+
+/** One line for every error a user can cause; a stack trace only with TSCT_DEBUG=1. */
+export function explain(e: unknown): { line: string; code: number } {
+  if (e instanceof CommanderError) {
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return { line: '', code: 0 };
+    return { line: `${e.message.replace(/^error: /, '')} (see tsct --help)`, code: 2 };
+  }
+  if (e instanceof UsageError || e instanceof PinnedLayoutError) return { line: e.message, code: 2 };
+  if (e instanceof BpfError) {
+    const hint = e.code === 'EPERM' ? '' : '';
+    return { line: `${e.message}${hint}`, code: 1 };
+  }
+  return { line: e instanceof Error ? e.message : String(e), code: 1 };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    const { line, code } = explain(e);
+    if (line) process.stderr.write(`tsct: ${line}\n`);
+    if (process.env.TSCT_DEBUG === '1' && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    return code;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`tsct: ${e instanceof Error ? e.message : e}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

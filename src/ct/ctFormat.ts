@@ -1,0 +1,115 @@
+// How connections print: Cilium's `bpf ct list` line, conntrack-tools'
+// `conntrack -L` line, and one JSON object per line.
+import { CtEntry, CtFlag, TCP_STATE_NAMES } from './ctEntry';
+import { formatAddr } from '../net/addr';
+
+const PROTO_NAMES: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
+
+export function protoName(p: number): string {
+  return PROTO_NAMES[p] ?? `Proto(${p})`;
+}
+
+/** Flag names in bit order, Cilium's first. */
+const FLAG_NAMES: Array<[number, string]> = [
+  [CtFlag.CT_F_RX_CLOSING, 'RxClosing'],
+  [CtFlag.CT_F_TX_CLOSING, 'TxClosing'],
+  [CtFlag.CT_F_SEEN_NON_SYN, 'SeenNonSyn'],
+  [CtFlag.CT_F_SEEN_REPLY, 'SeenReply'],
+  [CtFlag.CT_F_ASSURED, 'Assured'],
+  [CtFlag.CT_F_SNAT, 'SNAT'],
+  [CtFlag.CT_F_DNAT, 'DNAT'],
+  [CtFlag.CT_F_PICKED_UP, 'PickedUp'],
+];
+
+export function flagNames(flags: number): string[] {
+  return FLAG_NAMES.filter(([bit]) => flags & bit).map(([, n]) => n);
+}
+
+const sec = (ns: bigint) => (ns / 1_000_000_000n).toString();
+const hostPort = (family: 4 | 6, addr: string, port: number) => (family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`);
+
+export function direction(e: CtEntry): 'IN' | 'OUT' {
+  return e.flags & CtFlag.CT_F_EGRESS ? 'OUT' : 'IN';
+}
+
+export function tcpStateName(e: CtEntry): string {
+  return e.tuple.proto === 6 ? (TCP_STATE_NAMES.get(e.tcpState) ?? String(e.tcpState)) : '-';
+}
+
+/** Cilium's `cilium bpf ct list global` line, then tsct's own fields. */
+export function formatCilium(e: CtEntry): string {
+  const t = e.tuple;
+  const names = flagNames(e.flags);
+  return (
+    `${protoName(t.proto)} ${direction(e)} ${hostPort(t.family, t.src, t.sport)} -> ${hostPort(t.family, t.dst, t.dport)} ` +
+    `expires=${sec(e.expiresNs)} ` +
+    `RxPackets=${e.packets[1]} RxBytes=${e.bytes[1]} RxFlagsSeen=0x${e.tcpFlagsSeen[1].toString(16).padStart(2, '0')} LastRxReport=${sec(e.lastReportNs[1])} ` +
+    `TxPackets=${e.packets[0]} TxBytes=${e.bytes[0]} TxFlagsSeen=0x${e.tcpFlagsSeen[0].toString(16).padStart(2, '0')} LastTxReport=${sec(e.lastReportNs[0])} ` +
+    `Flags=0x${e.flags.toString(16).padStart(4, '0')} [ ${names.join(' ')}${names.length ? ' ' : ''}] ` +
+    `RevNAT=${e.revNatIndex} SourceSecurityID=0 IfIndex=${e.ifindex} BackendID=${e.backendId} ` +
+    `State=${tcpStateName(e)} Zone=${t.zone} Mark=0x${e.mark.toString(16)} Label=0x${labelHex(e.label)}`
+  );
+}
+
+function labelHex(label: Buffer): string {
+  const hex = label.toString('hex').replace(/^0+/, '');
+  return hex || '0';
+}
+
+/** A line as `conntrack -L` prints it. nowNs is the monotonic clock, for the remaining timeout. */
+export function formatConntrack(e: CtEntry, nowNs: bigint): string {
+  const t = e.tuple;
+  const name = protoName(t.proto).toLowerCase();
+  const left = e.expiresNs > nowNs ? (e.expiresNs - nowNs) / 1_000_000_000n : 0n;
+  const l4 = (sport: number, dport: number, reply: boolean) => {
+    if (t.proto === 1 || t.proto === 58) {
+      const type = t.proto === 1 ? (reply ? 0 : 8) : reply ? 129 : 128;
+      return `type=${type} code=0 id=${sport}`;
+    }
+    return t.proto === 6 || t.proto === 17 || t.proto === 132 ? `sport=${sport} dport=${dport}` : '';
+  };
+  const snat = e.flags & CtFlag.CT_F_SNAT;
+  const replyDst = snat ? formatAddr(e.natAddr.subarray(0, t.family === 4 ? 4 : 16)) : t.src;
+  const replyDport = snat ? e.natPort : t.sport;
+  const parts = [
+    `${name.padEnd(8)} ${t.proto} ${left}`,
+    t.proto === 6 ? tcpStateName(e) : '',
+    `src=${t.src} dst=${t.dst} ${l4(t.sport, t.dport, false)} packets=${e.packets[0]} bytes=${e.bytes[0]}`,
+    e.flags & CtFlag.CT_F_SEEN_REPLY ? '' : '[UNREPLIED]',
+    `src=${t.dst} dst=${replyDst} ${l4(t.dport, replyDport, true)} packets=${e.packets[1]} bytes=${e.bytes[1]}`,
+    e.flags & CtFlag.CT_F_ASSURED ? '[ASSURED]' : '',
+    `mark=${e.mark}`,
+    t.zone ? `zone=${t.zone}` : '',
+    'use=1',
+  ];
+  return parts.filter(Boolean).join(' ').replace(/ +/g, ' ');
+}
+
+export function toJson(e: CtEntry, nowNs: bigint): Record<string, unknown> {
+  const t = e.tuple;
+  return {
+    family: t.family === 4 ? 'ipv4' : 'ipv6',
+    proto: protoName(t.proto),
+    protoNumber: t.proto,
+    direction: direction(e),
+    src: t.src,
+    dst: t.dst,
+    sport: t.sport,
+    dport: t.dport,
+    zone: t.zone,
+    state: tcpStateName(e),
+    established: Boolean(e.flags & CtFlag.CT_F_SEEN_REPLY),
+    expiresInS: Number(e.expiresNs > nowNs ? (e.expiresNs - nowNs) / 1_000_000_000n : 0n),
+    ageS: Number((nowNs - e.createdNs) / 1_000_000_000n),
+    txPackets: e.packets[0],
+    txBytes: e.bytes[0],
+    rxPackets: e.packets[1],
+    rxBytes: e.bytes[1],
+    txFlagsSeen: e.tcpFlagsSeen[0],
+    rxFlagsSeen: e.tcpFlagsSeen[1],
+    flags: flagNames(e.flags),
+    ifindex: e.ifindex,
+    mark: e.mark,
+    label: labelHex(e.label),
+  };
+}

@@ -1,0 +1,46 @@
+// The connection tables as the CLI sees them: opened from their pins and
+// streamed in chunks, so that a million entries never sit in memory at once.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BpfMap } from 'libbpf-ts';
+import { CT_MAPS, CtMapName } from '../datapath/datapath';
+import { CtEntry, Family, decodeCtEntry } from './ctEntry';
+import { UsageError } from '../agent/options';
+
+export const CT_MAP_FAMILY: Record<CtMapName, Family> = {
+  tsct_ct4_global: 4,
+  tsct_ct_any4_global: 4,
+  tsct_ct6_global: 6,
+  tsct_ct_any6_global: 6,
+};
+
+export class NoStateError extends UsageError {}
+
+/** Opens a pinned map of root, with the one-line error users expect when nothing is there. */
+export function openPinnedMap(root: string, name: string): BpfMap {
+  const p = path.join(root, name);
+  if (!fs.existsSync(p)) throw new NoStateError(`no tsct state under ${root}: is the agent running? (start it with tsct agent --devices ..., or point --bpf-root at its folder)`);
+  return BpfMap.openPinned(p);
+}
+
+export interface CtTable {
+  name: CtMapName;
+  family: Family;
+  map: BpfMap;
+}
+
+export function openCtTables(root: string): CtTable[] {
+  return CT_MAPS.map((name) => ({ name, family: CT_MAP_FAMILY[name], map: openPinnedMap(root, name) }));
+}
+
+/** Streams decoded entries of every table, with their raw key for deletes. */
+export async function* ctEntries(tables: CtTable[], chunkSize = 16384): AsyncGenerator<{ table: CtTable; key: Buffer; entry: CtEntry }> {
+  for (const table of tables) {
+    for await (const chunk of table.map.batches({ chunkSize })) {
+      for (let i = 0; i < chunk.count; i++) {
+        const key = chunk.key(i);
+        yield { table, key, entry: decodeCtEntry(table.family, key, chunk.value(i)) };
+      }
+    }
+  }
+}

@@ -1,0 +1,110 @@
+// Bounded real traffic inside lab namespaces, with Node's own sockets run in
+// child processes there: an echo server, a TCP client that sends and reads
+// back, UDP request and reply. Every loop has a count and a deadline.
+import { ChildProcess } from 'node:child_process';
+import { NamespaceLab } from './namespaceLab';
+
+const ECHO_SERVER = `
+const net = require('net'), dgram = require('dgram');
+const [port, maxSeconds] = process.argv.slice(1).map(Number);
+net.createServer((s) => { s.on('data', (d) => s.write(d)); s.on('error', () => {}); }).listen(port, '::', () => console.log('ready'));
+const u = dgram.createSocket({ type: 'udp6' });
+u.on('message', (m, r) => u.send(m, r.port, r.address));
+u.bind(port, '::');
+setTimeout(() => process.exit(0), maxSeconds * 1000);
+`;
+
+const TCP_CLIENT = `
+const net = require('net');
+const [host, port, rounds, bytes, gapMs, localPort] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port), localPort: Number(localPort) || undefined });
+let sent = 0, got = 0, round = 0;
+const chunk = Buffer.alloc(Number(bytes), 97);
+const deadline = setTimeout(() => { console.log(JSON.stringify({ ok: false, why: 'timeout', round, got })); process.exit(1); }, 60000);
+function next() {
+  if (round === Number(rounds)) { s.end(); return; }
+  round++; sent += chunk.length; s.write(chunk);
+}
+s.on('connect', () => { console.log(JSON.stringify({ connected: true, localPort: s.localPort })); next(); });
+s.on('data', (d) => { got += d.length; if (got === sent) setTimeout(next, Number(gapMs)); });
+s.on('close', () => { clearTimeout(deadline); console.log(JSON.stringify({ ok: got === sent && round === Number(rounds), rounds: round, got })); process.exit(got === sent ? 0 : 1); });
+s.on('error', (e) => { console.log(JSON.stringify({ ok: false, why: e.message, round, got })); process.exit(1); });
+`;
+
+const UDP_CLIENT = `
+const dgram = require('dgram');
+const [host, port, count] = process.argv.slice(1);
+const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+let got = 0, sent = 0;
+s.on('message', () => { got++; if (got === Number(count)) { console.log(JSON.stringify({ ok: true, got, localPort: s.address().port })); process.exit(0); } else send(); });
+function send() { sent++; s.send(Buffer.from('ping ' + sent), Number(port), host); }
+setTimeout(() => { console.log(JSON.stringify({ ok: false, got })); process.exit(1); }, 10000);
+send();
+`;
+
+/** Starts the echo server (TCP and UDP on `port`); resolves once it listens. It exits by itself after maxSeconds. */
+export function startEchoServer(lab: NamespaceLab, ns: string, port: number, maxSeconds = 120): Promise<ChildProcess> {
+  const child = lab.spawn(ns, process.execPath, ['-e', ECHO_SERVER, String(port), String(maxSeconds)]);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('echo server did not start')), 10_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('ready')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`echo server exited (${code})`)));
+  });
+}
+
+export interface TcpClientResult {
+  ok: boolean;
+  rounds?: number;
+  got?: number;
+  why?: string;
+  localPort?: number;
+}
+
+/**
+ * A TCP client: `rounds` exchanges of `bytes` bytes, `gapMs` apart, then a
+ * clean close. Resolves with the outcome; onConnect gets the local port.
+ */
+export function tcpExchange(
+  lab: NamespaceLab,
+  ns: string,
+  o: { host: string; port: number; rounds: number; bytes: number; gapMs: number; localPort?: number },
+  onConnect?: (localPort: number) => void,
+): Promise<TcpClientResult> {
+  const child = lab.spawn(ns, process.execPath, ['-e', TCP_CLIENT, o.host, String(o.port), String(o.rounds), String(o.bytes), String(o.gapMs), String(o.localPort ?? 0)]);
+  return new Promise((resolve) => {
+    let localPort: number | undefined;
+    let last: TcpClientResult = { ok: false, why: 'no output' };
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        try {
+          const msg = JSON.parse(line);
+          if (msg.connected) {
+            localPort = msg.localPort;
+            onConnect?.(msg.localPort);
+          } else last = msg;
+        } catch {
+          // not ours
+        }
+      }
+    });
+    child.on('exit', () => resolve({ ...last, localPort }));
+  });
+}
+
+export function udpExchange(lab: NamespaceLab, ns: string, host: string, port: number, count: number): { ok: boolean; got: number; localPort?: number } {
+  const out = lab.exec(ns, process.execPath, ['-e', UDP_CLIENT, host, String(port), String(count)], { timeoutMs: 15_000 });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+export function ping(lab: NamespaceLab, ns: string, host: string, count = 3): void {
+  lab.exec(ns, 'ping', [...(host.includes(':') ? ['-6'] : []), '-c', String(count), '-i', '0.2', '-W', '2', host], { timeoutMs: 15_000 });
+}
