@@ -1,6 +1,6 @@
 import { BpfError } from './errors';
 import { UpdateFlags, mapTypeName } from './constants';
-import { addon, NativeMap, NativeMapInfo } from './native';
+import { addon, NativeBatchChunk, NativeMap, NativeMapInfo } from './native';
 
 export interface MapInfo extends NativeMapInfo {
   /** bpftool's name for the type: hash, lru_hash, percpu_array, ... */
@@ -166,21 +166,24 @@ export class BpfMap {
    */
   async *batches(opts: DumpOptions = {}): AsyncGenerator<MapChunk> {
     const chunkSize = opts.chunkSize ?? 4096;
-    let token: Buffer | null = null;
-    for (let first = true; ; first = false) {
-      let chunk;
+    const andDelete = opts.andDelete ?? false;
+    let pending: Promise<NativeBatchChunk> | null = this.native.lookupBatch(null, chunkSize, andDelete);
+    for (let first = true; pending; first = false) {
+      let chunk: NativeBatchChunk;
       try {
-        chunk = await this.native.lookupBatch(token, chunkSize, opts.andDelete ?? false);
+        chunk = await pending;
       } catch (e) {
         if (first && e instanceof BpfError && BATCH_UNSUPPORTED.has(e.code)) {
-          yield* this.batchesByNextKey(chunkSize, opts.andDelete ?? false);
+          yield* this.batchesByNextKey(chunkSize, andDelete);
           return;
         }
         throw e;
       }
+      // Ask the kernel for the next chunk while the caller works on this one.
+      pending = chunk.done || !chunk.token ? null : this.native.lookupBatch(chunk.token, chunkSize, andDelete);
+      // A rejection of the prefetch is seen at the next await, not as unhandled.
+      pending?.catch(() => undefined);
       if (chunk.count > 0) yield this.chunk(chunk.count, chunk.keys, chunk.values);
-      if (chunk.done || !chunk.token) return;
-      token = chunk.token;
     }
   }
 

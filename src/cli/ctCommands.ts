@@ -1,10 +1,11 @@
 // `tsct bpf ct list global` and `tsct bpf ct flush global`.
 import { CtFilterOptions, parseCtFilter } from '../ct/ctFilter';
-import { ctEntries, openCtTables } from '../ct/ctTables';
+import { forEachCt, openCtTables } from '../ct/ctTables';
 import { formatCilium, formatConntrack, toJson } from '../ct/ctFormat';
 import { UsageError } from '../agent/options';
 import { monotonicNs } from '../agent/state';
 import { LineWriter } from './output';
+import { CtEntry } from '../ct/ctEntry';
 
 export interface ListOptions extends CtFilterOptions {
   bpfRoot: string;
@@ -18,18 +19,17 @@ export async function ctList(o: ListOptions): Promise<void> {
   const filter = parseCtFilter(o);
   const tables = openCtTables(o.bpfRoot);
   const out = new LineWriter();
-  const now = monotonicNs();
+  const now = Number(monotonicNs());
   let n = 0;
   try {
-    for await (const { entry } of ctEntries(tables)) {
-      if (!filter(entry)) continue;
+    const render = format === 'json' ? (e: CtEntry) => JSON.stringify(toJson(e, now)) : format === 'conntrack' ? (e: CtEntry) => formatConntrack(e, now) : formatCilium;
+    await forEachCt(tables, (entry) => {
+      if (!filter(entry)) return;
       n++;
-      if (o.count) continue;
-      await out.line(format === 'json' ? JSON.stringify(toJson(entry, now)) : format === 'conntrack' ? formatConntrack(entry, now) : formatCilium(entry));
-      if (out.gone) return;
-    }
-    if (o.count) await out.line(String(n));
-    await out.flush();
+      if (!o.count) out.line(render(entry));
+    }, () => out.gone);
+    if (o.count) out.line(String(n));
+    out.flush();
   } finally {
     for (const t of tables) t.map.close();
   }
@@ -42,7 +42,9 @@ export async function ctFlush(o: ListOptions): Promise<void> {
     let deleted = 0;
     for (const table of tables) {
       const doomed: Buffer[] = [];
-      for await (const { key, entry } of ctEntries([table])) if (filter(entry)) doomed.push(Buffer.from(key));
+      await forEachCt([table], (e, _t, keys, at) => {
+        if (filter(e)) doomed.push(Buffer.from(keys.subarray(at, at + table.map.keySize)));
+      });
       for (const k of doomed) if (table.map.delete(k)) deleted++;
     }
     process.stdout.write(`flushed ${deleted} connection${deleted === 1 ? '' : 's'}\n`);

@@ -1,6 +1,6 @@
 // Connection entries of tsct_ct{4,6}_global and tsct_ct_any{4,6}_global:
 // canonical keys, decoded entries, and the names users see.
-import { ENUMS, StructView, enumNames } from '../bpf/layouts';
+import { ENUMS, STRUCTS, StructView, enumNames } from '../bpf/layouts';
 import { formatAddr, parseAddr } from '../net/addr';
 
 export type Family = 4 | 6;
@@ -18,21 +18,24 @@ export interface CtTuple {
 
 export interface CtEntry {
   tuple: CtTuple;
-  createdNs: bigint;
-  lastSeenNs: bigint;
-  expiresNs: bigint;
+  /** CLOCK_MONOTONIC nanoseconds, as doubles: exact for 104 days of uptime, within a few ns after. */
+  createdNs: number;
+  lastSeenNs: number;
+  expiresNs: number;
   /** [original, reply], as Cilium's Tx and Rx. */
   packets: [number, number];
   bytes: [number, number];
-  lastReportNs: [bigint, bigint];
+  lastReportNs: [number, number];
   tcpFlagsSeen: [number, number];
   tcpState: number;
   flags: number;
   ifindex: number;
   mark: number;
-  label: Buffer;
+  /** The 128-bit label in hex, without leading zeros ('0' when none). */
+  label: string;
   revNatIndex: number;
-  natAddr: Buffer;
+  /** The translated address, for SNAT connections; null otherwise. */
+  natAddr: string | null;
   natPort: number;
   backendId: number;
 }
@@ -69,32 +72,65 @@ export function encodeCtKey(t: CtTuple): { key: Buffer; srcIsB: boolean } {
   return { key: v.buf, srcIsB: swap };
 }
 
-export function decodeCtEntry(family: Family, key: Buffer, value: Buffer): CtEntry {
-  const k = new StructView(keyStruct(family), key);
-  const e = new StructView('ct_entry', value);
-  const a = { addr: formatAddr(Buffer.from(k.bytes('addr_a'))), port: k.bytes('port_a').readUInt16BE() };
-  const b = { addr: formatAddr(Buffer.from(k.bytes('addr_b'))), port: k.bytes('port_b').readUInt16BE() };
-  const flags = e.u('flags');
-  const [orig, reply] = flags & CtFlag.CT_F_ORIG_IS_B ? [b, a] : [a, b];
+// Field offsets, read once from the generated layouts: decoding runs a
+// million times in a listing.
+const K4 = STRUCTS.ct4_key.fields;
+const K6 = STRUCTS.ct6_key.fields;
+const E = STRUCTS.ct_entry.fields;
+
+function u64n(b: Buffer, at: number): number {
+  return b.readUInt32LE(at) + b.readUInt32LE(at + 4) * 0x100000000;
+}
+
+function addr(b: Buffer, at: number, family: Family): string {
+  return family === 4 ? `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}` : formatAddr(b.subarray(at, at + 16));
+}
+
+function labelHex(b: Buffer, at: number): string {
+  if (!(b.readUInt32LE(at) | b.readUInt32LE(at + 4) | b.readUInt32LE(at + 8) | b.readUInt32LE(at + 12))) return '0';
+  return b.toString('hex', at, at + 16).replace(/^0+/, '');
+}
+
+/** Decodes the entry whose key and value start at koff and voff: no Buffer views are made. */
+export function decodeCtEntryAt(family: Family, key: Buffer, koff: number, value: Buffer, voff: number): CtEntry {
+  const K = family === 4 ? K4 : K6;
+  const flags = value.readUInt32LE(voff + E.flags.offset);
+  const aIsOrig = !(flags & CtFlag.CT_F_ORIG_IS_B);
+  const a = addr(key, koff + K.addr_a.offset, family);
+  const b = addr(key, koff + K.addr_b.offset, family);
+  const ap = key.readUInt16BE(koff + K.port_a.offset);
+  const bp = key.readUInt16BE(koff + K.port_b.offset);
   return {
-    tuple: { family, proto: k.u('proto'), src: orig.addr, dst: reply.addr, sport: orig.port, dport: reply.port, zone: k.u('zone') },
-    createdNs: e.u64('created_ns'),
-    lastSeenNs: e.u64('last_seen_ns'),
-    expiresNs: e.u64('expires_ns'),
-    packets: [e.u('packets', 0), e.u('packets', 1)],
-    bytes: [e.u('bytes', 0), e.u('bytes', 1)],
-    lastReportNs: [e.u64('last_report_ns', 0), e.u64('last_report_ns', 1)],
-    tcpFlagsSeen: [e.u('tcp_flags_seen', 0), e.u('tcp_flags_seen', 1)],
-    tcpState: e.u('tcp_state'),
+    tuple: {
+      family,
+      proto: key[koff + K.proto.offset],
+      src: aIsOrig ? a : b,
+      dst: aIsOrig ? b : a,
+      sport: aIsOrig ? ap : bp,
+      dport: aIsOrig ? bp : ap,
+      zone: key.readUInt16LE(koff + K.zone.offset),
+    },
+    createdNs: u64n(value, voff + E.created_ns.offset),
+    lastSeenNs: u64n(value, voff + E.last_seen_ns.offset),
+    expiresNs: u64n(value, voff + E.expires_ns.offset),
+    packets: [u64n(value, voff + E.packets.offset), u64n(value, voff + E.packets.offset + 8)],
+    bytes: [u64n(value, voff + E.bytes.offset), u64n(value, voff + E.bytes.offset + 8)],
+    lastReportNs: [u64n(value, voff + E.last_report_ns.offset), u64n(value, voff + E.last_report_ns.offset + 8)],
+    tcpFlagsSeen: [value[voff + E.tcp_flags_seen.offset], value[voff + E.tcp_flags_seen.offset + 1]],
+    tcpState: value[voff + E.tcp_state.offset],
     flags,
-    ifindex: e.u('ifindex'),
-    mark: e.u('mark'),
-    label: Buffer.from(e.bytes('label')),
-    revNatIndex: e.u('rev_nat_index'),
-    natAddr: Buffer.from(e.bytes('nat_addr')),
-    natPort: e.bytes('nat_port').readUInt16BE(),
-    backendId: e.u('backend_id'),
+    ifindex: value.readUInt32LE(voff + E.ifindex.offset),
+    mark: value.readUInt32LE(voff + E.mark.offset),
+    label: labelHex(value, voff + E.label.offset),
+    revNatIndex: value.readUInt16LE(voff + E.rev_nat_index.offset),
+    natAddr: flags & CtFlag.CT_F_SNAT ? addr(value, voff + E.nat_addr.offset, family) : null,
+    natPort: value.readUInt16BE(voff + E.nat_port.offset),
+    backendId: value.readUInt32LE(voff + E.backend_id.offset),
   };
+}
+
+export function decodeCtEntry(family: Family, key: Buffer, value: Buffer): CtEntry {
+  return decodeCtEntryAt(family, key, 0, value, 0);
 }
 
 /** ct_state bits as OVS prints them: +trk+est+rpl. */

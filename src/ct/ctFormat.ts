@@ -1,7 +1,6 @@
 // How connections print: Cilium's `bpf ct list` line, conntrack-tools'
 // `conntrack -L` line, and one JSON object per line.
 import { CtEntry, CtFlag, TCP_STATE_NAMES } from './ctEntry';
-import { formatAddr } from '../net/addr';
 
 const PROTO_NAMES: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
 
@@ -25,7 +24,20 @@ export function flagNames(flags: number): string[] {
   return FLAG_NAMES.filter(([bit]) => flags & bit).map(([, n]) => n);
 }
 
-const sec = (ns: bigint) => (ns / 1_000_000_000n).toString();
+const sec = (ns: number) => Math.floor(ns / 1e9);
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+// Flags=0x.... [ names ] for each flags value seen: a handful of distinct values per listing.
+const flagsText = new Map<number, string>();
+
+function flagsPart(flags: number): string {
+  let text = flagsText.get(flags);
+  if (text === undefined) {
+    const names = flagNames(flags);
+    text = `Flags=0x${flags.toString(16).padStart(4, '0')} [ ${names.join(' ')}${names.length ? ' ' : ''}]`;
+    flagsText.set(flags, text);
+  }
+  return text;
+}
 const hostPort = (family: 4 | 6, addr: string, port: number) => (family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`);
 
 export function direction(e: CtEntry): 'IN' | 'OUT' {
@@ -39,28 +51,22 @@ export function tcpStateName(e: CtEntry): string {
 /** Cilium's `cilium bpf ct list global` line, then tsct's own fields. */
 export function formatCilium(e: CtEntry): string {
   const t = e.tuple;
-  const names = flagNames(e.flags);
   return (
     `${protoName(t.proto)} ${direction(e)} ${hostPort(t.family, t.src, t.sport)} -> ${hostPort(t.family, t.dst, t.dport)} ` +
     `expires=${sec(e.expiresNs)} ` +
-    `RxPackets=${e.packets[1]} RxBytes=${e.bytes[1]} RxFlagsSeen=0x${e.tcpFlagsSeen[1].toString(16).padStart(2, '0')} LastRxReport=${sec(e.lastReportNs[1])} ` +
-    `TxPackets=${e.packets[0]} TxBytes=${e.bytes[0]} TxFlagsSeen=0x${e.tcpFlagsSeen[0].toString(16).padStart(2, '0')} LastTxReport=${sec(e.lastReportNs[0])} ` +
-    `Flags=0x${e.flags.toString(16).padStart(4, '0')} [ ${names.join(' ')}${names.length ? ' ' : ''}] ` +
+    `RxPackets=${e.packets[1]} RxBytes=${e.bytes[1]} RxFlagsSeen=0x${HEX2[e.tcpFlagsSeen[1]]} LastRxReport=${sec(e.lastReportNs[1])} ` +
+    `TxPackets=${e.packets[0]} TxBytes=${e.bytes[0]} TxFlagsSeen=0x${HEX2[e.tcpFlagsSeen[0]]} LastTxReport=${sec(e.lastReportNs[0])} ` +
+    `${flagsPart(e.flags)} ` +
     `RevNAT=${e.revNatIndex} SourceSecurityID=0 IfIndex=${e.ifindex} BackendID=${e.backendId} ` +
-    `State=${tcpStateName(e)} Zone=${t.zone} Mark=0x${e.mark.toString(16)} Label=0x${labelHex(e.label)}`
+    `State=${tcpStateName(e)} Zone=${t.zone} Mark=0x${e.mark.toString(16)} Label=0x${e.label}`
   );
 }
 
-function labelHex(label: Buffer): string {
-  const hex = label.toString('hex').replace(/^0+/, '');
-  return hex || '0';
-}
-
 /** A line as `conntrack -L` prints it. nowNs is the monotonic clock, for the remaining timeout. */
-export function formatConntrack(e: CtEntry, nowNs: bigint): string {
+export function formatConntrack(e: CtEntry, nowNs: number): string {
   const t = e.tuple;
   const name = protoName(t.proto).toLowerCase();
-  const left = e.expiresNs > nowNs ? (e.expiresNs - nowNs) / 1_000_000_000n : 0n;
+  const left = e.expiresNs > nowNs ? Math.floor((e.expiresNs - nowNs) / 1e9) : 0;
   const l4 = (sport: number, dport: number, reply: boolean) => {
     if (t.proto === 1 || t.proto === 58) {
       const type = t.proto === 1 ? (reply ? 0 : 8) : reply ? 129 : 128;
@@ -69,7 +75,7 @@ export function formatConntrack(e: CtEntry, nowNs: bigint): string {
     return t.proto === 6 || t.proto === 17 || t.proto === 132 ? `sport=${sport} dport=${dport}` : '';
   };
   const snat = e.flags & CtFlag.CT_F_SNAT;
-  const replyDst = snat ? formatAddr(e.natAddr.subarray(0, t.family === 4 ? 4 : 16)) : t.src;
+  const replyDst = snat && e.natAddr ? e.natAddr : t.src;
   const replyDport = snat ? e.natPort : t.sport;
   const parts = [
     `${name.padEnd(8)} ${t.proto} ${left}`,
@@ -85,7 +91,7 @@ export function formatConntrack(e: CtEntry, nowNs: bigint): string {
   return parts.filter(Boolean).join(' ').replace(/ +/g, ' ');
 }
 
-export function toJson(e: CtEntry, nowNs: bigint): Record<string, unknown> {
+export function toJson(e: CtEntry, nowNs: number): Record<string, unknown> {
   const t = e.tuple;
   return {
     family: t.family === 4 ? 'ipv4' : 'ipv6',
@@ -99,8 +105,8 @@ export function toJson(e: CtEntry, nowNs: bigint): Record<string, unknown> {
     zone: t.zone,
     state: tcpStateName(e),
     established: Boolean(e.flags & CtFlag.CT_F_SEEN_REPLY),
-    expiresInS: Number(e.expiresNs > nowNs ? (e.expiresNs - nowNs) / 1_000_000_000n : 0n),
-    ageS: Number((nowNs - e.createdNs) / 1_000_000_000n),
+    expiresInS: e.expiresNs > nowNs ? Math.floor((e.expiresNs - nowNs) / 1e9) : 0,
+    ageS: Math.floor((nowNs - e.createdNs) / 1e9),
     txPackets: e.packets[0],
     txBytes: e.bytes[0],
     rxPackets: e.packets[1],
@@ -110,6 +116,6 @@ export function toJson(e: CtEntry, nowNs: bigint): Record<string, unknown> {
     flags: flagNames(e.flags),
     ifindex: e.ifindex,
     mark: e.mark,
-    label: labelHex(e.label),
+    label: e.label,
   };
 }

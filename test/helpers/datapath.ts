@@ -74,3 +74,8 @@ export function reasonCount(dp: Datapath, reason: string, hook?: 'ingress' | 'eg
     .filter((m) => m.reason === reason && (!hook || m.hook === hook))
     .reduce((s, m) => s + m.count, 0);
 }
+
+/** The timeout an entry was given at its last packet, in whole seconds. */
+export function timeoutS(e: CtEntry): number {
+  return Math.round((e.expiresNs - e.lastSeenNs) / 1e9);
+}
