@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "parse.h"
 #include "conntrack.h"
+#include "nat.h"
 
 /* Keeps the enums in the object's BTF for the TypeScript layout generator. */
 struct tsct_btf_anchor {
@@ -19,6 +20,8 @@ struct tsct_btf_anchor {
 	enum tsct_config_flag config_flag;
 	enum tsct_cb_slot cb_slot;
 	enum ct_table table;
+	enum device_flag device_flag;
+	enum nat_dir nat_dir;
 };
 const volatile struct tsct_btf_anchor tsct_btf_anchor;
 
@@ -48,18 +51,13 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 {
 	struct tsct_config *cfg = config_get();
 	struct pkt p = {};
-	struct ct_result res = {};
-	struct ct_ctx c = {
-		.p = &p,
-		.cfg = cfg,
-		.res = &res,
-		.ifindex = skb->ifindex,
-		.hook = hook,
-	};
 	struct device_info *dev;
-	__u32 reason, ifindex = skb->ifindex;
+	__u32 reason, ifindex = skb->ifindex, state, mark, dir;
+	__u16 zone = 0;
+	__u8 lookup_only = 0;
+	__u64 now;
 
-	reason = parse_packet(skb, &p);
+	reason = tsct_parse(skb, &p);
 	if (reason == REASON_UNTRACKED) {
 		metrics_count(REASON_UNTRACKED, hook, skb->len);
 		metrics_count(REASON_FORWARDED, hook, skb->len);
@@ -68,7 +66,7 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	}
 	dev = bpf_map_lookup_elem(&tsct_devices, &ifindex);
 	if (dev)
-		c.zone = dev->zone;
+		zone = dev->zone;
 	/* Forwarded from another managed device: tracked and counted there, in
 	 * that device's zone; here it is only looked up. */
 	if (hook == HOOK_EGRESS && skb->ingress_ifindex) {
@@ -76,20 +74,48 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		struct device_info *from = bpf_map_lookup_elem(&tsct_devices, &in);
 
 		if (from) {
-			c.lookup_only = 1;
-			c.zone = from->zone;
+			lookup_only = 1;
+			zone = from->zone;
 		}
 	}
 	if (reason)
-		return verdict_invalid(skb, reason, hook, cfg, c.zone);
+		return verdict_invalid(skb, reason, hook, cfg, zone);
 
-	c.now = bpf_ktime_get_coarse_ns();
-	reason = p.t.family == 4 ? ct4_handle(&c) : ct6_handle(&c);
+	now = bpf_ktime_get_coarse_ns();
+	/* Replies to translated connections get their destination back before
+	 * the lookup, so that the connection is found by its original tuple. */
+	if (hook == HOOK_INGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
+		struct nat_io io = { .now = now, .zone = zone, .ifindex = ifindex };
+
+		reason = tsct_nat_ingress(skb, &p, &io);
+		if (reason)
+			return verdict_invalid(skb, reason, hook, cfg, zone);
+		zone = io.zone;
+	}
+	{
+		struct ct_io io = { .now = now, .ifindex = ifindex, .zone = zone, .hook = hook, .lookup_only = lookup_only };
+
+		reason = tsct_ct(&p, &io);
+		state = io.state;
+		mark = io.mark;
+		dir = io.dir;
+	}
 	if (reason)
-		return verdict_invalid(skb, reason, hook, cfg, c.zone);
-	if (c.lookup_only)
+		return verdict_invalid(skb, reason, hook, cfg, zone);
+	if (hook == HOOK_EGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
+		struct nat_io io = { .now = now, .zone = zone, .ifindex = ifindex, .ct_state = state, .ct_dir = dir };
+
+		reason = tsct_nat_egress(skb, &p, &io);
+		if (reason) {
+			metrics_count(reason, hook, skb->len);
+			cb_write(skb, state, mark, reason, zone, dir, hook);
+			return TC_ACT_SHOT;
+		}
+		state = io.ct_state;
+	}
+	if (lookup_only)
 		metrics_count(REASON_TWICE_SKIPPED, hook, 0);
-	cb_write(skb, res.state, res.mark, 0, c.zone, res.dir, hook);
+	cb_write(skb, state, mark, 0, zone, dir, hook);
 	metrics_count(REASON_FORWARDED, hook, skb->len);
 	return TC_ACT_OK;
 }
@@ -102,6 +128,9 @@ struct bpf_map;
 
 struct gc_sweep {
 	__u64 now;
+	__u32 family;
+	__u32 pad;
+	__u64 nat_deleted;
 	struct gc_table_stats s;
 };
 
@@ -114,6 +143,9 @@ static long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct 
 		st = TCP_CT_NONE;
 	w->s.scanned++;
 	if (e->expires_ns < w->now) {
+		/* NAT entries go with their connection, in the same pass. */
+		if (e->flags & CT_F_SNAT)
+			w->nat_deleted += nat_delete_for_ct(w->family, key, e);
 		if (bpf_map_delete_elem(map, key) == 0) {
 			w->s.deleted++;
 			w->s.deleted_by_state[st]++;
@@ -125,12 +157,81 @@ static long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct 
 	return 0;
 }
 
-#define GC_SWEEP(table, map)                                                \
+#define GC_SWEEP(table, map, fam)                                           \
 	if (tables & (1 << (table))) {                                      \
 		__builtin_memset(&w.s, 0, sizeof(w.s));                     \
+		w.family = (fam);                                           \
 		bpf_for_each_map_elem(&(map), gc_entry, &w, 0);             \
 		args->stats[table] = w.s;                                   \
 	}
+
+/* NAT entries whose connection is gone (lost to a race, or a connection
+ * flushed by hand) are removed: the OUT entry when its connection is, the IN
+ * entry when its OUT entry is. */
+struct nat_sweep {
+	__u64 orphans;
+};
+
+static long nat4_orphan(struct bpf_map *map, struct nat4_key *k, struct nat_entry *e, struct nat_sweep *w)
+{
+	struct tuple t = { .family = 4, .proto = k->proto };
+
+	if (k->dir == NAT_DIR_OUT) {
+		struct ct4_key ck;
+
+		t.saddr[0] = k->saddr;
+		t.daddr[0] = k->daddr;
+		t.sport = k->sport;
+		t.dport = k->dport;
+		ct4_key_from(&ck, &t, e->zone);
+		if (bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct4_global : (void *)&tsct_ct_any4_global, &ck))
+			return 0;
+	} else {
+		struct nat4_key out = {
+			.saddr = e->to_addr[0],
+			.daddr = k->saddr,
+			.sport = e->to_port,
+			.dport = k->proto == IPPROTO_ICMP ? e->to_port : k->sport,
+			.proto = k->proto,
+			.dir = NAT_DIR_OUT,
+		};
+
+		if (bpf_map_lookup_elem(&tsct_snat_v4_external, &out))
+			return 0;
+	}
+	if (bpf_map_delete_elem(map, k) == 0)
+		w->orphans++;
+	return 0;
+}
+
+static long nat6_orphan(struct bpf_map *map, struct nat6_key *k, struct nat_entry *e, struct nat_sweep *w)
+{
+	struct tuple t = { .family = 6, .proto = k->proto };
+
+	if (k->dir == NAT_DIR_OUT) {
+		struct ct6_key ck;
+
+		__builtin_memcpy(t.saddr, k->saddr, 16);
+		__builtin_memcpy(t.daddr, k->daddr, 16);
+		t.sport = k->sport;
+		t.dport = k->dport;
+		ct6_key_from(&ck, &t, e->zone);
+		if (bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct6_global : (void *)&tsct_ct_any6_global, &ck))
+			return 0;
+	} else {
+		struct nat6_key out = { .proto = k->proto, .dir = NAT_DIR_OUT };
+
+		__builtin_memcpy(out.saddr, e->to_addr, 16);
+		__builtin_memcpy(out.daddr, k->saddr, 16);
+		out.sport = e->to_port;
+		out.dport = k->proto == IPPROTO_ICMPV6_ ? e->to_port : k->sport;
+		if (bpf_map_lookup_elem(&tsct_snat_v6_external, &out))
+			return 0;
+	}
+	if (bpf_map_delete_elem(map, k) == 0)
+		w->orphans++;
+	return 0;
+}
 
 SEC("syscall")
 int tsct_gc(struct gc_args *args)
@@ -140,10 +241,18 @@ int tsct_gc(struct gc_args *args)
 	struct gc_sweep w = { .now = args->now_ns ? args->now_ns : bpf_ktime_get_ns() };
 	__u32 tables = args->tables ? args->tables : 0xf;
 
-	GC_SWEEP(CT_TABLE_TCP4, tsct_ct4_global);
-	GC_SWEEP(CT_TABLE_ANY4, tsct_ct_any4_global);
-	GC_SWEEP(CT_TABLE_TCP6, tsct_ct6_global);
-	GC_SWEEP(CT_TABLE_ANY6, tsct_ct_any6_global);
+	struct nat_sweep n = {};
+
+	GC_SWEEP(CT_TABLE_TCP4, tsct_ct4_global, 4);
+	GC_SWEEP(CT_TABLE_ANY4, tsct_ct_any4_global, 4);
+	GC_SWEEP(CT_TABLE_TCP6, tsct_ct6_global, 6);
+	GC_SWEEP(CT_TABLE_ANY6, tsct_ct_any6_global, 6);
+	args->nat_deleted[0] = w.nat_deleted;
+	bpf_for_each_map_elem(&tsct_snat_v4_external, nat4_orphan, &n, 0);
+	args->nat_orphans[0] = n.orphans;
+	n.orphans = 0;
+	bpf_for_each_map_elem(&tsct_snat_v6_external, nat6_orphan, &n, 0);
+	args->nat_orphans[1] = n.orphans;
 	return 0;
 }
 

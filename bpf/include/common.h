@@ -93,7 +93,17 @@ enum tsct_reason {
 	REASON_INV_FRAG_UNKNOWN = 79,
 	REASON_INV_FRAG_BAD = 80,
 
+	REASON_NAT_SNAT = 10,         /* a packet's source translated */
+	REASON_NAT_REVSNAT = 11,      /* a reply's destination translated back */
+	REASON_NAT_NEW = 12,          /* a mapping was created */
+	REASON_NAT_PORT_RETRY = 13,   /* a port was taken: another was tried */
+	REASON_NAT_RECREATED = 14,    /* a lost mapping of a live connection was made again */
+	REASON_NAT_RELATED = 15,      /* an ICMP error about a translated connection was translated */
+	REASON_NAT_UNSUPPORTED = 16,  /* a protocol NAT does not translate passed as is */
+
 	REASON_DROP_INVALID = 128, /* an invalid packet dropped, by configuration */
+	REASON_DROP_NAT_PORT_EXHAUSTED = 129, /* no free port for a new mapping */
+	REASON_DROP_NAT_TABLE_FULL = 130,     /* the NAT table had no room */
 	REASON_MAX = 256,
 };
 
@@ -116,6 +126,8 @@ enum ct_entry_flag {
 enum tsct_config_flag {
 	CFG_F_TCP_LOOSE = 0x1,    /* adopt mid-stream TCP connections (nf_conntrack's tcp_loose) */
 	CFG_F_DROP_INVALID = 0x2, /* drop ct_state=inv packets instead of passing them */
+	CFG_F_MASQ_ALL_SOURCES = 0x4, /* masquerade every source but the device's own address */
+	CFG_F_NAT_RANGE_STRICT = 0x8, /* translate into the port range even when the original port is free */
 };
 
 /* The per-packet verdict of the tracker, also written to skb->cb for the

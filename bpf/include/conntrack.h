@@ -260,35 +260,66 @@ static __always_inline void gc_wake(__u64 now)
 		g->wake_ns = now;
 }
 
+/* Eviction state for bpf_loop: which table, and where the scan is. */
+struct ct_evict {
+	__u32 table;
+	__u32 ring_sz;
+	__u32 idx;
+	__u8 hook;
+	__u8 evicted;
+	__u16 pad;
+};
+
+#define CT_EVICT_FROM(map, ring)                                                         \
+	do {                                                                             \
+		void *victim = bpf_map_lookup_elem(&(ring), &x->idx);                    \
+		struct ct_entry *v = victim ? bpf_map_lookup_elem(&(map), victim) : 0;   \
+		if (v && !(v->flags & CT_F_ASSURED) && bpf_map_delete_elem(&(map), victim) == 0) \
+			x->evicted = 1;                                                  \
+	} while (0)
+
+/* One ring slot: evicts its connection when it is there and not assured.
+ * A callback of bpf_loop, so the verifier checks it once, not per path. */
+static long ct_evict_slot(__u32 i, struct ct_evict *x)
+{
+	switch (x->table) {
+	case CT_TABLE_TCP4:
+		CT_EVICT_FROM(tsct_ct4_global, tsct_ct4_ring);
+		break;
+	case CT_TABLE_ANY4:
+		CT_EVICT_FROM(tsct_ct_any4_global, tsct_ct_any4_ring);
+		break;
+	case CT_TABLE_TCP6:
+		CT_EVICT_FROM(tsct_ct6_global, tsct_ct6_ring);
+		break;
+	default:
+		CT_EVICT_FROM(tsct_ct_any6_global, tsct_ct_any6_ring);
+		break;
+	}
+	if (x->evicted)
+		return 1;
+	x->idx = ring_next(x->table, x->ring_sz);
+	return 0;
+}
+
 /* Inserts a new connection. A full table gives up the oldest unassured entry
  * named in its ring; established (assured) connections are never evicted.
  * Returns 0, -EEXIST when another CPU created it first, or the failure. */
 static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 ring_sz, void *key,
 				      struct ct_entry *e, enum tsct_hook hook, __u32 bytes)
 {
-	__u64 now = e->created_ns;
-	__u32 idx = ring_next(table, ring_sz);
-	long rc = bpf_map_update_elem(map, key, e, BPF_NOEXIST);
-	int i;
+	struct ct_evict x = { .table = table, .ring_sz = ring_sz, .hook = hook };
+	long rc;
 
+	x.idx = ring_next(table, ring_sz);
+	rc = bpf_map_update_elem(map, key, e, BPF_NOEXIST);
 	if (rc == -EEXIST)
 		return rc;
 	if (rc) {
-		gc_wake(now);
-#pragma clang loop unroll(disable)
-		for (i = 0; i < EVICT_TRIES; i++) {
-			void *victim = bpf_map_lookup_elem(ring, &idx);
-
-			if (victim) {
-				struct ct_entry *v = bpf_map_lookup_elem(map, victim);
-
-				if (v && !(v->flags & CT_F_ASSURED) && bpf_map_delete_elem(map, victim) == 0) {
-					metrics_count(REASON_CT_EVICTED, hook, 0);
-					break;
-				}
-			}
-			idx = ring_next(table, ring_sz);
-		}
+		gc_wake(e->created_ns);
+		bpf_loop(EVICT_TRIES, ct_evict_slot, &x, 0);
+		if (x.evicted)
+			metrics_count(REASON_CT_EVICTED, hook, 0);
 		rc = bpf_map_update_elem(map, key, e, BPF_NOEXIST);
 		if (rc == -EEXIST)
 			return rc;
@@ -297,7 +328,7 @@ static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 
 			return rc;
 		}
 	}
-	bpf_map_update_elem(ring, &idx, key, BPF_ANY);
+	bpf_map_update_elem(ring, &x.idx, key, BPF_ANY);
 	return 0;
 }
 
@@ -608,4 +639,61 @@ static __always_inline __u32 ct6_handle(struct ct_ctx *c)
 	return reason;
 }
 
+/* The tracker's interface as a global function: verified once, on its own,
+ * whatever the parser found. Flat arguments only (no pointers inside). */
+struct ct_io {
+	__u64 now;
+	__u32 ifindex;
+	__u32 state; /* out: ct_state */
+	__u32 mark;  /* out */
+	__u16 zone;
+	__u8 hook;
+	__u8 lookup_only;
+	__u8 dir;    /* out */
+	__u8 pad[7];
+};
+
+__attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
+{
+	struct ct_result res = {};
+	struct ct_ctx c = {};
+
+	if (!p || !io)
+		return 0;
+	c.p = p;
+	c.cfg = config_get();
+	c.res = &res;
+	c.now = io->now;
+	c.ifindex = io->ifindex;
+	c.zone = io->zone;
+	c.hook = io->hook & 1;
+	c.lookup_only = io->lookup_only;
+	io->state = 0;
+	if (p->t.family == 4)
+		io->state = ct4_handle(&c);
+	else
+		io->state = ct6_handle(&c);
+	/* state carried the reason; swap it into place. */
+	c.ifindex = io->state;
+	io->state = res.state;
+	io->mark = res.mark;
+	io->dir = res.dir;
+	return c.ifindex;
+}
+
+/* The connection of a packet's tuple in a zone, or null. */
+static __always_inline struct ct_entry *ct_find(const struct pkt *p, __u16 zone)
+{
+	if (p->t.family == 4) {
+		struct ct4_key k;
+
+		ct4_key_from(&k, &p->t, zone);
+		return bpf_map_lookup_elem(p->t.proto == IPPROTO_TCP ? (void *)&tsct_ct4_global : (void *)&tsct_ct_any4_global, &k);
+	} else {
+		struct ct6_key k;
+
+		ct6_key_from(&k, &p->t, zone);
+		return bpf_map_lookup_elem(p->t.proto == IPPROTO_TCP ? (void *)&tsct_ct6_global : (void *)&tsct_ct_any6_global, &k);
+	}
+}
 #endif

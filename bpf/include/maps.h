@@ -86,10 +86,67 @@ struct frag_ports {
 	__be16 dport;
 };
 
-/* A managed device: its zone. */
+/* A managed device: its zone, and whether (and to what) it masquerades. */
 struct device_info {
 	__u16 zone;
-	__u16 flags;
+	__u16 flags;       /* enum device_flag */
+	__be32 snat4;      /* masquerade address, IPv4 */
+	__be32 snat6[4];   /* masquerade address, IPv6 */
+};
+
+enum device_flag {
+	DEVICE_F_MASQUERADE = 0x1,
+};
+
+/* NAT keys are directional, as Cilium's: the OUT entry is keyed by the
+ * original tuple and translates the source (XLATE_SRC); the IN entry is keyed
+ * by the reply tuple as it arrives and translates the destination back
+ * (XLATE_DST). They carry no zone: the external address and port space is the
+ * node's; the entry remembers the connection's zone. */
+enum nat_dir {
+	NAT_DIR_OUT = 0,
+	NAT_DIR_IN = 1,
+};
+
+struct nat4_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 dir; /* enum nat_dir */
+	__u16 pad;
+};
+
+struct nat6_key {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 dir;
+	__u16 pad;
+};
+
+struct nat_entry {
+	__u64 created_ns;
+	__u64 needs_ct;   /* always 1: the entry lives and dies with a connection */
+	__be32 to_addr[4];
+	__be16 to_port;
+	__u16 zone;       /* the connection's zone */
+	__u32 pad;
+};
+
+/* Sources to masquerade; when tsct_config.flags has CFG_F_MASQ_ALL_SOURCES,
+ * every source but the device's own address. */
+struct masq4_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+struct masq6_key {
+	__u32 prefixlen;
+	__be32 addr[4];
 };
 
 /* Timeouts in seconds, and flags. A zero `initialized` means user space has
@@ -103,6 +160,9 @@ struct tsct_config {
 	/* Slots in each table's ring of new connections (the eviction order);
 	 * equal to the table's max_entries. */
 	__u32 ring_size[4];
+	/* NAT port range, host order (Linux's 32768-60999 by default). */
+	__u32 nat_port_min;
+	__u32 nat_port_max;
 };
 
 enum ct_table {
@@ -127,6 +187,9 @@ struct gc_args {
 	__u32 tables; /* bits of enum ct_table to sweep; 0: all */
 	__u32 pad;
 	struct gc_table_stats stats[4];
+	/* NAT entries removed with their connection, and orphans removed. */
+	__u64 nat_deleted[2];
+	__u64 nat_orphans[2];
 };
 
 /* Shared by the agent (its GC schedule, its liveness), the CLI (status) and
@@ -242,6 +305,38 @@ struct {
 	__type(value, struct tsct_config);
 	__uint(max_entries, 1);
 } tsct_config SEC(".maps");
+
+#define NAT_MAP_DEFAULT 131072
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct nat4_key);
+	__type(value, struct nat_entry);
+	__uint(max_entries, NAT_MAP_DEFAULT);
+} tsct_snat_v4_external SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct nat6_key);
+	__type(value, struct nat_entry);
+	__uint(max_entries, NAT_MAP_DEFAULT);
+} tsct_snat_v6_external SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct masq4_key);
+	__type(value, __u8);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_masq_src4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct masq6_key);
+	__type(value, __u8);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_masq_src6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -148,9 +148,17 @@ static __always_inline int pkt_load(struct __sk_buff *skb, __u32 off, void *to, 
 	void *data = ctx_data(skb);
 	void *data_end = ctx_data_end(skb);
 
-	if (off <= MAX_L4_OFFSET && data + off + len <= data_end) {
-		__builtin_memcpy(to, data + off, len);
-		return 0;
+	if (off <= MAX_L4_OFFSET) {
+		__u64 o = off;
+
+		/* An explicit bound the verifier sees even where clang moved the
+		 * check; constant offsets need none and stay constants. */
+		if (!__builtin_constant_p(off))
+			asm volatile("%0 &= 0x3ff" : "+r"(o));
+		if (data + o + len <= data_end) {
+			__builtin_memcpy(to, data + o, len);
+			return 0;
+		}
 	}
 	return bpf_skb_load_bytes(skb, off, to, len);
 }
@@ -433,6 +441,15 @@ static __always_inline __u32 parse_packet(struct __sk_buff *skb, struct pkt *p)
 	if (p->kind == PKT_ICMP_ERROR)
 		return p->t.family == 4 ? parse_icmp4_inner(skb, p) : parse_icmp6_inner(skb, p);
 	return 0;
+}
+
+/* The parser as a global function: its header copies live in its own stack
+ * frame, not in that of the program, which calls the tracker and NAT after it. */
+__attribute__((noinline)) int tsct_parse(struct __sk_buff *skb, struct pkt *p)
+{
+	if (!skb || !p)
+		return REASON_INV_TRUNCATED_L2;
+	return parse_packet(skb, p);
 }
 
 #endif

@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Source NAT (masquerade) on chosen egress devices, and its reverse on the
+ * way back in, before the connection lookup. TCP and UDP ports and ICMP echo
+ * identifiers are translated; ICMP errors about a translated connection have
+ * their outer and inner headers translated back. Every checksum is updated
+ * incrementally. */
+#ifndef TSCT_NAT_H
+#define TSCT_NAT_H
+
+#include "common.h"
+#include "maps.h"
+#include "metrics.h"
+#include "parse.h"
+#include "conntrack.h"
+
+#define NAT_PORT_MIN_DEFAULT 32768
+#define NAT_PORT_MAX_DEFAULT 60999
+/* nf_nat's probing: up to 128 candidates from a random offset, then half as
+ * many from a new offset, down to 16. */
+#define NAT_FIRST_ROUND 128
+#define NAT_LAST_ROUND 16
+#define NAT_MAX_TRIES (128 + 64 + 32 + 16)
+
+#define IP4_CSUM_OFF (ETH_HLEN + 10)
+#define IP4_SADDR_OFF (ETH_HLEN + 12)
+#define IP4_DADDR_OFF (ETH_HLEN + 16)
+#define IP6_SADDR_OFF (ETH_HLEN + 8)
+#define IP6_DADDR_OFF (ETH_HLEN + 24)
+
+#ifndef BPF_F_MARK_MANGLED_0
+#define BPF_F_MARK_MANGLED_0 (1ULL << 5)
+#endif
+
+/* One's complement arithmetic on raw (network order) 16-bit words. */
+static __always_inline __u16 csum_fold(__u32 c)
+{
+	c = (c & 0xffff) + (c >> 16);
+	c = (c & 0xffff) + (c >> 16);
+	return (__u16)~c;
+}
+
+static __always_inline __u16 csum_replace16(__u16 check, __u16 from, __u16 to)
+{
+	/* RFC 1624: HC' = ~(~HC + ~m + m') */
+	return csum_fold((__u32)(__u16)~check + (__u16)~from + to);
+}
+
+static __always_inline __u16 csum_replace32(__u16 check, __be32 from, __be32 to)
+{
+	check = csum_replace16(check, (__u16)from, (__u16)to);
+	return csum_replace16(check, (__u16)(from >> 16), (__u16)(to >> 16));
+}
+
+static __always_inline int addr_is_v4(const struct tuple *t)
+{
+	return t->family == 4;
+}
+
+/* Offset of an L4 checksum, and whether it is there to update. */
+static __always_inline int l4_csum_off(__u8 proto, __u32 l4, __u32 *off)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		*off = l4 + 16;
+		return 1;
+	case IPPROTO_UDP:
+		*off = l4 + 6;
+		return 1;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6_:
+		*off = l4 + 2;
+		return 1;
+	}
+	return 0;
+}
+
+/* The port (or echo identifier) field of an L4 header: `src` picks the source. */
+static __always_inline __u32 l4_port_off(__u8 proto, __u32 l4, int src)
+{
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6_)
+		return l4 + 4;
+	return src ? l4 : l4 + 2;
+}
+
+/* Rewrites an address (4 or 16 bytes) at addr_off and fixes the IPv4 header
+ * checksum and the L4 checksum (pseudo-header) of the packet. */
+static __always_inline int rewrite_addr(struct __sk_buff *skb, const struct pkt *p, __u32 addr_off, const __be32 *from,
+					const __be32 *to)
+{
+	__u32 csum_off = 0;
+	int has_l4 = p->frag != FRAG_LATER && l4_csum_off(p->t.proto, p->l4_off, &csum_off);
+
+	if (p->t.family == 4) {
+		if (bpf_l3_csum_replace(skb, IP4_CSUM_OFF, from[0], to[0], 4))
+			return -1;
+		/* ICMPv4 has no pseudo-header; UDP over IPv4 may have no checksum. */
+		if (has_l4 && p->t.proto != IPPROTO_ICMP) {
+			__u16 cur = 0;
+
+			if (p->t.proto == IPPROTO_UDP && (pkt_load(skb, csum_off, &cur, 2) || !cur))
+				has_l4 = 0;
+			if (has_l4 && bpf_l4_csum_replace(skb, csum_off, from[0], to[0],
+							  BPF_F_PSEUDO_HDR | 4 | (p->t.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0)))
+				return -1;
+		}
+		return bpf_skb_store_bytes(skb, addr_off, to, 4, 0) ? -1 : 0;
+	}
+	if (has_l4) {
+		__s64 diff = bpf_csum_diff((__be32 *)from, 16, (__be32 *)to, 16, 0);
+
+		if (diff < 0 || bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR))
+			return -1;
+	}
+	return bpf_skb_store_bytes(skb, addr_off, to, 16, 0) ? -1 : 0;
+}
+
+static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt *p, int src, __be16 from, __be16 to)
+{
+	__u32 csum_off = 0;
+
+	if (from == to || p->frag == FRAG_LATER)
+		return 0;
+	if (l4_csum_off(p->t.proto, p->l4_off, &csum_off)) {
+		__u16 cur = 1;
+
+		if (p->t.family == 4 && p->t.proto == IPPROTO_UDP && (pkt_load(skb, csum_off, &cur, 2) || !cur))
+			cur = 0;
+		if (cur && bpf_l4_csum_replace(skb, csum_off, from, to, 2 | (p->t.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0)))
+			return -1;
+	}
+	return bpf_skb_store_bytes(skb, l4_port_off(p->t.proto, p->l4_off, src), &to, 2, 0) ? -1 : 0;
+}
+
+static __always_inline int nat_proto_ok(const struct pkt *p)
+{
+	return p->t.proto == IPPROTO_TCP || p->t.proto == IPPROTO_UDP ||
+	       ((p->t.proto == IPPROTO_ICMP || p->t.proto == IPPROTO_ICMPV6_) && p->kind != PKT_ICMP_ERROR);
+}
+
+static __always_inline void nat4_key_of(struct nat4_key *k, const struct tuple *t, __u8 dir)
+{
+	k->saddr = t->saddr[0];
+	k->daddr = t->daddr[0];
+	k->sport = t->sport;
+	k->dport = t->dport;
+	k->proto = t->proto;
+	k->dir = dir;
+	k->pad = 0;
+}
+
+static __always_inline void nat6_key_of(struct nat6_key *k, const struct tuple *t, __u8 dir)
+{
+	__builtin_memcpy(k->saddr, t->saddr, 16);
+	__builtin_memcpy(k->daddr, t->daddr, 16);
+	k->sport = t->sport;
+	k->dport = t->dport;
+	k->proto = t->proto;
+	k->dir = dir;
+	k->pad = 0;
+}
+
+/* Port allocation state, for bpf_loop. The IN entry claims the port: it is
+ * inserted with BPF_NOEXIST, so two CPUs can never hand out the same one. */
+struct nat_alloc {
+	union {
+		struct nat6_key in6;
+		struct nat4_key in4;
+	};
+	struct nat_entry in_val;
+	__u32 min;
+	__u32 range;
+	__u32 off;
+	__u32 attempts;
+	__u32 i;
+	__u32 retries;
+	__u16 port; /* host order; 0: none found */
+	__u8 v6;
+	__u8 table_full;
+	/* ICMP echo: the identifier is both "ports" of the reply's key. */
+	__u8 icmp;
+};
+
+static __always_inline int nat_claim(struct nat_alloc *a, __u16 port)
+{
+	long rc;
+
+	if (a->v6) {
+		a->in6.dport = bpf_htons(port);
+		if (a->icmp)
+			a->in6.sport = a->in6.dport;
+		rc = bpf_map_update_elem(&tsct_snat_v6_external, &a->in6, &a->in_val, BPF_NOEXIST);
+	} else {
+		a->in4.dport = bpf_htons(port);
+		if (a->icmp)
+			a->in4.sport = a->in4.dport;
+		rc = bpf_map_update_elem(&tsct_snat_v4_external, &a->in4, &a->in_val, BPF_NOEXIST);
+	}
+	if (rc && rc != -EEXIST)
+		a->table_full = 1;
+	return rc == 0;
+}
+
+static long nat_try_port(__u32 idx, struct nat_alloc *a)
+{
+	__u16 port;
+
+	if (!a->range || a->table_full)
+		return 1;
+	port = a->min + (a->off + a->i) % a->range;
+	if (nat_claim(a, port)) {
+		a->port = port;
+		return 1;
+	}
+	a->retries++;
+	if (++a->i >= a->attempts) {
+		if (a->attempts >= a->range || a->attempts < NAT_LAST_ROUND * 2)
+			return 1;
+		a->attempts /= 2;
+		a->i = 0;
+		a->off = bpf_get_prandom_u32();
+	}
+	return 0;
+}
+
+/* Whether a source is to be masqueraded on this device. */
+static __always_inline int masq_source(const struct tuple *t, const struct device_info *dev, const struct tsct_config *cfg)
+{
+	if (t->family == 4) {
+		struct masq4_key k = { .prefixlen = 32, .addr = t->saddr[0] };
+
+		if (t->saddr[0] == dev->snat4)
+			return 0;
+		if (cfg && (cfg->flags & CFG_F_MASQ_ALL_SOURCES))
+			return 1;
+		return bpf_map_lookup_elem(&tsct_masq_src4, &k) != 0;
+	} else {
+		struct masq6_key k = { .prefixlen = 128 };
+
+		__builtin_memcpy(k.addr, t->saddr, 16);
+		if (!addr6_cmp(t->saddr, dev->snat6))
+			return 0;
+		if (cfg && (cfg->flags & CFG_F_MASQ_ALL_SOURCES))
+			return 1;
+		return bpf_map_lookup_elem(&tsct_masq_src6, &k) != 0;
+	}
+}
+
+/* Egress on a masquerading device: translate the source of the original
+ * direction of a connection. Returns 0 to pass, or a drop reason. */
+/* What the NAT stage needs from the tracker, and gives back. Flat (no
+ * pointers), because the NAT stage is a global function that the verifier
+ * checks on its own. */
+struct nat_io {
+	__u64 now;
+	__u32 ct_state; /* in; +snat added */
+	__u32 ifindex;  /* the device */
+	__u16 zone;     /* in; for replies, the connection's zone out */
+	__u8 ct_dir;
+	__u8 pad;
+};
+
+static __always_inline __u32 nat_snat(struct __sk_buff *skb, struct pkt *p, const struct device_info *dev,
+				      const struct tsct_config *cfg, struct nat_io *io)
+{
+	struct ct_entry *entry = 0;
+	union {
+		struct nat4_key out4;
+		struct nat6_key out6;
+	} k;
+	struct nat_entry *out, fresh_out = {};
+	struct nat_alloc a = {};
+	__be32 snat[4] = {}, to_addr[4] = {};
+	__be16 to_port;
+	__u16 orig_port;
+	int v6 = p->t.family == 6;
+
+	if (!(io->ct_state & CT_STATE_TRK) || (io->ct_state & (CT_STATE_INV | CT_STATE_REL)) ||
+	    io->ct_dir != CT_DIR_ORIGINAL || !masq_source(&p->t, dev, cfg))
+		return 0;
+	if (!nat_proto_ok(p)) {
+		metrics_count(REASON_NAT_UNSUPPORTED, HOOK_EGRESS, 0);
+		return 0;
+	}
+	if (v6) {
+		nat6_key_of(&k.out6, &p->t, NAT_DIR_OUT);
+		out = bpf_map_lookup_elem(&tsct_snat_v6_external, &k.out6);
+		__builtin_memcpy(snat, dev->snat6, 16);
+	} else {
+		nat4_key_of(&k.out4, &p->t, NAT_DIR_OUT);
+		out = bpf_map_lookup_elem(&tsct_snat_v4_external, &k.out4);
+		snat[0] = dev->snat4;
+	}
+
+	if (out) {
+		__builtin_memcpy(to_addr, out->to_addr, 16);
+		to_port = out->to_port;
+	} else {
+		/* A new mapping: claim a port through its IN entry, then add the OUT one. */
+		a.v6 = v6;
+		a.icmp = p->t.proto == IPPROTO_ICMP || p->t.proto == IPPROTO_ICMPV6_;
+		a.in_val.created_ns = io->now;
+		a.in_val.needs_ct = 1;
+		__builtin_memcpy(a.in_val.to_addr, p->t.saddr, 16);
+		a.in_val.to_port = p->t.sport;
+		a.in_val.zone = io->zone;
+		if (v6) {
+			__builtin_memcpy(a.in6.saddr, p->t.daddr, 16);
+			__builtin_memcpy(a.in6.daddr, snat, 16);
+			a.in6.sport = p->t.dport;
+			a.in6.proto = p->t.proto;
+			a.in6.dir = NAT_DIR_IN;
+		} else {
+			a.in4.saddr = p->t.daddr[0];
+			a.in4.daddr = snat[0];
+			a.in4.sport = p->t.dport;
+			a.in4.proto = p->t.proto;
+			a.in4.dir = NAT_DIR_IN;
+		}
+		a.min = cfg && cfg->nat_port_min ? cfg->nat_port_min : NAT_PORT_MIN_DEFAULT;
+		a.range = (cfg && cfg->nat_port_max ? cfg->nat_port_max : NAT_PORT_MAX_DEFAULT) - a.min + 1;
+		orig_port = bpf_ntohs(p->t.sport);
+		/* A live connection whose mapping was lost keeps its port if it can. */
+		entry = ct_find(p, io->zone);
+		if (entry && (entry->flags & CT_F_SNAT) && entry->nat_port && nat_claim(&a, bpf_ntohs(entry->nat_port))) {
+			a.port = bpf_ntohs(entry->nat_port);
+			metrics_count(REASON_NAT_RECREATED, HOOK_EGRESS, 0);
+		} else if ((!cfg || !(cfg->flags & CFG_F_NAT_RANGE_STRICT) ||
+			    (orig_port >= a.min && orig_port < a.min + a.range)) &&
+			   orig_port && nat_claim(&a, orig_port)) {
+			a.port = orig_port;
+		} else if (!a.table_full) {
+			a.attempts = a.range < NAT_FIRST_ROUND ? a.range : NAT_FIRST_ROUND;
+			a.off = bpf_get_prandom_u32();
+			bpf_loop(NAT_MAX_TRIES, nat_try_port, &a, 0);
+		}
+		if (a.retries)
+			metrics_count(REASON_NAT_PORT_RETRY, HOOK_EGRESS, a.retries);
+		if (!a.port)
+			return a.table_full ? REASON_DROP_NAT_TABLE_FULL : REASON_DROP_NAT_PORT_EXHAUSTED;
+
+		fresh_out.created_ns = io->now;
+		fresh_out.needs_ct = 1;
+		__builtin_memcpy(fresh_out.to_addr, snat, 16);
+		fresh_out.to_port = bpf_htons(a.port);
+		fresh_out.zone = io->zone;
+		if (v6 ? bpf_map_update_elem(&tsct_snat_v6_external, &k.out6, &fresh_out, BPF_ANY)
+		       : bpf_map_update_elem(&tsct_snat_v4_external, &k.out4, &fresh_out, BPF_ANY)) {
+			if (v6)
+				bpf_map_delete_elem(&tsct_snat_v6_external, &a.in6);
+			else
+				bpf_map_delete_elem(&tsct_snat_v4_external, &a.in4);
+			return REASON_DROP_NAT_TABLE_FULL;
+		}
+		__builtin_memcpy(to_addr, fresh_out.to_addr, 16);
+		to_port = fresh_out.to_port;
+		metrics_count(REASON_NAT_NEW, HOOK_EGRESS, 0);
+
+		/* The connection records its translation (ct_state +snat, GC, listing). */
+		if (entry) {
+			__builtin_memcpy(entry->nat_addr, fresh_out.to_addr, 16);
+			entry->nat_port = fresh_out.to_port;
+			if (!(entry->flags & CT_F_SNAT))
+				__sync_fetch_and_or(&entry->flags, CT_F_SNAT);
+		}
+	}
+	io->ct_state |= CT_STATE_SNAT;
+
+	if (rewrite_addr(skb, p, v6 ? IP6_SADDR_OFF : IP4_SADDR_OFF, p->t.saddr, to_addr) ||
+	    rewrite_port(skb, p, 1, p->t.sport, to_port))
+		return REASON_DROP_NAT_TABLE_FULL;
+	metrics_count(REASON_NAT_SNAT, HOOK_EGRESS, 0);
+	return 0;
+}
+
+/* An ICMP error about a translated connection, arriving for the NAT address:
+ * the inner packet (as we sent it: from the NAT address and port) and the
+ * outer destination go back to the original client. Every checksum the
+ * change touches is fixed: the outer IPv4 header, the inner IPv4 header, the
+ * inner UDP or TCP checksum when quoted, and the ICMP checksum over it all. */
+static __always_inline __u32 nat_rev_icmp_error(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
+{
+	struct tuple *in = &p->inner;
+	struct nat_entry *e;
+	__u32 icmp_csum = p->l4_off + 2;
+	__u32 inner_ip = p->l4_off + sizeof(struct icmp_hdr);
+	__u32 inner_l4, inner_csum_off = 0;
+	__be16 old_port = in->sport, new_port;
+	int v6 = p->t.family == 6;
+
+	if (!(in->proto == IPPROTO_TCP || in->proto == IPPROTO_UDP || in->proto == IPPROTO_ICMP ||
+	      in->proto == IPPROTO_ICMPV6_))
+		return 0;
+	if (v6) {
+		struct nat6_key k;
+
+		__builtin_memcpy(k.saddr, in->daddr, 16);
+		__builtin_memcpy(k.daddr, in->saddr, 16);
+		k.sport = in->dport;
+		k.dport = in->sport;
+		k.proto = in->proto;
+		k.dir = NAT_DIR_IN;
+		k.pad = 0;
+		e = bpf_map_lookup_elem(&tsct_snat_v6_external, &k);
+		inner_l4 = inner_ip + sizeof(struct ipv6hdr);
+	} else {
+		struct nat4_key k = {
+			.saddr = in->daddr[0],
+			.daddr = in->saddr[0],
+			.sport = in->dport,
+			.dport = in->sport,
+			.proto = in->proto,
+			.dir = NAT_DIR_IN,
+		};
+		struct iphdr ih;
+
+		e = bpf_map_lookup_elem(&tsct_snat_v4_external, &k);
+		if (!e || pkt_load(skb, inner_ip, &ih, sizeof(ih)))
+			return 0;
+		inner_l4 = inner_ip + ih.ihl * 4;
+		/* Inner IPv4 header: source address and its checksum. */
+		{
+			__u16 new_check = csum_replace32(ih.check, in->saddr[0], e->to_addr[0]);
+
+			if (bpf_skb_store_bytes(skb, inner_ip + 12, e->to_addr, 4, 0) ||
+			    bpf_skb_store_bytes(skb, inner_ip + 10, &new_check, 2, 0) ||
+			    bpf_l4_csum_replace(skb, icmp_csum, in->saddr[0], e->to_addr[0], 4) ||
+			    bpf_l4_csum_replace(skb, icmp_csum, ih.check, new_check, 2))
+				return REASON_INV_ICMP_ERROR_TRUNCATED;
+		}
+	}
+	if (!e)
+		return 0;
+	new_port = e->to_port;
+
+	if (v6) {
+		__s64 diff = bpf_csum_diff(in->saddr, 16, e->to_addr, 16, 0);
+
+		if (diff < 0 || bpf_skb_store_bytes(skb, inner_ip + 8, e->to_addr, 16, 0) ||
+		    bpf_l4_csum_replace(skb, icmp_csum, 0, diff, 0))
+			return REASON_INV_ICMP_ERROR_TRUNCATED;
+	}
+	/* The quoted L4 checksum, when the error quotes it. */
+	if (in->proto == IPPROTO_UDP)
+		inner_csum_off = inner_l4 + 6;
+	else if (in->proto == IPPROTO_TCP && skb->len >= inner_l4 + 18)
+		inner_csum_off = inner_l4 + 16;
+	if (inner_csum_off) {
+		__u16 old_sum = 0, new_sum;
+
+		if (!pkt_load(skb, inner_csum_off, &old_sum, 2) && old_sum) {
+			new_sum = csum_replace16(old_sum, old_port, new_port);
+			if (v6) {
+				int i;
+
+#pragma unroll
+				for (i = 0; i < 4; i++)
+					new_sum = csum_replace32(new_sum, in->saddr[i], e->to_addr[i]);
+			} else {
+				new_sum = csum_replace32(new_sum, in->saddr[0], e->to_addr[0]);
+			}
+			if (bpf_skb_store_bytes(skb, inner_csum_off, &new_sum, 2, 0) ||
+			    bpf_l4_csum_replace(skb, icmp_csum, old_sum, new_sum, 2))
+				return REASON_INV_ICMP_ERROR_TRUNCATED;
+		}
+	}
+	/* The quoted source port (or echo identifier). */
+	if (old_port != new_port) {
+		__u32 at = (in->proto == IPPROTO_ICMP || in->proto == IPPROTO_ICMPV6_) ? inner_l4 + 4 : inner_l4;
+
+		if (bpf_skb_store_bytes(skb, at, &new_port, 2, 0) || bpf_l4_csum_replace(skb, icmp_csum, old_port, new_port, 2))
+			return REASON_INV_ICMP_ERROR_TRUNCATED;
+	}
+	/* The outer destination: IPv4 header checksum; for ICMPv6, its pseudo-header. */
+	if (v6) {
+		__s64 diff = bpf_csum_diff(p->t.daddr, 16, e->to_addr, 16, 0);
+
+		if (diff < 0 || bpf_l4_csum_replace(skb, icmp_csum, 0, diff, BPF_F_PSEUDO_HDR) ||
+		    bpf_skb_store_bytes(skb, IP6_DADDR_OFF, e->to_addr, 16, 0))
+			return REASON_INV_ICMP_ERROR_TRUNCATED;
+	} else if (bpf_l3_csum_replace(skb, IP4_CSUM_OFF, p->t.daddr[0], e->to_addr[0], 4) ||
+		   bpf_skb_store_bytes(skb, IP4_DADDR_OFF, e->to_addr, 4, 0)) {
+		return REASON_INV_ICMP_ERROR_TRUNCATED;
+	}
+	__builtin_memcpy(in->saddr, e->to_addr, 16);
+	in->sport = new_port;
+	__builtin_memcpy(p->t.daddr, e->to_addr, 16);
+	io->zone = e->zone;
+	metrics_count(REASON_NAT_RELATED, HOOK_INGRESS, 0);
+	return 0;
+}
+
+/* Ingress on a masquerading device, before the connection lookup: a reply to
+ * a translated connection gets its original destination back. */
+static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
+{
+	struct nat_entry *e;
+	int v6 = p->t.family == 6;
+
+	if (p->kind == PKT_ICMP_ERROR)
+		return nat_rev_icmp_error(skb, p, io);
+	if (!nat_proto_ok(p) || p->frag == FRAG_LATER)
+		return 0;
+	if (v6) {
+		struct nat6_key k;
+
+		nat6_key_of(&k, &p->t, NAT_DIR_IN);
+		e = bpf_map_lookup_elem(&tsct_snat_v6_external, &k);
+	} else {
+		struct nat4_key k;
+
+		nat4_key_of(&k, &p->t, NAT_DIR_IN);
+		e = bpf_map_lookup_elem(&tsct_snat_v4_external, &k);
+	}
+	if (!e)
+		return 0;
+	if (rewrite_addr(skb, p, v6 ? IP6_DADDR_OFF : IP4_DADDR_OFF, p->t.daddr, e->to_addr) ||
+	    rewrite_port(skb, p, 0, p->t.dport, e->to_port))
+		return REASON_INV_TRUNCATED_L4;
+	__builtin_memcpy(p->t.daddr, e->to_addr, 16);
+	if (p->t.proto == IPPROTO_ICMP || p->t.proto == IPPROTO_ICMPV6_)
+		p->t.sport = e->to_port;
+	p->t.dport = e->to_port;
+	io->zone = e->zone;
+	metrics_count(REASON_NAT_REVSNAT, HOOK_INGRESS, 0);
+	return 0;
+}
+
+#endif
+
+/* The NAT stages, as global functions: verified once each, on their own,
+ * rather than along every path of the tracker that leads to them. Return 0
+ * or a reason (an invalid one on ingress, a drop on egress). */
+__attribute__((noinline)) int tsct_nat_egress(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
+{
+	struct device_info *dev;
+	__u32 ifindex;
+
+	if (!skb || !p || !io)
+		return 0;
+	ifindex = io->ifindex;
+	dev = bpf_map_lookup_elem(&tsct_devices, &ifindex);
+	if (!dev || !(dev->flags & DEVICE_F_MASQUERADE))
+		return 0;
+	return nat_snat(skb, p, dev, config_get(), io);
+}
+
+__attribute__((noinline)) int tsct_nat_ingress(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
+{
+	if (!skb || !p || !io)
+		return 0;
+	return nat_rev(skb, p, io);
+}
+
+/* The two NAT entries of a translated connection, from its entry and its
+ * canonical key: removed together with the connection. */
+static __always_inline __u32 nat_delete_for_ct(__u32 family, const void *key, const struct ct_entry *e)
+{
+	__u32 n = 0;
+	int orig_b = (e->flags & CT_F_ORIG_IS_B) != 0;
+
+	if (family == 4) {
+		const struct ct4_key *k = key;
+		struct nat4_key out = {
+			.saddr = orig_b ? k->addr_b : k->addr_a,
+			.daddr = orig_b ? k->addr_a : k->addr_b,
+			.sport = orig_b ? k->port_b : k->port_a,
+			.dport = orig_b ? k->port_a : k->port_b,
+			.proto = k->proto,
+			.dir = NAT_DIR_OUT,
+		};
+		struct nat4_key in = {
+			.saddr = out.daddr,
+			.daddr = e->nat_addr[0],
+			.sport = out.dport,
+			.dport = e->nat_port,
+			.proto = k->proto,
+			.dir = NAT_DIR_IN,
+		};
+
+		if (k->proto == IPPROTO_ICMP)
+			in.sport = e->nat_port;
+		n += bpf_map_delete_elem(&tsct_snat_v4_external, &out) == 0;
+		n += bpf_map_delete_elem(&tsct_snat_v4_external, &in) == 0;
+	} else {
+		const struct ct6_key *k = key;
+		struct nat6_key out = { .proto = k->proto, .dir = NAT_DIR_OUT };
+		struct nat6_key in = { .proto = k->proto, .dir = NAT_DIR_IN };
+
+		__builtin_memcpy(out.saddr, orig_b ? k->addr_b : k->addr_a, 16);
+		__builtin_memcpy(out.daddr, orig_b ? k->addr_a : k->addr_b, 16);
+		out.sport = orig_b ? k->port_b : k->port_a;
+		out.dport = orig_b ? k->port_a : k->port_b;
+		__builtin_memcpy(in.saddr, out.daddr, 16);
+		__builtin_memcpy(in.daddr, e->nat_addr, 16);
+		in.sport = k->proto == IPPROTO_ICMPV6_ ? e->nat_port : out.dport;
+		in.dport = e->nat_port;
+		n += bpf_map_delete_elem(&tsct_snat_v6_external, &out) == 0;
+		n += bpf_map_delete_elem(&tsct_snat_v6_external, &in) == 0;
+	}
+	return n;
+}
