@@ -533,7 +533,8 @@ static __always_inline __u32 ct_related(void *map, void *key, __u32 inner_src_is
 		return REASON_INV_ICMP_ERROR_UNKNOWN;
 	/* The error travels against the packet it is about. */
 	dir = ct_packet_dir(e, inner_src_is_b) ^ 1;
-	c->res->state = CT_STATE_TRK | CT_STATE_REL | (dir == CT_DIR_REPLY ? CT_STATE_RPL : 0);
+	c->res->state = CT_STATE_TRK | CT_STATE_REL | (dir == CT_DIR_REPLY ? CT_STATE_RPL : 0) |
+			(e->flags & CT_F_SNAT ? CT_STATE_SNAT : 0) | (e->flags & CT_F_DNAT ? CT_STATE_DNAT : 0);
 	c->res->mark = e->mark;
 	c->res->dir = dir;
 	if (!c->lookup_only) {

@@ -24,6 +24,13 @@ export interface DatapathConfig {
   tcpLoose: boolean;
   /** Drop packets whose ct_state is inv instead of passing them. */
   dropInvalid: boolean;
+  /** NAT port range (inclusive). */
+  natPortMin: number;
+  natPortMax: number;
+  /** Translate into the range even when the original port is free (an explicit --nat-port-range). */
+  natRangeStrict: boolean;
+  /** Masquerade every source but the device's own address (no --masquerade-cidrs). */
+  masqueradeAll: boolean;
 }
 
 export const DEFAULT_TIMEOUTS: CtTimeouts = {
@@ -39,10 +46,17 @@ export const DEFAULT_TIMEOUTS: CtTimeouts = {
   icmp: 30,
 };
 
+/** Linux's ip_local_port_range. */
+export const DEFAULT_NAT_PORTS = { min: 32768, max: 60999 };
+
 export const DEFAULT_CONFIG: DatapathConfig = {
   timeouts: DEFAULT_TIMEOUTS,
   tcpLoose: true,
   dropInvalid: false,
+  natPortMin: DEFAULT_NAT_PORTS.min,
+  natPortMax: DEFAULT_NAT_PORTS.max,
+  natRangeStrict: false,
+  masqueradeAll: true,
 };
 
 const S = ENUMS.tcp_ct_state;
@@ -53,7 +67,15 @@ export function encodeConfig(cfg: DatapathConfig, ringSizes: [number, number, nu
   const v = StructView.alloc('tsct_config');
   const t = cfg.timeouts;
   v.set('initialized', 1);
-  v.set('flags', (cfg.tcpLoose ? F.CFG_F_TCP_LOOSE : 0) | (cfg.dropInvalid ? F.CFG_F_DROP_INVALID : 0));
+  v.set(
+    'flags',
+    (cfg.tcpLoose ? F.CFG_F_TCP_LOOSE : 0) |
+      (cfg.dropInvalid ? F.CFG_F_DROP_INVALID : 0) |
+      (cfg.masqueradeAll ? F.CFG_F_MASQ_ALL_SOURCES : 0) |
+      (cfg.natRangeStrict ? F.CFG_F_NAT_RANGE_STRICT : 0),
+  );
+  v.set('nat_port_min', cfg.natPortMin);
+  v.set('nat_port_max', cfg.natPortMax);
   const byState: Array<[number, number]> = [
     [S.TCP_CT_SYN_SENT, t.tcpSynSent],
     [S.TCP_CT_SYN_SENT2, t.tcpSynSent],

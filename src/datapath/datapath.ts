@@ -4,6 +4,7 @@
 import * as path from 'node:path';
 import { BpfMap, BpfObject, BpfProgram } from 'libbpf-ts';
 import { ENUMS, StructView, enumNames } from '../bpf/layouts';
+import { parseAddr } from '../net/addr';
 import { DEFAULT_CONFIG, DatapathConfig, encodeConfig } from './config';
 import { MigrationResult, PinPlanEntry, applyPins, planPins } from './pins';
 
@@ -25,6 +26,10 @@ export const MAP_NAMES = [
   'tsct_config',
   'tsct_metrics',
   'tsct_gc_state',
+  'tsct_snat_v4_external',
+  'tsct_snat_v6_external',
+  'tsct_masq_src4',
+  'tsct_masq_src6',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -34,10 +39,18 @@ export interface MapSizes {
   /** --bpf-ct-global-any-max */
   ctAny: number;
   frag: number;
+  /** --bpf-nat-global-max */
+  nat: number;
 }
 
 /** Cilium's defaults. */
-export const DEFAULT_SIZES: MapSizes = { ctTcp: 512 * 1024, ctAny: 256 * 1024, frag: 8192 };
+export const DEFAULT_SIZES: MapSizes = { ctTcp: 512 * 1024, ctAny: 256 * 1024, frag: 8192, nat: 512 * 1024 };
+
+export interface MasqueradeSpec {
+  /** The address to translate IPv4 sources to (the device's primary address). */
+  snat4?: string;
+  snat6?: string;
+}
 
 export interface LoadOptions {
   sizes?: Partial<MapSizes>;
@@ -102,11 +115,35 @@ export class Datapath {
     this.maps.tsct_config.update(Buffer.alloc(4), encodeConfig(cfg, rings));
   }
 
-  /** Registers a managed device and its zone. */
-  setDevice(ifindex: number, zone: number): void {
+  /** Registers a managed device, its zone, and whether it masquerades (and to what). */
+  setDevice(ifindex: number, zone: number, masquerade?: MasqueradeSpec): void {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(ifindex);
-    this.maps.tsct_devices.update(key, StructView.alloc('device_info').set('zone', zone).buf);
+    const v = StructView.alloc('device_info').set('zone', zone);
+    if (masquerade) {
+      v.set('flags', ENUMS.device_flag.DEVICE_F_MASQUERADE);
+      if (masquerade.snat4) parseAddr(masquerade.snat4).copy(v.bytes('snat4'));
+      if (masquerade.snat6) parseAddr(masquerade.snat6).copy(v.bytes('snat6'));
+    }
+    this.maps.tsct_devices.update(key, v.buf);
+  }
+
+  /**
+   * The sources to masquerade (CIDRs); an empty list means every source but
+   * the masquerading device's own address (tsct_config's CFG_F_MASQ_ALL_SOURCES).
+   */
+  setMasqueradeSources(cidrs: string[]): void {
+    for (const m of [this.maps.tsct_masq_src4, this.maps.tsct_masq_src6]) for (const k of [...m.keys()]) m.delete(k);
+    for (const cidr of cidrs) {
+      const [addr, len] = cidr.split('/');
+      const bytes = parseAddr(addr);
+      const v4 = bytes.length === 4;
+      const key = StructView.alloc(v4 ? 'masq4_key' : 'masq6_key');
+      key.set('prefixlen', Number(len ?? (v4 ? 32 : 128)));
+      bytes.copy(key.bytes('addr'));
+      (v4 ? this.maps.tsct_masq_src4 : this.maps.tsct_masq_src6).update(key.buf, Buffer.from([1]));
+    }
+    this.writeConfig({ ...this.config, masqueradeAll: cidrs.length === 0 });
   }
 
   removeDevice(ifindex: number): void {
@@ -142,6 +179,8 @@ export function tableSizes(s: MapSizes): Array<[string, number]> {
     ['tsct_ct_any6_ring', s.ctAny],
     ['tsct_frag4', s.frag],
     ['tsct_frag6', s.frag],
+    ['tsct_snat_v4_external', s.nat],
+    ['tsct_snat_v6_external', s.nat],
   ];
 }
 

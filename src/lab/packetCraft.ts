@@ -273,6 +273,12 @@ export function verifyChecksums(frameBuf: Buffer): string[] {
   } else if (proto === PROTO.icmp) {
     if (checksum(l4) !== 0) problems.push('ICMP checksum');
   }
+  // An ICMP error quotes an IP packet: its IPv4 header is complete and must verify.
+  const isError = (proto === PROTO.icmp && [3, 11, 12].includes(l4[0])) || (proto === PROTO.icmpv6 && l4[0] >= 1 && l4[0] <= 4);
+  if (isError && l4.length >= 28 && l4[8] >> 4 === 4) {
+    const ihl = (l4[8] & 0xf) * 4;
+    if (l4.length >= 8 + ihl && checksum(l4.subarray(8, 8 + ihl)) !== 0) problems.push('inner IPv4 header checksum');
+  }
   return problems;
 }
 
