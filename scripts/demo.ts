@@ -3,7 +3,7 @@
 // a close, UDP request and reply, ping over IPv4 and IPv6), then what tsct saw:
 // `tsct bpf ct list global` and `tsct status`. Everything it creates is removed.
 import { buildRouterLab } from '../src/lab/routerLab';
-import { ping, startEchoServer, tcpExchange, udpExchange } from '../src/lab/traffic';
+import { ping, startEchoServer, tcpExchange, udpExchange, whoami } from '../src/lab/traffic';
 import { startAgentIn, tsctIn, AgentHandle } from '../src/lab/agentProcess';
 import { ensureBpffs } from '../src/datapath/bpffs';
 
@@ -19,8 +19,11 @@ async function main(): Promise<void> {
   let agent: AgentHandle | null = null;
   try {
     step(`lab ${lab.lab.id}: client ${lab.addr.client4} <-> router (eth1 | eth2) <-> server ${lab.addr.server4}`);
-    step('tsct agent --devices eth1,eth2 (in the router)');
-    agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '65536']);
+    step('tsct agent --devices eth1,eth2 --masquerade-devices eth2 (in the router)');
+    agent = await startAgentIn(lab.router, [
+      '--devices', 'eth1,eth2', '--masquerade-devices', 'eth2', '--bpf-root', root,
+      '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '65536',
+    ]);
     for (const line of agent.log) process.stdout.write(`  ${line}\n`);
 
     step('traffic: TCP with data and a close, UDP request and reply, ping (IPv4 and IPv6)');
@@ -34,11 +37,16 @@ async function main(): Promise<void> {
     ping(lab.lab, lab.client, lab.addr.server4, 3);
     ping(lab.lab, lab.client, lab.addr.server6, 2);
     process.stdout.write('  ping: 3 over IPv4, 2 over IPv6\n');
+    const seen = whoami(lab.lab, lab.client, lab.addr.server4, 8080);
+    const seen6 = whoami(lab.lab, lab.client, lab.addr.server6, 8080);
+    process.stdout.write(`  masquerade: the client is ${lab.addr.client4}; the server sees ${seen.addr} port ${seen.port}, and ${seen6.addr} over IPv6\n`);
 
     step('tsct bpf ct list global');
     process.stdout.write((await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '--bpf-root', root])).stdout);
     step('tsct bpf ct list global -o conntrack');
     process.stdout.write((await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '-o', 'conntrack', '--bpf-root', root])).stdout);
+    step('tsct bpf nat list');
+    process.stdout.write((await tsctIn(lab.router, ['bpf', 'nat', 'list', '--bpf-root', root])).stdout);
     step('tsct status');
     process.stdout.write((await tsctIn(lab.router, ['status', '--bpf-root', root])).stdout);
 

@@ -2,9 +2,9 @@
 // devices, runs the garbage collection, and on SIGTERM or SIGINT leaves
 // everything attached and pinned so that the datapath works on without it.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { ifindex as ifindexOf, isBpfError } from 'libbpf-ts';
-import { Datapath } from '../datapath/datapath';
+import { execFileSync } from 'node:child_process';
+import { Datapath, MasqueradeSpec } from '../datapath/datapath';
 import { DEFAULT_BPFFS, ensureBpffs, isOnBpffs } from '../datapath/bpffs';
 import { gcSweep } from '../gc/gcSweep';
 import { GcSchedule } from '../gc/gcSchedule';
@@ -12,7 +12,6 @@ import { AgentOptions, UsageError } from './options';
 import { Logger } from './log';
 import { attachDevice, detachDevice } from './attach';
 import { monotonicNs, readGcState, writeGcState } from './state';
-import { StructView } from '../bpf/layouts';
 
 const HEARTBEAT_MS = 1000;
 
@@ -27,6 +26,23 @@ export function preparePinRoot(root: string): void {
   if (!isOnBpffs(root)) {
     throw new UsageError(`--bpf-root: ${root} is not on a bpffs mount; pick a folder under ${DEFAULT_BPFFS}, or mount one there: mount -t bpf bpf ${root}`);
   }
+}
+
+/** The device's primary global addresses (or those given), to masquerade to. */
+export function masqueradeAddresses(dev: string, given: string[]): MasqueradeSpec {
+  const spec: MasqueradeSpec = { snat4: given.find((a) => !a.includes(':')), snat6: given.find((a) => a.includes(':')) };
+  if (spec.snat4 && spec.snat6) return spec;
+  let info: Array<{ addr_info?: Array<{ family: string; local: string; scope: string }> }> = [];
+  try {
+    info = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show', 'dev', dev], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+  } catch {
+    // Reported below as "no address".
+  }
+  const addrs = info.flatMap((i) => i.addr_info ?? []).filter((a) => a.scope === 'global');
+  spec.snat4 ??= addrs.find((a) => a.family === 'inet')?.local;
+  spec.snat6 ??= addrs.find((a) => a.family === 'inet6')?.local;
+  if (!spec.snat4 && !spec.snat6) throw new UsageError(`--masquerade-devices: ${dev} has no global address to masquerade to; give one with --snat-ip`);
+  return spec;
 }
 
 export interface RunningAgent {
@@ -47,11 +63,21 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   });
   preparePinRoot(o.bpfRoot);
 
+  const masquerade = new Map(o.masqueradeDevices.map((name) => [name, masqueradeAddresses(name, o.snatIps)]));
   const dp = await Datapath.load({
-    sizes: { ctTcp: o.ctTcpMax, ctAny: o.ctAnyMax },
-    config: { timeouts: o.timeouts, tcpLoose: o.tcpLoose, dropInvalid: o.dropInvalid },
+    sizes: { ctTcp: o.ctTcpMax, ctAny: o.ctAnyMax, nat: o.natMax },
+    config: {
+      timeouts: o.timeouts,
+      tcpLoose: o.tcpLoose,
+      dropInvalid: o.dropInvalid,
+      natPortMin: o.natPortMin,
+      natPortMax: o.natPortMax,
+      natRangeStrict: o.natRangeStrict,
+      masqueradeAll: o.masqueradeCidrs.length === 0,
+    },
     pinRoot: o.bpfRoot,
   });
+  dp.setMasqueradeSources(o.masqueradeCidrs);
   log.info(`tables: tsct_ct4_global and tsct_ct6_global ${o.ctTcpMax} entries, tsct_ct_any4_global and tsct_ct_any6_global ${o.ctAnyMax} (${o.sizeReason})`);
   const reused = dp.pins.filter((p) => p.action === 'reuse').length;
   if (reused) log.info(`reused ${reused} pinned maps under ${o.bpfRoot}`);
@@ -71,9 +97,16 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     }
   }
   for (const d of devices) {
-    dp.setDevice(d.ifindex, d.zone);
+    const masq = masquerade.get(d.name);
+    dp.setDevice(d.ifindex, d.zone, masq);
     attachDevice(dp.ingress, dp.egress, d.ifindex);
     log.info(`attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress`);
+    if (masq) {
+      log.info(
+        `masquerading on ${d.name} to ${[masq.snat4, masq.snat6].filter(Boolean).join(' and ')}, ports ${o.natPortMin}-${o.natPortMax}, ` +
+          `sources ${o.masqueradeCidrs.length ? o.masqueradeCidrs.join(', ') : 'all but the device\'s own'}`,
+      );
+    }
   }
 
   const schedule = new GcSchedule({ fixedS: o.gcInterval, maxS: o.gcMaxInterval });
@@ -113,7 +146,10 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       lastDeleted = r.deleted;
       const interval = schedule.next(r.deleted, r.scanned);
       nextRunNs = lastRunNs + BigInt(interval) * 1_000_000_000n;
-      log.info(`gc (${why}): scanned ${r.scanned}, deleted ${r.deleted}, kept ${r.alive} in ${(r.durationNs / 1e6).toFixed(1)} ms; next in ${interval}s`);
+      log.info(
+        `gc (${why}): scanned ${r.scanned}, deleted ${r.deleted}, kept ${r.alive}, NAT entries removed ${r.natDeleted} with their connection and ${r.natOrphans} orphaned, ` +
+          `in ${(r.durationNs / 1e6).toFixed(1)} ms; next in ${interval}s`,
+      );
       for (const t of r.tables) {
         if (t.scanned) log.debug(`gc ${t.map}: scanned ${t.scanned}, deleted ${t.deleted} ${JSON.stringify(t.deletedByState)}, kept ${t.alive} ${JSON.stringify(t.aliveByState)}`);
       }
@@ -152,6 +188,3 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   };
 }
 
-/** The size in bytes of a struct, for tests and tools that build gc_args themselves. */
-export const GC_ARGS_SIZE = StructView.sizeOf('gc_args');
-export const PIN_ROOT_OF = (root: string, map: string) => path.join(root, map);

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { CtTimeouts, DEFAULT_TIMEOUTS } from '../datapath/config';
 import { STRUCTS } from '../bpf/layouts';
+import { formatAddr, parseAddr } from '../net/addr';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -28,6 +29,16 @@ export interface DeviceSpec {
 
 export interface AgentOptions {
   devices: DeviceSpec[];
+  /** Devices that masquerade (a subset of devices). */
+  masqueradeDevices: string[];
+  /** Sources to masquerade; empty: every source but the device's own address. */
+  masqueradeCidrs: string[];
+  /** Addresses to translate to, instead of each device's primary address. */
+  snatIps: string[];
+  natPortMin: number;
+  natPortMax: number;
+  natRangeStrict: boolean;
+  natMax: number;
   bpfRoot: string;
   ctTcpMax: number;
   ctAnyMax: number;
@@ -58,6 +69,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'bpf-root', kind: 'path', help: 'folder on bpffs where maps are pinned', default: '/sys/fs/bpf/tsct' },
   { flag: 'bpf-ct-global-tcp-max', kind: 'size', help: `TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
   { flag: 'bpf-ct-global-any-max', kind: 'size', help: `non-TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
+  { flag: 'bpf-nat-global-max', kind: 'size', help: 'NAT table size; by default two thirds of the two connection tables together, as Cilium' },
   { flag: 'bpf-map-dynamic-size-ratio', kind: 'ratio', help: 'size tables from this share of total memory (0 < ratio <= 1), as Cilium does', default: '0.0025' },
   { flag: 'bpf-ct-timeout-regular-tcp', kind: 'duration', help: 'TCP ESTABLISHED timeout', default: d(DEFAULT_TIMEOUTS.tcpEstablished) },
   { flag: 'bpf-ct-timeout-regular-tcp-syn', kind: 'duration', help: 'TCP SYN_SENT and SYN_RECV timeout', default: d(DEFAULT_TIMEOUTS.tcpSynSent) },
@@ -70,6 +82,10 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'bpf-ct-timeout-regular-icmp', kind: 'duration', help: 'ICMP and ICMPv6 timeout', default: d(DEFAULT_TIMEOUTS.icmp) },
   { flag: 'bpf-ct-tcp-loose', kind: 'bool', help: 'adopt TCP connections first seen mid-stream (true or false)', default: 'true' },
   { flag: 'bpf-ct-drop-invalid', kind: 'bool', help: 'drop packets whose ct_state is inv (true or false)', default: 'false' },
+  { flag: 'masquerade-devices', kind: 'devices', help: 'devices whose outgoing traffic is masqueraded (among --devices)' },
+  { flag: 'masquerade-cidrs', kind: 'devices', help: 'sources to masquerade, as CIDRs; by default every source but the device\'s own address' },
+  { flag: 'snat-ip', kind: 'devices', help: 'address(es) to masquerade to, at most one IPv4 and one IPv6; by default each device\'s primary address' },
+  { flag: 'nat-port-range', kind: 'devices', help: 'ports for masquerading, low-high; given, it is used even when the original port is free', default: '32768-60999' },
   { flag: 'conntrack-gc-interval', kind: 'duration', help: 'fixed GC interval; 0s for adaptive', default: '0s' },
   { flag: 'conntrack-gc-max-interval', kind: 'duration', help: 'upper bound of the adaptive GC interval', default: '12h' },
   { flag: 'log-level', kind: 'level', help: 'debug, info, warn or error', default: 'info' },
@@ -145,6 +161,26 @@ function readConfigFile(file: string): Record<string, string> {
   return out;
 }
 
+function parseCidr(flag: string, text: string): string {
+  const [addr, len, extra] = text.split('/');
+  let bytes: Buffer;
+  try {
+    bytes = parseAddr(addr);
+  } catch {
+    throw new UsageError(`--${flag}: '${text}' is not a CIDR such as 10.0.0.0/8 or fd00::/64`);
+  }
+  const max = bytes.length * 8;
+  const n = len === undefined ? max : Number(len);
+  if (extra !== undefined || !Number.isInteger(n) || n < 0 || n > max || (len !== undefined && !/^\d+$/.test(len))) {
+    throw new UsageError(`--${flag}: '${text}' is not a CIDR such as 10.0.0.0/8 or fd00::/64`);
+  }
+  return `${formatAddr(bytes)}/${n}`;
+}
+
+function natRangeGiven(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv, file: Record<string, string>): boolean {
+  return flags.natPortRange !== undefined || env[envName('nat-port-range')] !== undefined || file['nat-port-range'] !== undefined;
+}
+
 /** Table sizes from total memory, as Cilium's --bpf-map-dynamic-size-ratio does. */
 export function dynamicSizes(ratio: number, totalMem = os.totalmem()): { tcp: number; any: number } {
   // Per entry: key + value in the table, key in the eviction ring, and the
@@ -198,8 +234,38 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level: '${level}' is not one of debug, info, warn, error`);
   const gcMaxInterval = dur('conntrack-gc-max-interval');
   if (gcMaxInterval < 1) throw new UsageError('--conntrack-gc-max-interval must be at least 1s');
+  const devices = parseDevices('devices', devicesText);
+  const list = (flag: string) => (get(flag) ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const masqueradeDevices = list('masquerade-devices');
+  for (const m of masqueradeDevices) {
+    if (!devices.some((d) => d.name === m)) throw new UsageError(`--masquerade-devices: ${m} is not in --devices; a device must be managed to masquerade`);
+  }
+  const masqueradeCidrs = list('masquerade-cidrs').map((c) => parseCidr('masquerade-cidrs', c));
+  const snatIps = list('snat-ip').map((a) => {
+    try {
+      return formatAddr(parseAddr(a));
+    } catch {
+      throw new UsageError(`--snat-ip: '${a}' is not an IPv4 or IPv6 address`);
+    }
+  });
+  if (snatIps.filter((a) => a.includes(':')).length > 1 || snatIps.filter((a) => !a.includes(':')).length > 1) {
+    throw new UsageError('--snat-ip: give at most one IPv4 and one IPv6 address');
+  }
+  const rangeText = get('nat-port-range')!;
+  const range = /^(\d+)-(\d+)$/.exec(rangeText.trim());
+  const [pmin, pmax] = range ? [Number(range[1]), Number(range[2])] : [NaN, NaN];
+  if (!range || pmin < 1 || pmax > 65535 || pmin > pmax) throw new UsageError(`--nat-port-range: '${rangeText}' is not a port range; write it low-high, e.g. 32768-60999`);
+  const natText = get('bpf-nat-global-max');
+  const natMax = natText ? parseSize('bpf-nat-global-max', natText) : Math.min(TABLE_MAX, Math.max(TABLE_MIN, Math.round(((ctTcpMax + ctAnyMax) * 2) / 3)));
   return {
-    devices: parseDevices('devices', devicesText),
+    devices,
+    masqueradeDevices,
+    masqueradeCidrs,
+    snatIps,
+    natPortMin: pmin,
+    natPortMax: pmax,
+    natRangeStrict: natRangeGiven(flags, env, fromFile),
+    natMax,
     bpfRoot: get('bpf-root')!,
     ctTcpMax,
     ctAnyMax,

@@ -6,6 +6,8 @@ import { UsageError } from '../agent/options';
 import { monotonicNs } from '../agent/state';
 import { LineWriter } from './output';
 import { CtEntry } from '../ct/ctEntry';
+import { natKeysOf } from '../nat/natEntry';
+import { openPinnedMap } from '../ct/ctTables';
 
 export interface ListOptions extends CtFilterOptions {
   bpfRoot: string;
@@ -35,20 +37,28 @@ export async function ctList(o: ListOptions): Promise<void> {
   }
 }
 
+/** Deletes the matching connections and, with them, their NAT entries. */
 export async function ctFlush(o: ListOptions): Promise<void> {
   const filter = parseCtFilter(o);
   const tables = openCtTables(o.bpfRoot);
+  const nat = { 4: openPinnedMap(o.bpfRoot, 'tsct_snat_v4_external'), 6: openPinnedMap(o.bpfRoot, 'tsct_snat_v6_external') };
   try {
     let deleted = 0;
+    let natDeleted = 0;
     for (const table of tables) {
-      const doomed: Buffer[] = [];
+      const doomed: Array<[Buffer, Buffer[]]> = [];
       await forEachCt([table], (e, _t, keys, at) => {
-        if (filter(e)) doomed.push(Buffer.from(keys.subarray(at, at + table.map.keySize)));
+        if (filter(e)) doomed.push([Buffer.from(keys.subarray(at, at + table.map.keySize)), natKeysOf(e)]);
       });
-      for (const k of doomed) if (table.map.delete(k)) deleted++;
+      for (const [k, natKeys] of doomed) {
+        if (table.map.delete(k)) deleted++;
+        for (const nk of natKeys) if (nat[table.family].delete(nk)) natDeleted++;
+      }
     }
-    process.stdout.write(`flushed ${deleted} connection${deleted === 1 ? '' : 's'}\n`);
+    process.stdout.write(`flushed ${deleted} connection${deleted === 1 ? '' : 's'}${natDeleted ? ` and ${natDeleted} NAT entries` : ''}\n`);
   } finally {
     for (const t of tables) t.map.close();
+    nat[4].close();
+    nat[6].close();
   }
 }

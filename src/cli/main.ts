@@ -7,6 +7,7 @@ import { startAgent } from '../agent/agent';
 import { makeLogger } from '../agent/log';
 import { ctFlush, ctList } from './ctCommands';
 import { status, uninstall } from './statusCommands';
+import { natFlush, natList } from './natCommands';
 
 const DEFAULT_ROOT = '/sys/fs/bpf/tsct';
 
@@ -76,6 +77,23 @@ export function buildProgram(): Command {
       globalTable(table);
       await ctFlush(o);
     });
+
+  const natCmd = program.commands.find((c) => c.name() === 'bpf')!.command('nat').description('NAT table (masquerade)');
+  const natFilters = (cmd: Command) =>
+    cmd
+      .addOption(rootOption())
+      .option('--src <addr>', 'source address of the entry')
+      .option('--dst <addr>', 'destination address of the entry')
+      .option('--host <addr>', 'any address of the entry, the translated one included')
+      .option('--sport <port>', 'source port')
+      .option('--dport <port>', 'destination port')
+      .option('--proto <proto>', 'tcp, udp, icmp, icmpv6 or a number')
+      .option('--family <4|6>', 'address family');
+  natFilters(natCmd.command('list').description('list NAT entries, OUT (XLATE_SRC) and IN (XLATE_DST)'))
+    .option('-o, --output <format>', 'json (one object per line)')
+    .option('--count', 'print only how many match')
+    .action(natList);
+  natFilters(natCmd.command('flush').description('delete the matching NAT entries')).action(natFlush);
 
   program
     .command('status')

@@ -24,6 +24,9 @@ export interface GcTableResult {
 
 export interface GcResult {
   tables: GcTableResult[];
+  /** NAT entries removed with their connection, and orphans (no connection) removed. */
+  natDeleted: number;
+  natOrphans: number;
   scanned: number;
   deleted: number;
   alive: number;
@@ -64,5 +67,13 @@ export async function gcSweep(prog: BpfProgram, nowNs?: bigint): Promise<GcResul
     } as GcTableResult;
   });
   const sum = (k: 'scanned' | 'deleted' | 'alive') => tables.reduce((a, t) => a + t[k], 0);
-  return { tables, scanned: sum('scanned'), deleted: sum('deleted'), alive: sum('alive'), durationNs };
+  return {
+    tables,
+    scanned: sum('scanned'),
+    deleted: sum('deleted'),
+    alive: sum('alive'),
+    natDeleted: out.u('nat_deleted', 0) + out.u('nat_deleted', 1),
+    natOrphans: out.u('nat_orphans', 0) + out.u('nat_orphans', 1),
+    durationNs,
+  };
 }

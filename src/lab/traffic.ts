@@ -8,6 +8,8 @@ const ECHO_SERVER = `
 const net = require('net'), dgram = require('dgram');
 const [port, maxSeconds] = process.argv.slice(1).map(Number);
 net.createServer((s) => { s.on('data', (d) => s.write(d)); s.on('error', () => {}); }).listen(port, '::', () => console.log('ready'));
+// port + 1 answers "address port" of the peer it sees, and closes: what masquerading shows a server.
+net.createServer((s) => { s.end(s.remoteAddress.replace(/^::ffff:/, '') + ' ' + s.remotePort + '\\n'); s.on('error', () => {}); }).listen(port + 1, '::');
 const u = dgram.createSocket({ type: 'udp6' });
 u.on('message', (m, r) => u.send(m, r.port, r.address));
 u.bind(port, '::');
@@ -107,4 +109,43 @@ export function udpExchange(lab: NamespaceLab, ns: string, host: string, port: n
 
 export function ping(lab: NamespaceLab, ns: string, host: string, count = 3): void {
   lab.exec(ns, 'ping', [...(host.includes(':') ? ['-6'] : []), '-c', String(count), '-i', '0.2', '-W', '2', host], { timeoutMs: 15_000 });
+}
+
+const WHOAMI_CLIENT = `
+const net = require('net');
+const [host, port, localPort] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port), localPort: Number(localPort) || undefined });
+let d = '';
+s.on('data', (b) => (d += b));
+s.on('end', () => { console.log(d.trim()); process.exit(0); });
+s.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });
+setTimeout(() => { console.log('error timeout'); process.exit(1); }, 5000);
+`;
+
+/** The peer address and port the echo server's whoami port (port + 1) sees for a connection from ns. */
+export function whoami(lab: NamespaceLab, ns: string, host: string, port: number, localPort?: number): { addr: string; port: number } {
+  const out = lab.exec(ns, process.execPath, ['-e', WHOAMI_CLIENT, host, String(port + 1), String(localPort ?? 0)], { timeoutMs: 10_000 }).trim();
+  const [addr, p] = out.split(' ');
+  return { addr, port: Number(p) };
+}
+
+const UDP_REFUSED = `
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect((host, port))
+s.send(b'anyone?')
+try:
+    s.recv(100)
+    print('answered')
+except ConnectionRefusedError:
+    print('refused')
+except socket.timeout:
+    print('timeout')
+`;
+
+/** Sends one UDP datagram to a closed port; 'refused' when the ICMP port unreachable came back to the sender. */
+export function udpToClosedPort(lab: NamespaceLab, ns: string, host: string, port: number): string {
+  return lab.exec(ns, 'python3', ['-c', UDP_REFUSED, host, String(port)], { timeoutMs: 10_000 }).trim();
 }

@@ -1,0 +1,109 @@
+// Entries of tsct_snat_v4_external and tsct_snat_v6_external: decoding, the
+// pair a connection owns, and the line Cilium's `bpf nat list` prints.
+import { ENUMS, STRUCTS, StructView } from '../bpf/layouts';
+import { CtEntry, CtFlag, Family } from '../ct/ctEntry';
+import { formatAddr, parseAddr } from '../net/addr';
+import { protoName } from '../ct/ctFormat';
+
+export const NatDir = ENUMS.nat_dir;
+
+export interface NatEntry {
+  family: Family;
+  dir: 'OUT' | 'IN';
+  proto: number;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  /** XLATE_SRC for OUT, XLATE_DST for IN. */
+  toAddr: string;
+  toPort: number;
+  createdNs: number;
+  zone: number;
+}
+
+const E = STRUCTS.nat_entry.fields;
+
+export function natKeyStruct(family: Family): 'nat4_key' | 'nat6_key' {
+  return family === 4 ? 'nat4_key' : 'nat6_key';
+}
+
+export function decodeNatEntry(family: Family, key: Buffer, koff: number, value: Buffer, voff: number): NatEntry {
+  const K = STRUCTS[natKeyStruct(family)].fields;
+  const len = family === 4 ? 4 : 16;
+  return {
+    family,
+    dir: key[koff + K.dir.offset] === NatDir.NAT_DIR_IN ? 'IN' : 'OUT',
+    proto: key[koff + K.proto.offset],
+    src: formatAddr(key.subarray(koff + K.saddr.offset, koff + K.saddr.offset + len)),
+    dst: formatAddr(key.subarray(koff + K.daddr.offset, koff + K.daddr.offset + len)),
+    sport: key.readUInt16BE(koff + K.sport.offset),
+    dport: key.readUInt16BE(koff + K.dport.offset),
+    toAddr: formatAddr(value.subarray(voff + E.to_addr.offset, voff + E.to_addr.offset + len)),
+    toPort: value.readUInt16BE(voff + E.to_port.offset),
+    createdNs: value.readUInt32LE(voff + E.created_ns.offset) + value.readUInt32LE(voff + E.created_ns.offset + 4) * 0x100000000,
+    zone: value.readUInt16LE(voff + E.zone.offset),
+  };
+}
+
+function natKey(family: Family, dir: number, proto: number, src: string, dst: string, sport: number, dport: number): Buffer {
+  const k = StructView.alloc(natKeyStruct(family));
+  parseAddr(src).copy(k.bytes('saddr'));
+  parseAddr(dst).copy(k.bytes('daddr'));
+  k.bytes('sport').writeUInt16BE(sport);
+  k.bytes('dport').writeUInt16BE(dport);
+  k.set('proto', proto).set('dir', dir);
+  return k.buf;
+}
+
+const isIcmp = (proto: number) => proto === 1 || proto === 58;
+
+/** The OUT and IN keys of a translated connection (none when it is not translated). */
+export function natKeysOf(e: CtEntry): Buffer[] {
+  if (!(e.flags & CtFlag.CT_F_SNAT) || !e.natAddr) return [];
+  const t = e.tuple;
+  return [
+    natKey(t.family, NatDir.NAT_DIR_OUT, t.proto, t.src, t.dst, t.sport, t.dport),
+    natKey(t.family, NatDir.NAT_DIR_IN, t.proto, t.dst, e.natAddr, isIcmp(t.proto) ? e.natPort : t.dport, e.natPort),
+  ];
+}
+
+const hostPort = (family: Family, addr: string, port: number) => (family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`);
+
+/** Cilium's `cilium bpf nat list` line. */
+export function formatNatCilium(n: NatEntry, nowNs: number): string {
+  return (
+    `${protoName(n.proto)} ${n.dir} ${hostPort(n.family, n.src, n.sport)} -> ${hostPort(n.family, n.dst, n.dport)} ` +
+    `XLATE_${n.dir === 'OUT' ? 'SRC' : 'DST'} ${hostPort(n.family, n.toAddr, n.toPort)} ` +
+    `Created=${Math.max(0, Math.floor((nowNs - n.createdNs) / 1e9))}sec ago NeedsCT=1`
+  );
+}
+
+export function natToJson(n: NatEntry, nowNs: number): Record<string, unknown> {
+  return {
+    family: n.family === 4 ? 'ipv4' : 'ipv6',
+    proto: protoName(n.proto),
+    direction: n.dir,
+    src: n.src,
+    dst: n.dst,
+    sport: n.sport,
+    dport: n.dport,
+    xlate: n.dir === 'OUT' ? 'SRC' : 'DST',
+    toAddr: n.toAddr,
+    toPort: n.toPort,
+    ageS: Math.max(0, Math.floor((nowNs - n.createdNs) / 1e9)),
+    zone: n.zone,
+  };
+}
+
+/** Decoded NAT entries of both families, a chunk at a time. */
+export async function forEachNat(
+  maps: Array<{ family: Family; map: import('libbpf-ts').BpfMap }>,
+  each: (n: NatEntry, keys: Buffer, keyOffset: number, map: import('libbpf-ts').BpfMap) => void,
+): Promise<void> {
+  for (const { family, map } of maps) {
+    for await (const chunk of map.batches({ chunkSize: 16384 })) {
+      for (let i = 0; i < chunk.count; i++) each(decodeNatEntry(family, chunk.keys, i * chunk.keySize, chunk.values, i * chunk.valueStride), chunk.keys, i * chunk.keySize, map);
+    }
+  }
+}
