@@ -18,11 +18,11 @@ setTimeout(() => process.exit(0), maxSeconds * 1000);
 
 const TCP_CLIENT = `
 const net = require('net');
-const [host, port, rounds, bytes, gapMs, localPort] = process.argv.slice(1);
+const [host, port, rounds, bytes, gapMs, localPort, deadlineMs] = process.argv.slice(1);
 const s = net.connect({ host, port: Number(port), localPort: Number(localPort) || undefined });
 let sent = 0, got = 0, round = 0;
 const chunk = Buffer.alloc(Number(bytes), 97);
-const deadline = setTimeout(() => { console.log(JSON.stringify({ ok: false, why: 'timeout', round, got })); process.exit(1); }, 60000);
+const deadline = setTimeout(() => { console.log(JSON.stringify({ ok: false, why: 'timeout', round, got })); process.exit(1); }, Number(deadlineMs) || 60000);
 function next() {
   if (round === Number(rounds)) { s.end(); return; }
   round++; sent += chunk.length; s.write(chunk);
@@ -74,10 +74,10 @@ export interface TcpClientResult {
 export function tcpExchange(
   lab: NamespaceLab,
   ns: string,
-  o: { host: string; port: number; rounds: number; bytes: number; gapMs: number; localPort?: number },
+  o: { host: string; port: number; rounds: number; bytes: number; gapMs: number; localPort?: number; deadlineMs?: number },
   onConnect?: (localPort: number) => void,
 ): Promise<TcpClientResult> {
-  const child = lab.spawn(ns, process.execPath, ['-e', TCP_CLIENT, o.host, String(o.port), String(o.rounds), String(o.bytes), String(o.gapMs), String(o.localPort ?? 0)]);
+  const child = lab.spawn(ns, process.execPath, ['-e', TCP_CLIENT, o.host, String(o.port), String(o.rounds), String(o.bytes), String(o.gapMs), String(o.localPort ?? 0), String(o.deadlineMs ?? 60000)]);
   return new Promise((resolve) => {
     let localPort: number | undefined;
     let last: TcpClientResult = { ok: false, why: 'no output' };
