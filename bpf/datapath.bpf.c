@@ -103,7 +103,7 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	if (reason)
 		return verdict_invalid(skb, reason, hook, cfg, zone);
 	if (hook == HOOK_EGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
-		struct nat_io io = { .now = now, .zone = zone, .ifindex = ifindex, .ct_state = state, .ct_dir = dir };
+		struct nat_io io = { .now = now, .zone = zone, .ifindex = ifindex, .ct_state = state, .ct_dir = dir, .dev = *dev };
 
 		reason = tsct_nat_egress(skb, &p, &io);
 		if (reason) {

@@ -131,6 +131,83 @@ static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt 
 	return bpf_skb_store_bytes(skb, l4_port_off(p->t.proto, p->l4_off, src), &to, 2, 0) ? -1 : 0;
 }
 
+/* Rewrites one address and port (source or destination) of a TCP, UDP, ICMP
+ * or ICMPv6 packet in place, with the checksums computed here (RFC 1624)
+ * instead of through four skb helpers: the path every packet of a translated
+ * connection takes. Returns -1, leaving the packet untouched, when the headers
+ * are not in the linear data; the helpers then do it. */
+static __always_inline int nat_rewrite_direct(struct __sk_buff *skb, const struct pkt *p, int src, const __be32 *to_addr,
+					      __be16 to_port)
+{
+	void *data = ctx_data(skb);
+	void *data_end = ctx_data_end(skb);
+	__u64 off = p->l4_off;
+	__u8 proto = p->t.proto;
+	int v4 = p->t.family == 4;
+	__be16 *port, *sum = 0;
+	__u16 c;
+	int i;
+
+	asm volatile("%0 &= 0x3ff" : "+r"(off));
+	if (p->frag == FRAG_LATER || data + off + 20 > data_end)
+		return -1;
+	switch (proto) {
+	case IPPROTO_TCP:
+		sum = data + off + 16;
+		port = data + off + (src ? 0 : 2);
+		break;
+	case IPPROTO_UDP:
+		sum = data + off + 6;
+		port = data + off + (src ? 0 : 2);
+		if (v4 && !*sum)
+			sum = 0; /* no UDP checksum: it stays none */
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6_:
+		sum = data + off + 2;
+		port = data + off + 4;
+		break;
+	default:
+		return -1;
+	}
+	if (v4) {
+		struct iphdr *ip = data + ETH_HLEN;
+		__be32 *addr;
+		__be32 from;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		addr = src ? &ip->saddr : &ip->daddr;
+		from = *addr;
+		ip->check = csum_replace32(ip->check, from, to_addr[0]);
+		if (sum) {
+			c = *sum;
+			if (proto != IPPROTO_ICMP) /* ICMPv4 has no pseudo-header */
+				c = csum_replace32(c, from, to_addr[0]);
+			c = csum_replace16(c, *port, to_port);
+			*sum = (proto == IPPROTO_UDP && !c) ? 0xffff : c;
+		}
+		*addr = to_addr[0];
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		__be32 *addr;
+
+		if ((void *)(ip6 + 1) > data_end || !sum)
+			return -1;
+		addr = src ? (__be32 *)&ip6->saddr : (__be32 *)&ip6->daddr;
+		c = *sum;
+#pragma unroll
+		for (i = 0; i < 4; i++) {
+			c = csum_replace32(c, addr[i], to_addr[i]);
+			addr[i] = to_addr[i];
+		}
+		c = csum_replace16(c, *port, to_port);
+		*sum = (proto == IPPROTO_UDP && !c) ? 0xffff : c;
+	}
+	*port = to_port;
+	return 0;
+}
+
 static __always_inline int nat_proto_ok(const struct pkt *p)
 {
 	return p->t.proto == IPPROTO_TCP || p->t.proto == IPPROTO_UDP ||
@@ -257,6 +334,7 @@ struct nat_io {
 	__u16 zone;     /* in; for replies, the connection's zone out */
 	__u8 ct_dir;
 	__u8 pad;
+	struct device_info dev; /* the device's settings, as the caller found them */
 };
 
 static __always_inline __u32 nat_snat(struct __sk_buff *skb, struct pkt *p, const struct device_info *dev,
@@ -267,7 +345,7 @@ static __always_inline __u32 nat_snat(struct __sk_buff *skb, struct pkt *p, cons
 		struct nat4_key out4;
 		struct nat6_key out6;
 	} k;
-	struct nat_entry *out, fresh_out = {};
+	struct nat_entry *out;
 	struct nat_alloc a = {};
 	__be32 snat[4] = {}, to_addr[4] = {};
 	__be16 to_port;
@@ -338,35 +416,34 @@ static __always_inline __u32 nat_snat(struct __sk_buff *skb, struct pkt *p, cons
 		if (!a.port)
 			return a.table_full ? REASON_DROP_NAT_TABLE_FULL : REASON_DROP_NAT_PORT_EXHAUSTED;
 
-		fresh_out.created_ns = io->now;
-		fresh_out.needs_ct = 1;
-		__builtin_memcpy(fresh_out.to_addr, snat, 16);
-		fresh_out.to_port = bpf_htons(a.port);
-		fresh_out.zone = io->zone;
-		if (v6 ? bpf_map_update_elem(&tsct_snat_v6_external, &k.out6, &fresh_out, BPF_ANY)
-		       : bpf_map_update_elem(&tsct_snat_v4_external, &k.out4, &fresh_out, BPF_ANY)) {
+		/* The IN entry is in the map: its value's memory becomes the OUT one's. */
+		__builtin_memcpy(a.in_val.to_addr, snat, 16);
+		a.in_val.to_port = bpf_htons(a.port);
+		if (v6 ? bpf_map_update_elem(&tsct_snat_v6_external, &k.out6, &a.in_val, BPF_ANY)
+		       : bpf_map_update_elem(&tsct_snat_v4_external, &k.out4, &a.in_val, BPF_ANY)) {
 			if (v6)
 				bpf_map_delete_elem(&tsct_snat_v6_external, &a.in6);
 			else
 				bpf_map_delete_elem(&tsct_snat_v4_external, &a.in4);
 			return REASON_DROP_NAT_TABLE_FULL;
 		}
-		__builtin_memcpy(to_addr, fresh_out.to_addr, 16);
-		to_port = fresh_out.to_port;
+		__builtin_memcpy(to_addr, snat, 16);
+		to_port = a.in_val.to_port;
 		metrics_count(REASON_NAT_NEW, HOOK_EGRESS, 0);
 
 		/* The connection records its translation (ct_state +snat, GC, listing). */
 		if (entry) {
-			__builtin_memcpy(entry->nat_addr, fresh_out.to_addr, 16);
-			entry->nat_port = fresh_out.to_port;
+			__builtin_memcpy(entry->nat_addr, to_addr, 16);
+			entry->nat_port = to_port;
 			if (!(entry->flags & CT_F_SNAT))
 				__sync_fetch_and_or(&entry->flags, CT_F_SNAT);
 		}
 	}
 	io->ct_state |= CT_STATE_SNAT;
 
-	if (rewrite_addr(skb, p, v6 ? IP6_SADDR_OFF : IP4_SADDR_OFF, p->t.saddr, to_addr) ||
-	    rewrite_port(skb, p, 1, p->t.sport, to_port))
+	if (nat_rewrite_direct(skb, p, 1, to_addr, to_port) &&
+	    (rewrite_addr(skb, p, v6 ? IP6_SADDR_OFF : IP4_SADDR_OFF, p->t.saddr, to_addr) ||
+	     rewrite_port(skb, p, 1, p->t.sport, to_port)))
 		return REASON_DROP_NAT_TABLE_FULL;
 	metrics_count(REASON_NAT_SNAT, HOOK_EGRESS, 0);
 	return 0;
@@ -513,8 +590,9 @@ static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struc
 	}
 	if (!e)
 		return 0;
-	if (rewrite_addr(skb, p, v6 ? IP6_DADDR_OFF : IP4_DADDR_OFF, p->t.daddr, e->to_addr) ||
-	    rewrite_port(skb, p, 0, p->t.dport, e->to_port))
+	if (nat_rewrite_direct(skb, p, 0, e->to_addr, e->to_port) &&
+	    (rewrite_addr(skb, p, v6 ? IP6_DADDR_OFF : IP4_DADDR_OFF, p->t.daddr, e->to_addr) ||
+	     rewrite_port(skb, p, 0, p->t.dport, e->to_port)))
 		return REASON_INV_TRUNCATED_L4;
 	__builtin_memcpy(p->t.daddr, e->to_addr, 16);
 	if (p->t.proto == IPPROTO_ICMP || p->t.proto == IPPROTO_ICMPV6_)
@@ -532,16 +610,9 @@ static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struc
  * or a reason (an invalid one on ingress, a drop on egress). */
 __attribute__((noinline)) int tsct_nat_egress(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
 {
-	struct device_info *dev;
-	__u32 ifindex;
-
-	if (!skb || !p || !io)
+	if (!skb || !p || !io || !(io->dev.flags & DEVICE_F_MASQUERADE))
 		return 0;
-	ifindex = io->ifindex;
-	dev = bpf_map_lookup_elem(&tsct_devices, &ifindex);
-	if (!dev || !(dev->flags & DEVICE_F_MASQUERADE))
-		return 0;
-	return nat_snat(skb, p, dev, config_get(), io);
+	return nat_snat(skb, p, &io->dev, config_get(), io);
 }
 
 __attribute__((noinline)) int tsct_nat_ingress(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)

@@ -54,6 +54,20 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     return log.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
   }
 
+  // The verifier's own reason: the line before "processed N insns", and
+  // the program it was judging.
+  static std::string VerifierReason(const std::string& log) {
+    size_t at = log.rfind("\nprocessed ");
+    if (at == std::string::npos) return LastLine(log);
+    std::string reason = LastLine(log.substr(0, at));
+    size_t prog = log.rfind("prog '", at);
+    if (prog != std::string::npos) {
+      size_t end = log.find('\'', prog + 6);
+      if (end != std::string::npos) reason = "program " + log.substr(prog + 6, end - prog - 6) + ": " + reason;
+    }
+    return reason;
+  }
+
   void CheckOpen(Napi::Env env, const char* call) {
     if (!obj_) Throw(env, EBADF, call, path_, "object is closed");
     if (loading_) Throw(env, EBUSY, call, path_, "object is being loaded");
@@ -200,7 +214,7 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
       int rc = bpf_object__load(obj);
       *log = TakeLibbpfLog();
       if (rc < 0) {
-        detail = LastLine(*log);
+        detail = VerifierReason(*log);
         if (rc == -EPERM) detail = "operation not permitted: run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN";
         if (rc == -EACCES || rc == -EINVAL) detail = "the verifier rejected a program: " + detail;
       }
