@@ -173,6 +173,28 @@ privTest('when the port range is used up, the next new connection is dropped and
   }
 });
 
+privTest('a live connection whose NAT entries were lost gets them back, on the same port', async (t) => {
+  const dp = await natDatapath();
+  try {
+    const pkt = (flags: string) => frame({ src: C, dst: S, l4: { tcp: { sport: 42000, dport: 443, flags } } });
+    await runPacket(dp, pkt('S'), { hook: 'egress' });
+    await runPacket(dp, frame({ src: S, dst: NAT4, l4: { tcp: { sport: 443, dport: 42000, flags: 'SA' } } }));
+    // Both NAT entries disappear (pressure, a flush by hand); the connection lives on.
+    for (const k of [...dp.maps.tsct_snat_v4_external.keys()]) dp.maps.tsct_snat_v4_external.delete(k);
+    // The connection remembers its translation.
+    const e = findConn(dp, { family: 4, proto: PROTO.tcp, src: C, dst: S, sport: 42000, dport: 443, zone: 0 })!;
+    t.is(e.natPort, 42000);
+    const r = await runPacket(dp, pkt('A'), { hook: 'egress' });
+    t.is(r.verdict, 0);
+    t.like(ends(r.data), { src: NAT4, sport: 42000 }, 'same address and port as before');
+    t.is(reasonCount(dp, 'NAT_RECREATED'), 1);
+    const back = await runPacket(dp, frame({ src: S, dst: NAT4, l4: { tcp: { sport: 443, dport: 42000, flags: 'A' } } }));
+    t.like(ends(back.data), { dst: C, dport: 42000 }, 'and replies find their way back');
+  } finally {
+    dp.close();
+  }
+});
+
 privTest('the GC removes NAT entries with their connection, and orphans', async (t) => {
   const dp = await natDatapath();
   try {
