@@ -170,6 +170,7 @@ static long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct 
  * entry when its OUT entry is. */
 struct nat_sweep {
 	__u64 orphans;
+	__u64 alive;
 };
 
 static long nat4_orphan(struct bpf_map *map, struct nat4_key *k, struct nat_entry *e, struct nat_sweep *w)
@@ -185,7 +186,7 @@ static long nat4_orphan(struct bpf_map *map, struct nat4_key *k, struct nat_entr
 		t.dport = k->dport;
 		ct4_key_from(&ck, &t, e->zone);
 		if (bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct4_global : (void *)&tsct_ct_any4_global, &ck))
-			return 0;
+			goto alive;
 	} else {
 		struct nat4_key out = {
 			.saddr = e->to_addr[0],
@@ -197,10 +198,13 @@ static long nat4_orphan(struct bpf_map *map, struct nat4_key *k, struct nat_entr
 		};
 
 		if (bpf_map_lookup_elem(&tsct_snat_v4_external, &out))
-			return 0;
+			goto alive;
 	}
 	if (bpf_map_delete_elem(map, k) == 0)
 		w->orphans++;
+	return 0;
+alive:
+	w->alive++;
 	return 0;
 }
 
@@ -217,7 +221,7 @@ static long nat6_orphan(struct bpf_map *map, struct nat6_key *k, struct nat_entr
 		t.dport = k->dport;
 		ct6_key_from(&ck, &t, e->zone);
 		if (bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct6_global : (void *)&tsct_ct_any6_global, &ck))
-			return 0;
+			goto alive;
 	} else {
 		struct nat6_key out = { .proto = k->proto, .dir = NAT_DIR_OUT };
 
@@ -226,10 +230,13 @@ static long nat6_orphan(struct bpf_map *map, struct nat6_key *k, struct nat_entr
 		out.sport = e->to_port;
 		out.dport = k->proto == IPPROTO_ICMPV6_ ? e->to_port : k->sport;
 		if (bpf_map_lookup_elem(&tsct_snat_v6_external, &out))
-			return 0;
+			goto alive;
 	}
 	if (bpf_map_delete_elem(map, k) == 0)
 		w->orphans++;
+	return 0;
+alive:
+	w->alive++;
 	return 0;
 }
 
@@ -250,9 +257,12 @@ int tsct_gc(struct gc_args *args)
 	args->nat_deleted[0] = w.nat_deleted;
 	bpf_for_each_map_elem(&tsct_snat_v4_external, nat4_orphan, &n, 0);
 	args->nat_orphans[0] = n.orphans;
+	args->nat_alive[0] = n.alive;
 	n.orphans = 0;
+	n.alive = 0;
 	bpf_for_each_map_elem(&tsct_snat_v6_external, nat6_orphan, &n, 0);
 	args->nat_orphans[1] = n.orphans;
+	args->nat_alive[1] = n.alive;
 	return 0;
 }
 

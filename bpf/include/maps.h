@@ -187,9 +187,10 @@ struct gc_args {
 	__u32 tables; /* bits of enum ct_table to sweep; 0: all */
 	__u32 pad;
 	struct gc_table_stats stats[4];
-	/* NAT entries removed with their connection, and orphans removed. */
+	/* NAT entries removed with their connection, orphans removed, and kept (by family). */
 	__u64 nat_deleted[2];
 	__u64 nat_orphans[2];
+	__u64 nat_alive[2];
 };
 
 /* Shared by the agent (its GC schedule, its liveness), the CLI (status) and

@@ -6,11 +6,14 @@ import { ifindex as ifindexOf, isBpfError } from 'libbpf-ts';
 import { execFileSync } from 'node:child_process';
 import { Datapath, MasqueradeSpec } from '../datapath/datapath';
 import { DEFAULT_BPFFS, ensureBpffs, isOnBpffs } from '../datapath/bpffs';
-import { gcSweep } from '../gc/gcSweep';
+import * as http from 'node:http';
+import { GcResult, gcSweep } from '../gc/gcSweep';
+import { buildRegistry } from '../metrics/registry';
+import { serveHttp } from './http';
 import { GcSchedule } from '../gc/gcSchedule';
 import { AgentOptions, UsageError } from './options';
 import { Logger } from './log';
-import { attachDevice, detachDevice } from './attach';
+import { attachDevice, attachmentsOf, detachDevice } from './attach';
 import { monotonicNs, readGcState, writeGcState } from './state';
 
 const HEARTBEAT_MS = 1000;
@@ -47,6 +50,8 @@ export function masqueradeAddresses(dev: string, given: string[]): MasqueradeSpe
 
 export interface RunningAgent {
   datapath: Datapath;
+  /** Where /metrics is served, when it is. */
+  httpAddress: string | null;
   /** Stops the GC loop and closes handles; leaves programs attached and maps pinned. */
   stop(): void;
 }
@@ -120,6 +125,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   let nextRunNs = monotonicNs() + BigInt(schedule.intervalS) * 1_000_000_000n;
   let sweeping = false;
   let stopped = false;
+  let lastGc: GcResult | null = null;
 
   const publish = () =>
     writeGcState(dp.maps.tsct_gc_state, {
@@ -134,11 +140,24 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       agentPid: stopped ? 0 : process.pid,
     });
 
+  const sizes: Record<string, number> = Object.fromEntries(
+    (['tsct_ct4_global', 'tsct_ct_any4_global', 'tsct_ct6_global', 'tsct_ct_any6_global', 'tsct_snat_v4_external', 'tsct_snat_v6_external'] as const).map((m) => [m, dp.maps[m].maxEntries]),
+  );
+  const { registry, gcDuration } = buildRegistry({
+    reasons: () => dp.metrics(),
+    lastGc: () => lastGc,
+    gcRuns: () => runs,
+    gcIntervalS: () => schedule.intervalS,
+    mapSizes: () => sizes,
+  });
+
   const sweep = async (why: string) => {
     if (sweeping || stopped) return;
     sweeping = true;
     try {
       const r = await gcSweep(dp.gc);
+      lastGc = r;
+      gcDuration.observe({ status: 'completed' }, r.durationNs / 1e9);
       runs++;
       lastRunNs = monotonicNs();
       lastDurationNs = r.durationNs;
@@ -174,14 +193,38 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     }
   }, HEARTBEAT_MS);
   publish();
+
+  let server: http.Server | null = null;
+  if (o.prometheusServeAddr) {
+    try {
+      server = await serveHttp(o.prometheusServeAddr, registry, {
+        attached: () => {
+          const missing = devices.filter((d) => attachmentsOf(d.ifindex).length < 2).map((d) => d.name);
+          return { ok: missing.length === 0, why: `not attached to ${missing.join(', ')}` };
+        },
+        gcRunning: () => {
+          if (stopped) return { ok: false, why: 'the agent is stopping' };
+          const late = monotonicNs() - nextRunNs > BigInt(schedule.intervalS + 10) * 1_000_000_000n;
+          return { ok: !late, why: 'garbage collection is overdue' };
+        },
+      });
+      log.info(`serving /metrics, /healthz and /readyz on ${o.prometheusServeAddr}`);
+    } catch (e) {
+      clearInterval(tick);
+      dp.close();
+      throw e;
+    }
+  }
   log.info(`gc: ${o.gcInterval ? `every ${o.gcInterval}s` : `adaptive, first in ${schedule.intervalS}s, at most every ${o.gcMaxInterval}s`}`);
 
   return {
     datapath: dp,
+    httpAddress: o.prometheusServeAddr || null,
     stop() {
       if (stopped) return;
       stopped = true;
       clearInterval(tick);
+      server?.close();
       publish();
       dp.close();
     },

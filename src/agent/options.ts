@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import { CtTimeouts, DEFAULT_TIMEOUTS } from '../datapath/config';
 import { STRUCTS } from '../bpf/layouts';
 import { formatAddr, parseAddr } from '../net/addr';
+import { parseServeAddr } from './http';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -51,6 +52,8 @@ export interface AgentOptions {
   gcInterval: number;
   gcMaxInterval: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** host:port for /metrics, /healthz, /readyz; '' serves nothing. */
+  prometheusServeAddr: string;
 }
 
 type Kind = 'size' | 'ratio' | 'duration' | 'devices' | 'path' | 'bool' | 'level';
@@ -89,6 +92,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'conntrack-gc-interval', kind: 'duration', help: 'fixed GC interval; 0s for adaptive', default: '0s' },
   { flag: 'conntrack-gc-max-interval', kind: 'duration', help: 'upper bound of the adaptive GC interval', default: '12h' },
   { flag: 'log-level', kind: 'level', help: 'debug, info, warn or error', default: 'info' },
+  { flag: 'prometheus-serve-addr', kind: 'path', help: "where to serve /metrics, /healthz and /readyz (host:port; ':9962' for every address; 'off' for nowhere)", default: '127.0.0.1:9962' },
 ];
 
 export function envName(flag: string): string {
@@ -159,6 +163,12 @@ function readConfigFile(file: string): Record<string, string> {
     out[k] = Array.isArray(v) ? v.join(',') : String(v);
   }
   return out;
+}
+
+function servePromAddr(text: string): string {
+  if (text === 'off' || text === '') return '';
+  parseServeAddr(text);
+  return text;
 }
 
 function parseCidr(flag: string, text: string): string {
@@ -276,5 +286,6 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
     gcInterval: dur('conntrack-gc-interval'),
     gcMaxInterval,
     logLevel: level as AgentOptions['logLevel'],
+    prometheusServeAddr: servePromAddr(get('prometheus-serve-addr')!),
   };
 }

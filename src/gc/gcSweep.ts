@@ -27,6 +27,8 @@ export interface GcResult {
   /** NAT entries removed with their connection, and orphans (no connection) removed. */
   natDeleted: number;
   natOrphans: number;
+  /** NAT entries kept, by family. */
+  natAlive: { 4: number; 6: number };
   scanned: number;
   deleted: number;
   alive: number;
@@ -74,6 +76,7 @@ export async function gcSweep(prog: BpfProgram, nowNs?: bigint): Promise<GcResul
     alive: sum('alive'),
     natDeleted: out.u('nat_deleted', 0) + out.u('nat_deleted', 1),
     natOrphans: out.u('nat_orphans', 0) + out.u('nat_orphans', 1),
+    natAlive: { 4: out.u('nat_alive', 0), 6: out.u('nat_alive', 1) },
     durationNs,
   };
 }

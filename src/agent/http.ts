@@ -1,0 +1,51 @@
+// The agent's HTTP endpoints: /metrics for Prometheus, /healthz (the datapath
+// is attached to every device) and /readyz (attached, and the GC is running).
+import * as http from 'node:http';
+import { Registry } from 'prom-client';
+import { UsageError } from './options';
+
+export interface Health {
+  attached(): { ok: boolean; why: string };
+  gcRunning(): { ok: boolean; why: string };
+}
+
+/** '127.0.0.1:9962', '[::1]:9962', ':9962' (every address: an explicit choice). */
+export function parseServeAddr(text: string): { host: string | undefined; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(text.trim());
+  if (!m || Number(m[3]) > 65535) throw new UsageError(`--prometheus-serve-addr: '${text}' is not host:port, e.g. 127.0.0.1:9962 or :9962 for every address`);
+  const host = m[1] ?? m[2];
+  return { host: host === '' ? undefined : host, port: Number(m[3]) };
+}
+
+export async function serveHttp(addr: string, registry: Registry, health: Health): Promise<http.Server> {
+  const { host, port } = parseServeAddr(addr);
+  const server = http.createServer((req, res) => {
+    const reply = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
+      res.writeHead(code, { 'Content-Type': type });
+      res.end(body);
+    };
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => reply(200, text, registry.contentType),
+        (e) => reply(500, `metrics failed: ${(e as Error).message}\n`),
+      );
+    } else if (path === '/healthz') {
+      const a = health.attached();
+      reply(a.ok ? 200 : 503, a.ok ? 'ok\n' : `${a.why}\n`);
+    } else if (path === '/readyz') {
+      const a = health.attached();
+      const g = health.gcRunning();
+      reply(a.ok && g.ok ? 200 : 503, a.ok && g.ok ? 'ok\n' : `${a.ok ? g.why : a.why}\n`);
+    } else {
+      reply(404, 'not found: try /metrics, /healthz or /readyz\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new UsageError(`--prometheus-serve-addr: cannot listen on ${addr}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.code}`)),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}

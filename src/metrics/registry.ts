@@ -1,0 +1,143 @@
+// The agent's Prometheus metrics. Datapath counters live in per-CPU BPF maps
+// and are read and summed when Prometheus scrapes; nothing runs per packet in
+// user space. Names follow Cilium's, with the tsct_ prefix.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ReasonCount } from '../datapath/datapath';
+import { GcResult } from '../gc/gcSweep';
+
+export interface MetricsSource {
+  /** tsct_metrics, summed over CPUs. */
+  reasons(): ReasonCount[];
+  lastGc(): GcResult | null;
+  gcRuns(): number;
+  gcIntervalS(): number;
+  /** Sizes of the maps whose fill is reported as pressure. */
+  mapSizes(): Record<string, number>;
+}
+
+/** Reasons that are drops or invalid packets, as opposed to events of normal work. */
+export function isDropReason(code: number): boolean {
+  return code >= 64 || code === 4; /* INV_*, DROP_*, CT_INSERT_FAILED */
+}
+
+export function buildRegistry(src: MetricsSource): { registry: Registry; gcDuration: Histogram<string> } {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tsct_' });
+  // prom-client names three gauges *_total (active handles, requests,
+  // resources); promtool rightly flags that, and they say little here.
+  for (const m of registry.getMetricsAsArray()) {
+    if (m.name.endsWith('_total') && (m as unknown as { type?: string }).type !== 'counter') registry.removeSingleMetric(m.name);
+  }
+
+  // One read of tsct_metrics per scrape, shared by the collectors below.
+  let cache: { at: number; rows: ReasonCount[] } = { at: 0, rows: [] };
+  const rows = () => {
+    const now = Date.now();
+    if (now - cache.at > 200) cache = { at: now, rows: src.reasons() };
+    return cache.rows;
+  };
+  const counterFrom = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>) => void) =>
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.reset();
+        fill(this);
+      },
+    });
+
+  counterFrom('tsct_forward_count_total', 'Packets passed by the datapath, by direction', ['direction'], (c) => {
+    for (const r of rows()) if (r.reason === 'FORWARDED') c.inc({ direction: r.hook.toUpperCase() }, r.count);
+  });
+  counterFrom('tsct_forward_bytes_total', 'Bytes passed by the datapath, by direction', ['direction'], (c) => {
+    for (const r of rows()) if (r.reason === 'FORWARDED') c.inc({ direction: r.hook.toUpperCase() }, r.bytes);
+  });
+  counterFrom(
+    'tsct_drop_count_total',
+    'Packets dropped or judged invalid, by reason and direction (INV_* reasons count invalid packets, passed unless --bpf-ct-drop-invalid; DROP_* are drops)',
+    ['reason', 'direction'],
+    (c) => {
+      for (const r of rows()) if (isDropReason(r.code)) c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.count);
+    },
+  );
+  counterFrom('tsct_drop_bytes_total', 'Bytes of the packets counted in tsct_drop_count_total', ['reason', 'direction'], (c) => {
+    for (const r of rows()) if (isDropReason(r.code)) c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.bytes);
+  });
+  counterFrom('tsct_datapath_conntrack_created_total', 'Connections created; its rate is new connections per second', ['direction'], (c) => {
+    for (const r of rows()) if (r.reason === 'CT_NEW') c.inc({ direction: r.hook.toUpperCase() }, r.count);
+  });
+  counterFrom('tsct_datapath_events_total', 'Other datapath events, by kind (related ICMP, evictions, NAT translations, ...)', ['event', 'direction'], (c) => {
+    for (const r of rows()) if (!isDropReason(r.code) && r.reason !== 'FORWARDED' && r.reason !== 'CT_NEW') c.inc({ event: r.reason, direction: r.hook.toUpperCase() }, r.count);
+  });
+  counterFrom('tsct_nat_port_allocation_retries_total', 'Ports tried and found taken while masquerading', [], (c) => {
+    for (const r of rows()) if (r.reason === 'NAT_PORT_RETRY') c.inc(r.bytes);
+  });
+  counterFrom('tsct_nat_port_allocation_failures_total', 'New connections dropped because no NAT port was free', [], (c) => {
+    for (const r of rows()) if (r.reason === 'DROP_NAT_PORT_EXHAUSTED') c.inc(r.count);
+  });
+
+  counterFrom('tsct_datapath_conntrack_gc_runs_total', 'Garbage collection sweeps', ['status'], (c) => {
+    c.inc({ status: 'completed' }, src.gcRuns());
+  });
+  new Gauge({
+    name: 'tsct_datapath_conntrack_gc_entries',
+    help: 'Connections found by the last sweep, alive or deleted, by family and protocol',
+    labelNames: ['family', 'protocol', 'status'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const t of src.lastGc()?.tables ?? []) {
+        const labels = { family: `ipv${t.family}`, protocol: t.proto };
+        this.set({ ...labels, status: 'alive' }, t.alive);
+        this.set({ ...labels, status: 'deleted' }, t.deleted);
+      }
+    },
+  });
+  new Gauge({
+    name: 'tsct_datapath_conntrack_connections',
+    help: 'Connections alive at the last sweep, by family, protocol and TCP state',
+    labelNames: ['family', 'protocol', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const t of src.lastGc()?.tables ?? []) {
+        if (t.proto === 'TCP') for (const [state, n] of Object.entries(t.aliveByState)) this.set({ family: `ipv${t.family}`, protocol: 'TCP', state }, n);
+        else this.set({ family: `ipv${t.family}`, protocol: t.proto, state: 'none' }, t.alive);
+      }
+    },
+  });
+  new Gauge({
+    name: 'tsct_datapath_conntrack_gc_interval_seconds',
+    help: 'Interval until the next sweep',
+    registers: [registry],
+    collect() {
+      this.set(src.gcIntervalS());
+    },
+  });
+  const gcDuration = new Histogram({
+    name: 'tsct_datapath_conntrack_gc_duration_seconds',
+    help: 'Duration of garbage collection sweeps',
+    labelNames: ['status'],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'tsct_bpf_map_pressure',
+    help: 'Fill of a map, entries over its size (connection and NAT tables, as of the last sweep)',
+    labelNames: ['map_name'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const gc = src.lastGc();
+      if (!gc) return;
+      const sizes = src.mapSizes();
+      for (const t of gc.tables) if (sizes[t.map]) this.set({ map_name: t.map }, t.alive / sizes[t.map]);
+      for (const [fam, map] of [[4, 'tsct_snat_v4_external'], [6, 'tsct_snat_v6_external']] as const) {
+        if (sizes[map]) this.set({ map_name: map }, gc.natAlive[fam] / sizes[map]);
+      }
+    },
+  });
+  return { registry, gcDuration };
+}
