@@ -22,6 +22,9 @@ struct tsct_btf_anchor {
 	enum ct_table table;
 	enum device_flag device_flag;
 	enum nat_dir nat_dir;
+	enum ct_event_type event_type;
+	/* Written only through bpf_ringbuf_reserve: not otherwise in BTF. */
+	struct ct_event ct_event;
 };
 const volatile struct tsct_btf_anchor tsct_btf_anchor;
 
@@ -129,10 +132,37 @@ struct bpf_map;
 struct gc_sweep {
 	__u64 now;
 	__u32 family;
-	__u32 pad;
+	__u32 events; /* emit DESTROY events */
 	__u64 nat_deleted;
 	struct gc_table_stats s;
 };
+
+/* A DESTROY event for a connection the sweep removes: the tuple in its
+ * original direction comes from the canonical key and the entry's flag. */
+static __always_inline void gc_destroy_event(__u32 family, const void *key, const struct ct_entry *e, __u64 now)
+{
+	struct tuple t = { .family = family };
+	int b = (e->flags & CT_F_ORIG_IS_B) != 0;
+
+	if (family == 4) {
+		const struct ct4_key *k = key;
+
+		t.saddr[0] = b ? k->addr_b : k->addr_a;
+		t.daddr[0] = b ? k->addr_a : k->addr_b;
+		t.sport = b ? k->port_b : k->port_a;
+		t.dport = b ? k->port_a : k->port_b;
+		t.proto = k->proto;
+	} else {
+		const struct ct6_key *k = key;
+
+		__builtin_memcpy(t.saddr, b ? k->addr_b : k->addr_a, 16);
+		__builtin_memcpy(t.daddr, b ? k->addr_a : k->addr_b, 16);
+		t.sport = b ? k->port_b : k->port_a;
+		t.dport = b ? k->port_a : k->port_b;
+		t.proto = k->proto;
+	}
+	ct_event_emit(CT_EVENT_DESTROY, &t, e, now, HOOK_INGRESS);
+}
 
 static long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w)
 {
@@ -143,6 +173,8 @@ static long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct 
 		st = TCP_CT_NONE;
 	w->s.scanned++;
 	if (e->expires_ns < w->now) {
+		if (w->events)
+			gc_destroy_event(w->family, key, e, w->now);
 		/* NAT entries go with their connection, in the same pass. */
 		if (e->flags & CT_F_SNAT)
 			w->nat_deleted += nat_delete_for_ct(w->family, key, e);
@@ -246,6 +278,9 @@ int tsct_gc(struct gc_args *args)
 	/* The coarse clock the datapath stamps with is not offered to syscall
 	 * programs; the precise one runs at most a tick ahead of it. */
 	struct gc_sweep w = { .now = args->now_ns ? args->now_ns : bpf_ktime_get_ns() };
+	struct tsct_config *cfg = config_get();
+
+	w.events = events_on(cfg, CFG_F_EVENTS);
 	__u32 tables = args->tables ? args->tables : 0xf;
 
 	struct nat_sweep n = {};

@@ -10,7 +10,8 @@
         "src/map.cc",
         "src/program.cc",
         "src/link.cc",
-        "src/fastpath.cc"
+        "src/fastpath.cc",
+        "src/ringbuf.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -38,6 +38,9 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
       ! -f native/build/Release/addon.node ]]; then
   say "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
+elif [[ native/binding.gyp -nt native/build/Makefile ]]; then
+  # The list of sources changed: configure again.
+  (cd native && ../node_modules/.bin/node-gyp rebuild --loglevel=error >/dev/null)
 else
   # Incremental: make decides what to recompile.
   (cd native && ../node_modules/.bin/node-gyp build --loglevel=error >/dev/null)

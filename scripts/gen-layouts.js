@@ -16,11 +16,11 @@ const OUT = path.join(ROOT, 'src', 'bpf', 'generated', 'layouts.ts');
 const STRUCTS = [
   'ct4_key', 'ct6_key', 'ct_entry', 'frag4_key', 'frag6_key', 'frag_ports',
   'device_info', 'tsct_config', 'metrics_value', '__sk_buff', 'gc_args', 'gc_table_stats', 'gc_state',
-  'nat4_key', 'nat6_key', 'nat_entry', 'masq4_key', 'masq6_key',
+  'nat4_key', 'nat6_key', 'nat_entry', 'masq4_key', 'masq6_key', 'ct_event',
 ];
 const ENUMS = [
   'ct_state_bit', 'ct_dir', 'tsct_hook', 'tcp_ct_state', 'tsct_reason', 'ct_entry_flag',
-  'tsct_config_flag', 'tsct_cb_slot', 'ct_table', 'device_flag', 'nat_dir',
+  'tsct_config_flag', 'tsct_cb_slot', 'ct_table', 'device_flag', 'nat_dir', 'ct_event_type',
 ];
 
 function main() {

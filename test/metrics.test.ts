@@ -74,7 +74,7 @@ privTest('Prometheus scrapes the agent: forwarded packets, new connections and a
     await waitFor('new connections to rise', async () => (await promValue(lab.router, 'tsct_datapath_conntrack_created_total')) >= newBefore + 3);
     await waitFor('the drop reason to rise', async () => (await promValue(lab.router, 'tsct_drop_count_total{reason="INV_TCP_FLAGS",direction="INGRESS"}')) === 5);
     await waitFor('GC metrics', async () => (await promValue(lab.router, 'tsct_datapath_conntrack_gc_runs_total')) >= 1);
-    t.true((await promValue(lab.router, 'tsct_datapath_conntrack_connections{protocol="TCP"}')) >= 1, 'connections by TCP state');
+    await waitFor('connections by TCP state (from a sweep after the traffic)', async () => (await promValue(lab.router, 'tsct_datapath_conntrack_connections{protocol="TCP"}')) >= 1);
     t.true(Number.isFinite(await promValue(lab.router, 'tsct_bpf_map_pressure{map_name="tsct_ct4_global"}')));
     t.true((await promValue(lab.router, 'tsct_process_cpu_seconds_total')) > 0, 'process metrics');
 

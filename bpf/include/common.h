@@ -100,6 +100,7 @@ enum tsct_reason {
 	REASON_NAT_RECREATED = 14,    /* a lost mapping of a live connection was made again */
 	REASON_NAT_RELATED = 15,      /* an ICMP error about a translated connection was translated */
 	REASON_NAT_UNSUPPORTED = 16,  /* a protocol NAT does not translate passed as is */
+	REASON_EVENT_LOST = 17,       /* a connection event found the ring buffer full */
 
 	REASON_DROP_INVALID = 128, /* an invalid packet dropped, by configuration */
 	REASON_DROP_NAT_PORT_EXHAUSTED = 129, /* no free port for a new mapping */
@@ -122,12 +123,21 @@ enum ct_entry_flag {
 	CT_F_EGRESS = 0x4000,      /* first seen at egress (OUT), else ingress (IN) */
 };
 
+/* Connection events in tsct_events, as conntrack -E names them. */
+enum ct_event_type {
+	CT_EVENT_NEW = 1,
+	CT_EVENT_UPDATE = 2,
+	CT_EVENT_DESTROY = 3,
+};
+
 /* Configuration flags (struct tsct_config.flags). */
 enum tsct_config_flag {
 	CFG_F_TCP_LOOSE = 0x1,    /* adopt mid-stream TCP connections (nf_conntrack's tcp_loose) */
 	CFG_F_DROP_INVALID = 0x2, /* drop ct_state=inv packets instead of passing them */
 	CFG_F_MASQ_ALL_SOURCES = 0x4, /* masquerade every source but the device's own address */
 	CFG_F_NAT_RANGE_STRICT = 0x8, /* translate into the port range even when the original port is free */
+	CFG_F_EVENTS = 0x10,          /* connection events: new and destroy */
+	CFG_F_EVENTS_UPDATE = 0x20,   /* and TCP state changes */
 };
 
 /* The per-packet verdict of the tracker, also written to skb->cb for the

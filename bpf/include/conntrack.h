@@ -260,6 +260,41 @@ static __always_inline void gc_wake(__u64 now)
 		g->wake_ns = now;
 }
 
+/* Writes a connection event. A full ring never slows the datapath: the
+ * event is dropped and counted (REASON_EVENT_LOST). */
+static __always_inline void ct_event_emit(__u8 type, const struct tuple *orig, const struct ct_entry *e, __u64 now, __u8 hook)
+{
+	struct ct_event *ev = bpf_ringbuf_reserve(&tsct_events, sizeof(*ev), 0);
+
+	if (!ev) {
+		metrics_count(REASON_EVENT_LOST, hook, 0);
+		return;
+	}
+	ev->ts_ns = now;
+	ev->type = type;
+	ev->family = orig->family;
+	ev->proto = orig->proto;
+	__builtin_memcpy(ev->src, orig->saddr, 16);
+	__builtin_memcpy(ev->dst, orig->daddr, 16);
+	ev->sport = orig->sport;
+	ev->dport = orig->dport;
+	ev->packets[0] = e->packets[0];
+	ev->packets[1] = e->packets[1];
+	ev->bytes[0] = e->bytes[0];
+	ev->bytes[1] = e->bytes[1];
+	ev->flags = e->flags;
+	ev->zone = e->zone;
+	ev->tcp_state = e->tcp_state;
+	ev->timeout_s = e->expires_ns > now ? (e->expires_ns - now) / NSEC_PER_SEC : 0;
+	__builtin_memset(ev->pad, 0, sizeof(ev->pad));
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static __always_inline int events_on(const struct tsct_config *cfg, __u32 flag)
+{
+	return cfg ? (cfg->flags & flag) != 0 : flag == CFG_F_EVENTS;
+}
+
 /* Eviction state for bpf_loop: which table, and where the scan is. */
 struct ct_evict {
 	__u32 table;
@@ -479,9 +514,23 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 				return 0;
 			}
 			if (!ct_reusable(e, p, dir, c->now)) {
+				__u8 before = e->tcp_state;
+
 				reason = ct_on_packet(e, p, dir, c->now, c->cfg);
 				if (reason)
 					return reason;
+				if (e->tcp_state != before && events_on(c->cfg, CFG_F_EVENTS_UPDATE)) {
+					/* The event names the original direction. */
+					struct tuple orig = p->t;
+
+					if (dir == CT_DIR_REPLY) {
+						__builtin_memcpy(orig.saddr, p->t.daddr, 16);
+						__builtin_memcpy(orig.daddr, p->t.saddr, 16);
+						orig.sport = p->t.dport;
+						orig.dport = p->t.sport;
+					}
+					ct_event_emit(CT_EVENT_UPDATE, &orig, e, c->now, c->hook);
+				}
 				c->res->state = ct_state_of(e->flags, dir);
 				c->res->mark = e->mark;
 				c->res->dir = dir;
@@ -514,6 +563,8 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 		c->res->dir = CT_DIR_ORIGINAL;
 		if (rc == 0) {
 			metrics_count(REASON_CT_NEW, c->hook, 0);
+			if (events_on(c->cfg, CFG_F_EVENTS))
+				ct_event_emit(CT_EVENT_NEW, &p->t, fresh, c->now, c->hook);
 			if (fresh->flags & CT_F_PICKED_UP)
 				metrics_count(REASON_CT_PICKED_UP, c->hook, 0);
 		}

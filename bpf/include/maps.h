@@ -208,6 +208,32 @@ struct gc_state {
 	__u32 agent_pid;
 };
 
+/* One connection event; the tuple is the original direction. */
+struct ct_event {
+	__u64 ts_ns;
+	__u64 packets[2];
+	__u64 bytes[2];
+	__be32 src[4];
+	__be32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u32 flags;
+	__u32 timeout_s;
+	__u16 zone;
+	__u8 type;   /* enum ct_event_type */
+	__u8 family;
+	__u8 proto;
+	__u8 tcp_state;
+	__u8 pad[6];
+};
+
+#define EVENTS_RING_DEFAULT (1 << 20)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EVENTS_RING_DEFAULT);
+} tsct_events SEC(".maps");
+
 struct metrics_value {
 	__u64 count;
 	__u64 bytes;

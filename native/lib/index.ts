@@ -12,6 +12,7 @@ export { MapType, ProgType, UpdateFlags, TcAction, XdpAction, mapTypeName } from
 export { BpfObject } from './object';
 export type { ObjectMap, ObjectProgram } from './object';
 export { BpfMap, MapChunk } from './map';
+export { RingBuffer } from './ringbuf';
 export type { MapInfo, DumpOptions } from './map';
 export { BpfProgram, detachTc, queryTc, destroyTcHook, queryXdp, detachXdp, ifindex, ifname, progInfo } from './program';
 export type {

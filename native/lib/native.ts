@@ -92,7 +92,13 @@ export interface NativeObject {
   close(): void;
 }
 
+export interface NativeRingBuffer {
+  poll(timeoutMs: number, maxSamples?: number): Promise<Buffer[]>;
+  close(): void;
+}
+
 export interface Addon {
+  NativeRingBuffer: new (fd: number, label: string) => NativeRingBuffer;
   NativeObject: new (path: string) => NativeObject;
   NativeMap: new (fd: number, label: string) => NativeMap;
   NativeProgram: new (fd: number, label: string) => NativeProgram;

@@ -5,6 +5,7 @@
 namespace lbt {
 
 Napi::Function InitObject(Napi::Env env);
+Napi::Function InitRingBuffer(Napi::Env env);
 void InitLinkFunctions(Napi::Env env, Napi::Object exports);
 
 AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
@@ -28,6 +29,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeObject", InitObject(env));
   exports.Set("NativeMap", mapClass);
   exports.Set("NativeProgram", progClass);
+  exports.Set("NativeRingBuffer", InitRingBuffer(env));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   InitLinkFunctions(env, exports);
   return exports;

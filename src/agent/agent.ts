@@ -70,7 +70,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
 
   const masquerade = new Map(o.masqueradeDevices.map((name) => [name, masqueradeAddresses(name, o.snatIps)]));
   const dp = await Datapath.load({
-    sizes: { ctTcp: o.ctTcpMax, ctAny: o.ctAnyMax, nat: o.natMax },
+    sizes: { ctTcp: o.ctTcpMax, ctAny: o.ctAnyMax, nat: o.natMax, events: o.eventsRingSize },
     config: {
       timeouts: o.timeouts,
       tcpLoose: o.tcpLoose,
@@ -79,6 +79,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       natPortMax: o.natPortMax,
       natRangeStrict: o.natRangeStrict,
       masqueradeAll: o.masqueradeCidrs.length === 0,
+      events: o.events,
     },
     pinRoot: o.bpfRoot,
   });

@@ -54,6 +54,8 @@ export interface AgentOptions {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** host:port for /metrics, /healthz, /readyz; '' serves nothing. */
   prometheusServeAddr: string;
+  events: 'none' | 'new-destroy' | 'all';
+  eventsRingSize: number;
 }
 
 type Kind = 'size' | 'ratio' | 'duration' | 'devices' | 'path' | 'bool' | 'level';
@@ -91,6 +93,8 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'nat-port-range', kind: 'devices', help: 'ports for masquerading, low-high; given, it is used even when the original port is free', default: '32768-60999' },
   { flag: 'conntrack-gc-interval', kind: 'duration', help: 'fixed GC interval; 0s for adaptive', default: '0s' },
   { flag: 'conntrack-gc-max-interval', kind: 'duration', help: 'upper bound of the adaptive GC interval', default: '12h' },
+  { flag: 'conntrack-events', kind: 'level', help: "connection events for 'tsct bpf ct events': new,destroy; new,destroy,update; or none", default: 'new,destroy' },
+  { flag: 'bpf-events-ring-size', kind: 'size', help: 'bytes of the event ring buffer, a power of 2 from 4096; when full, events are lost (and counted), never packets', default: String(1 << 20) },
   { flag: 'log-level', kind: 'level', help: 'debug, info, warn or error', default: 'info' },
   { flag: 'prometheus-serve-addr', kind: 'path', help: "where to serve /metrics, /healthz and /readyz (host:port; ':9962' for every address; 'off' for nowhere)", default: '127.0.0.1:9962' },
 ];
@@ -163,6 +167,25 @@ function readConfigFile(file: string): Record<string, string> {
     out[k] = Array.isArray(v) ? v.join(',') : String(v);
   }
   return out;
+}
+
+function parseEvents(text: string): AgentOptions['events'] {
+  const kinds = new Set(text.split(',').map((x) => x.trim().toLowerCase()).filter(Boolean));
+  if (kinds.size === 1 && kinds.has('none')) return 'none';
+  const known = ['new', 'destroy', 'update'];
+  const bad = [...kinds].find((k) => !known.includes(k));
+  if (bad || !kinds.has('new') || !kinds.has('destroy')) {
+    throw new UsageError(`--conntrack-events: '${text}' is not one of new,destroy; new,destroy,update; none`);
+  }
+  return kinds.has('update') ? 'all' : 'new-destroy';
+}
+
+function parseRingSize(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < 4096 || n > 1 << 30 || (n & (n - 1)) !== 0) {
+    throw new UsageError(`--bpf-events-ring-size: '${text}' is not a power of 2 from 4096 to 1073741824 (bytes)`);
+  }
+  return n;
 }
 
 function servePromAddr(text: string): string {
@@ -287,5 +310,7 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
     gcMaxInterval,
     logLevel: level as AgentOptions['logLevel'],
     prometheusServeAddr: servePromAddr(get('prometheus-serve-addr')!),
+    events: parseEvents(get('conntrack-events')!),
+    eventsRingSize: parseRingSize(get('bpf-events-ring-size')!),
   };
 }

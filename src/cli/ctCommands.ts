@@ -7,6 +7,9 @@ import { monotonicNs } from '../agent/state';
 import { LineWriter } from './output';
 import { CtEntry } from '../ct/ctEntry';
 import { natKeysOf } from '../nat/natEntry';
+import { RingBuffer } from 'libbpf-ts';
+import { decodeEvent, eventToJson, formatEvent } from '../ct/ctEvents';
+import { readMetrics } from '../datapath/datapath';
 import { openPinnedMap } from '../ct/ctTables';
 
 export interface ListOptions extends CtFilterOptions {
@@ -60,5 +63,45 @@ export async function ctFlush(o: ListOptions): Promise<void> {
     for (const t of tables) t.map.close();
     nat[4].close();
     nat[6].close();
+  }
+}
+
+/** `tsct bpf ct events`: connection events as they happen, until interrupted or --max-events. */
+export async function ctEvents(o: { bpfRoot: string; output?: string; maxEvents?: string }): Promise<void> {
+  const format = o.output ?? 'conntrack';
+  if (!['conntrack', 'json'].includes(format)) throw new UsageError(`-o: '${format}' is not an output format; use json, or leave it out for conntrack -E's`);
+  const max = o.maxEvents === undefined ? Infinity : Number(o.maxEvents);
+  if (!(max > 0) || !Number.isInteger(max === Infinity ? 1 : max)) throw new UsageError(`--max-events: '${o.maxEvents}' is not a positive whole number`);
+  const ring = openPinnedMap(o.bpfRoot, 'tsct_events');
+  const metrics = openPinnedMap(o.bpfRoot, 'tsct_metrics');
+  const rb = RingBuffer.open(ring);
+  const lostSoFar = () => readMetrics(metrics).filter((m) => m.reason === 'EVENT_LOST').reduce((s, m) => s + m.count, 0);
+  let lost = lostSoFar();
+  let seen = 0;
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const out = (line: string) => process.stdout.write(line + '\n');
+  try {
+    while (!stop.signal.aborted && seen < max) {
+      const samples = await rb.poll(200);
+      const nowLost = lostSoFar();
+      if (nowLost > lost) {
+        out(format === 'json' ? JSON.stringify({ type: 'LOST', count: nowLost - lost }) : `   [LOST] ${nowLost - lost} events lost: the ring buffer was full (--bpf-events-ring-size)`);
+        lost = nowLost;
+      }
+      for (const s of samples) {
+        const ev = decodeEvent(s);
+        out(format === 'json' ? JSON.stringify(eventToJson(ev)) : formatEvent(ev));
+        if (++seen >= max) break;
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    rb.close();
+    ring.close();
+    metrics.close();
   }
 }

@@ -5,7 +5,7 @@ import { AGENT_FLAGS, UsageError, envName, resolveAgentOptions } from '../agent/
 import { PinnedLayoutError } from '../datapath/pins';
 import { startAgent } from '../agent/agent';
 import { makeLogger } from '../agent/log';
-import { ctFlush, ctList } from './ctCommands';
+import { ctEvents, ctFlush, ctList } from './ctCommands';
 import { status, uninstall } from './statusCommands';
 import { natFlush, natList } from './natCommands';
 
@@ -77,6 +77,13 @@ export function buildProgram(): Command {
       globalTable(table);
       await ctFlush(o);
     });
+
+  ct.command('events')
+    .description('connection events as they happen, as conntrack -E prints them (new, destroy; update with --conntrack-events); one reader at a time')
+    .addOption(rootOption())
+    .option('-o, --output <format>', 'json (one object per line)')
+    .option('--max-events <n>', 'stop after n events')
+    .action(ctEvents);
 
   const natCmd = program.commands.find((c) => c.name() === 'bpf')!.command('nat').description('NAT table (masquerade)');
   const natFilters = (cmd: Command) =>

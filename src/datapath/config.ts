@@ -31,6 +31,8 @@ export interface DatapathConfig {
   natRangeStrict: boolean;
   /** Masquerade every source but the device's own address (no --masquerade-cidrs). */
   masqueradeAll: boolean;
+  /** Connection events into tsct_events: none, new and destroy, or those and TCP state updates. */
+  events: 'none' | 'new-destroy' | 'all';
 }
 
 export const DEFAULT_TIMEOUTS: CtTimeouts = {
@@ -57,6 +59,7 @@ export const DEFAULT_CONFIG: DatapathConfig = {
   natPortMax: DEFAULT_NAT_PORTS.max,
   natRangeStrict: false,
   masqueradeAll: true,
+  events: 'new-destroy',
 };
 
 const S = ENUMS.tcp_ct_state;
@@ -72,7 +75,9 @@ export function encodeConfig(cfg: DatapathConfig, ringSizes: [number, number, nu
     (cfg.tcpLoose ? F.CFG_F_TCP_LOOSE : 0) |
       (cfg.dropInvalid ? F.CFG_F_DROP_INVALID : 0) |
       (cfg.masqueradeAll ? F.CFG_F_MASQ_ALL_SOURCES : 0) |
-      (cfg.natRangeStrict ? F.CFG_F_NAT_RANGE_STRICT : 0),
+      (cfg.natRangeStrict ? F.CFG_F_NAT_RANGE_STRICT : 0) |
+      (cfg.events !== 'none' ? F.CFG_F_EVENTS : 0) |
+      (cfg.events === 'all' ? F.CFG_F_EVENTS_UPDATE : 0),
   );
   v.set('nat_port_min', cfg.natPortMin);
   v.set('nat_port_max', cfg.natPortMax);

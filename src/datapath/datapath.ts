@@ -30,6 +30,7 @@ export const MAP_NAMES = [
   'tsct_snat_v6_external',
   'tsct_masq_src4',
   'tsct_masq_src6',
+  'tsct_events',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -41,10 +42,12 @@ export interface MapSizes {
   frag: number;
   /** --bpf-nat-global-max */
   nat: number;
+  /** Bytes of the event ring buffer (a power of 2, at least a page). */
+  events: number;
 }
 
 /** Cilium's defaults. */
-export const DEFAULT_SIZES: MapSizes = { ctTcp: 512 * 1024, ctAny: 256 * 1024, frag: 8192, nat: 512 * 1024 };
+export const DEFAULT_SIZES: MapSizes = { ctTcp: 512 * 1024, ctAny: 256 * 1024, frag: 8192, nat: 512 * 1024, events: 1 << 20 };
 
 export interface MasqueradeSpec {
   /** The address to translate IPv4 sources to (the device's primary address). */
@@ -181,6 +184,7 @@ export function tableSizes(s: MapSizes): Array<[string, number]> {
     ['tsct_frag6', s.frag],
     ['tsct_snat_v4_external', s.nat],
     ['tsct_snat_v6_external', s.nat],
+    ['tsct_events', s.events],
   ];
 }
 

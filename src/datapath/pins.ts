@@ -75,7 +75,8 @@ export async function applyPins(obj: BpfObject, plan: PinPlanEntry[]): Promise<M
       if (step.action === 'migrate') {
         const old = BpfMap.openPinned(step.path);
         try {
-          results.push({ map: step.map, ...(await copyEntries(old, map)) });
+          // A ring buffer holds events in flight, not state: a resized one starts empty.
+          results.push({ map: step.map, ...(old.type === MapType.ringbuf ? { moved: 0, dropped: 0 } : await copyEntries(old, map)) });
         } finally {
           old.close();
         }

@@ -149,3 +149,26 @@ except socket.timeout:
 export function udpToClosedPort(lab: NamespaceLab, ns: string, host: string, port: number): string {
   return lab.exec(ns, 'python3', ['-c', UDP_REFUSED, host, String(port)], { timeoutMs: 10_000 }).trim();
 }
+
+const UDP_BURST = `
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+got = 0
+for i in range(n):
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(b'burst %d' % i, (host, port))
+    try:
+        s.recvfrom(100)
+        got += 1
+    except socket.timeout:
+        pass
+    s.close()
+print(got)
+`;
+
+/** n UDP request/reply exchanges, each from a new socket (a new connection); returns how many replies came back. */
+export function udpBurst(lab: NamespaceLab, ns: string, host: string, port: number, n: number): number {
+  return Number(lab.exec(ns, 'python3', ['-c', UDP_BURST, host, String(port), String(n)], { timeoutMs: 120_000 }).trim());
+}
