@@ -58,11 +58,8 @@ export interface AgentOptions {
   eventsRingSize: number;
 }
 
-type Kind = 'size' | 'ratio' | 'duration' | 'devices' | 'path' | 'bool' | 'level';
-
 export interface FlagSpec {
   flag: string;
-  kind: Kind;
   help: string;
   default?: string;
 }
@@ -70,33 +67,33 @@ export interface FlagSpec {
 const d = (s: number) => `${s}s`;
 
 export const AGENT_FLAGS: FlagSpec[] = [
-  { flag: 'devices', kind: 'devices', help: 'devices to attach to, each with an optional zone: eth0,eth1:2 (zone 0 by default)' },
-  { flag: 'bpf-root', kind: 'path', help: 'folder on bpffs where maps are pinned', default: '/sys/fs/bpf/tsct' },
-  { flag: 'bpf-ct-global-tcp-max', kind: 'size', help: `TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
-  { flag: 'bpf-ct-global-any-max', kind: 'size', help: `non-TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
-  { flag: 'bpf-nat-global-max', kind: 'size', help: 'NAT table size; by default two thirds of the two connection tables together, as Cilium' },
-  { flag: 'bpf-map-dynamic-size-ratio', kind: 'ratio', help: 'size tables from this share of total memory (0 < ratio <= 1), as Cilium does', default: '0.0025' },
-  { flag: 'bpf-ct-timeout-regular-tcp', kind: 'duration', help: 'TCP ESTABLISHED timeout', default: d(DEFAULT_TIMEOUTS.tcpEstablished) },
-  { flag: 'bpf-ct-timeout-regular-tcp-syn', kind: 'duration', help: 'TCP SYN_SENT and SYN_RECV timeout', default: d(DEFAULT_TIMEOUTS.tcpSynSent) },
-  { flag: 'bpf-ct-timeout-regular-tcp-fin', kind: 'duration', help: 'TCP FIN_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpFinWait) },
-  { flag: 'bpf-ct-timeout-regular-tcp-close-wait', kind: 'duration', help: 'TCP CLOSE_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpCloseWait) },
-  { flag: 'bpf-ct-timeout-regular-tcp-last-ack', kind: 'duration', help: 'TCP LAST_ACK timeout', default: d(DEFAULT_TIMEOUTS.tcpLastAck) },
-  { flag: 'bpf-ct-timeout-regular-tcp-time-wait', kind: 'duration', help: 'TCP TIME_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpTimeWait) },
-  { flag: 'bpf-ct-timeout-regular-tcp-close', kind: 'duration', help: 'TCP CLOSE (after RST) timeout', default: d(DEFAULT_TIMEOUTS.tcpClose) },
-  { flag: 'bpf-ct-timeout-regular-any', kind: 'duration', help: 'UDP and other non-TCP timeout', default: d(DEFAULT_TIMEOUTS.any) },
-  { flag: 'bpf-ct-timeout-regular-icmp', kind: 'duration', help: 'ICMP and ICMPv6 timeout', default: d(DEFAULT_TIMEOUTS.icmp) },
-  { flag: 'bpf-ct-tcp-loose', kind: 'bool', help: 'adopt TCP connections first seen mid-stream (true or false)', default: 'true' },
-  { flag: 'bpf-ct-drop-invalid', kind: 'bool', help: 'drop packets whose ct_state is inv (true or false)', default: 'false' },
-  { flag: 'masquerade-devices', kind: 'devices', help: 'devices whose outgoing traffic is masqueraded (among --devices)' },
-  { flag: 'masquerade-cidrs', kind: 'devices', help: 'sources to masquerade, as CIDRs; by default every source but the device\'s own address' },
-  { flag: 'snat-ip', kind: 'devices', help: 'address(es) to masquerade to, at most one IPv4 and one IPv6; by default each device\'s primary address' },
-  { flag: 'nat-port-range', kind: 'devices', help: 'ports for masquerading, low-high; given, it is used even when the original port is free', default: '32768-60999' },
-  { flag: 'conntrack-gc-interval', kind: 'duration', help: 'fixed GC interval; 0s for adaptive', default: '0s' },
-  { flag: 'conntrack-gc-max-interval', kind: 'duration', help: 'upper bound of the adaptive GC interval', default: '12h' },
-  { flag: 'conntrack-events', kind: 'level', help: "connection events for 'tsct bpf ct events': new,destroy; new,destroy,update; or none", default: 'new,destroy' },
-  { flag: 'bpf-events-ring-size', kind: 'size', help: 'bytes of the event ring buffer, a power of 2 from 4096; when full, events are lost (and counted), never packets', default: String(1 << 20) },
-  { flag: 'log-level', kind: 'level', help: 'debug, info, warn or error', default: 'info' },
-  { flag: 'prometheus-serve-addr', kind: 'path', help: "where to serve /metrics, /healthz and /readyz (host:port; ':9962' for every address; 'off' for nowhere)", default: '127.0.0.1:9962' },
+  { flag: 'devices', help: 'devices to attach to, each with an optional zone: eth0,eth1:2 (zone 0 by default)' },
+  { flag: 'bpf-root', help: 'folder on bpffs where maps are pinned', default: '/sys/fs/bpf/tsct' },
+  { flag: 'bpf-ct-global-tcp-max', help: `TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
+  { flag: 'bpf-ct-global-any-max', help: `non-TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
+  { flag: 'bpf-nat-global-max', help: 'NAT table size; by default two thirds of the two connection tables together, as Cilium' },
+  { flag: 'bpf-map-dynamic-size-ratio', help: 'size tables from this share of total memory (0 < ratio <= 1), as Cilium does', default: '0.0025' },
+  { flag: 'bpf-ct-timeout-regular-tcp', help: 'TCP ESTABLISHED timeout', default: d(DEFAULT_TIMEOUTS.tcpEstablished) },
+  { flag: 'bpf-ct-timeout-regular-tcp-syn', help: 'TCP SYN_SENT and SYN_RECV timeout', default: d(DEFAULT_TIMEOUTS.tcpSynSent) },
+  { flag: 'bpf-ct-timeout-regular-tcp-fin', help: 'TCP FIN_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpFinWait) },
+  { flag: 'bpf-ct-timeout-regular-tcp-close-wait', help: 'TCP CLOSE_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpCloseWait) },
+  { flag: 'bpf-ct-timeout-regular-tcp-last-ack', help: 'TCP LAST_ACK timeout', default: d(DEFAULT_TIMEOUTS.tcpLastAck) },
+  { flag: 'bpf-ct-timeout-regular-tcp-time-wait', help: 'TCP TIME_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpTimeWait) },
+  { flag: 'bpf-ct-timeout-regular-tcp-close', help: 'TCP CLOSE (after RST) timeout', default: d(DEFAULT_TIMEOUTS.tcpClose) },
+  { flag: 'bpf-ct-timeout-regular-any', help: 'UDP and other non-TCP timeout', default: d(DEFAULT_TIMEOUTS.any) },
+  { flag: 'bpf-ct-timeout-regular-icmp', help: 'ICMP and ICMPv6 timeout', default: d(DEFAULT_TIMEOUTS.icmp) },
+  { flag: 'bpf-ct-tcp-loose', help: 'adopt TCP connections first seen mid-stream (true or false)', default: 'true' },
+  { flag: 'bpf-ct-drop-invalid', help: 'drop packets whose ct_state is inv (true or false)', default: 'false' },
+  { flag: 'masquerade-devices', help: 'devices whose outgoing traffic is masqueraded (among --devices)' },
+  { flag: 'masquerade-cidrs', help: 'sources to masquerade, as CIDRs; by default every source but the device\'s own address' },
+  { flag: 'snat-ip', help: 'address(es) to masquerade to, at most one IPv4 and one IPv6; by default each device\'s primary address' },
+  { flag: 'nat-port-range', help: 'ports for masquerading, low-high; given, it is used even when the original port is free', default: '32768-60999' },
+  { flag: 'conntrack-gc-interval', help: 'fixed GC interval; 0s for adaptive', default: '0s' },
+  { flag: 'conntrack-gc-max-interval', help: 'upper bound of the adaptive GC interval', default: '12h' },
+  { flag: 'conntrack-events', help: "connection events for 'tsct bpf ct events': new,destroy; new,destroy,update; or none", default: 'new,destroy' },
+  { flag: 'bpf-events-ring-size', help: 'bytes of the event ring buffer, a power of 2 from 4096; when full, events are lost (and counted), never packets', default: String(1 << 20) },
+  { flag: 'log-level', help: 'debug, info, warn or error', default: 'info' },
+  { flag: 'prometheus-serve-addr', help: "where to serve /metrics, /healthz and /readyz (host:port; ':9962' for every address; 'off' for nowhere)", default: '127.0.0.1:9962' },
 ];
 
 export function envName(flag: string): string {
