@@ -131,15 +131,15 @@ struct bpf_map;
 
 struct gc_sweep {
 	__u64 now;
-	__u32 family;
-	__u32 events; /* emit DESTROY events */
+	__u32 events; /* emit DESTROY events; 2 once the ring was found full */
+	__u32 pad;
 	__u64 nat_deleted;
 	struct gc_table_stats s;
 };
 
 /* A DESTROY event for a connection the sweep removes: the tuple in its
  * original direction comes from the canonical key and the entry's flag. */
-static __always_inline void gc_destroy_event(__u32 family, const void *key, const struct ct_entry *e, __u64 now)
+static __always_inline int gc_destroy_event(__u32 family, const void *key, const struct ct_entry *e, __u64 now)
 {
 	struct tuple t = { .family = family };
 	int b = (e->flags & CT_F_ORIG_IS_B) != 0;
@@ -161,10 +161,10 @@ static __always_inline void gc_destroy_event(__u32 family, const void *key, cons
 		t.dport = b ? k->port_a : k->port_b;
 		t.proto = k->proto;
 	}
-	ct_event_emit(CT_EVENT_DESTROY, &t, e, now, HOOK_INGRESS);
+	return ct_event_write(CT_EVENT_DESTROY, &t, e, now);
 }
 
-static long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w)
+static __always_inline long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w, __u32 family)
 {
 	__u32 st = e->tcp_state;
 
@@ -173,11 +173,17 @@ static long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct 
 		st = TCP_CT_NONE;
 	w->s.scanned++;
 	if (e->expires_ns < w->now) {
-		if (w->events)
-			gc_destroy_event(w->family, key, e, w->now);
+		/* A sweep that finds the ring full stops trying: the rest of its
+		 * destroy events are counted as lost, at no cost per entry. */
+		if (w->events == 2)
+			w->s.events_lost++;
+		else if (w->events && gc_destroy_event(family, key, e, w->now)) {
+			w->events = 2;
+			w->s.events_lost++;
+		}
 		/* NAT entries go with their connection, in the same pass. */
 		if (e->flags & CT_F_SNAT)
-			w->nat_deleted += nat_delete_for_ct(w->family, key, e);
+			w->nat_deleted += nat_delete_for_ct(family, key, e);
 		if (bpf_map_delete_elem(map, key) == 0) {
 			w->s.deleted++;
 			w->s.deleted_by_state[st]++;
@@ -189,11 +195,21 @@ static long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct 
 	return 0;
 }
 
+/* One callback per family: the verifier sees the family as a constant. */
+static long gc_entry4(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w)
+{
+	return gc_entry(map, key, e, w, 4);
+}
+
+static long gc_entry6(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w)
+{
+	return gc_entry(map, key, e, w, 6);
+}
+
 #define GC_SWEEP(table, map, fam)                                           \
 	if (tables & (1 << (table))) {                                      \
 		__builtin_memset(&w.s, 0, sizeof(w.s));                     \
-		w.family = (fam);                                           \
-		bpf_for_each_map_elem(&(map), gc_entry, &w, 0);             \
+		bpf_for_each_map_elem(&(map), (fam) == 4 ? gc_entry4 : gc_entry6, &w, 0); \
 		args->stats[table] = w.s;                                   \
 	}
 
@@ -219,6 +235,20 @@ static long nat4_orphan(struct bpf_map *map, struct nat4_key *k, struct nat_entr
 		ct4_key_from(&ck, &t, e->zone);
 		if (bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct4_global : (void *)&tsct_ct_any4_global, &ck))
 			goto alive;
+		/* Its IN partner goes too, whichever the sweep meets first. */
+		{
+			struct nat4_key in = {
+				.saddr = k->daddr,
+				.daddr = e->to_addr[0],
+				.sport = k->proto == IPPROTO_ICMP ? e->to_port : k->dport,
+				.dport = e->to_port,
+				.proto = k->proto,
+				.dir = NAT_DIR_IN,
+			};
+
+			if (bpf_map_delete_elem(map, &in) == 0)
+				w->orphans++;
+		}
 	} else {
 		struct nat4_key out = {
 			.saddr = e->to_addr[0],
@@ -254,6 +284,16 @@ static long nat6_orphan(struct bpf_map *map, struct nat6_key *k, struct nat_entr
 		ct6_key_from(&ck, &t, e->zone);
 		if (bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct6_global : (void *)&tsct_ct_any6_global, &ck))
 			goto alive;
+		{
+			struct nat6_key in = { .proto = k->proto, .dir = NAT_DIR_IN };
+
+			__builtin_memcpy(in.saddr, k->daddr, 16);
+			__builtin_memcpy(in.daddr, e->to_addr, 16);
+			in.sport = k->proto == IPPROTO_ICMPV6_ ? e->to_port : k->dport;
+			in.dport = e->to_port;
+			if (bpf_map_delete_elem(map, &in) == 0)
+				w->orphans++;
+		}
 	} else {
 		struct nat6_key out = { .proto = k->proto, .dir = NAT_DIR_OUT };
 
@@ -290,6 +330,8 @@ int tsct_gc(struct gc_args *args)
 	GC_SWEEP(CT_TABLE_TCP6, tsct_ct6_global, 6);
 	GC_SWEEP(CT_TABLE_ANY6, tsct_ct_any6_global, 6);
 	args->nat_deleted[0] = w.nat_deleted;
+	metrics_add(REASON_EVENT_LOST, HOOK_INGRESS,
+		    args->stats[0].events_lost + args->stats[1].events_lost + args->stats[2].events_lost + args->stats[3].events_lost);
 	bpf_for_each_map_elem(&tsct_snat_v4_external, nat4_orphan, &n, 0);
 	args->nat_orphans[0] = n.orphans;
 	args->nat_alive[0] = n.alive;

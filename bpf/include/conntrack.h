@@ -262,14 +262,12 @@ static __always_inline void gc_wake(__u64 now)
 
 /* Writes a connection event. A full ring never slows the datapath: the
  * event is dropped and counted (REASON_EVENT_LOST). */
-static __always_inline void ct_event_emit(__u8 type, const struct tuple *orig, const struct ct_entry *e, __u64 now, __u8 hook)
+static __always_inline int ct_event_write(__u8 type, const struct tuple *orig, const struct ct_entry *e, __u64 now)
 {
 	struct ct_event *ev = bpf_ringbuf_reserve(&tsct_events, sizeof(*ev), 0);
 
-	if (!ev) {
-		metrics_count(REASON_EVENT_LOST, hook, 0);
-		return;
-	}
+	if (!ev)
+		return -1;
 	ev->ts_ns = now;
 	ev->type = type;
 	ev->family = orig->family;
@@ -288,6 +286,13 @@ static __always_inline void ct_event_emit(__u8 type, const struct tuple *orig, c
 	ev->timeout_s = e->expires_ns > now ? (e->expires_ns - now) / NSEC_PER_SEC : 0;
 	__builtin_memset(ev->pad, 0, sizeof(ev->pad));
 	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+static __always_inline void ct_event_emit(__u8 type, const struct tuple *orig, const struct ct_entry *e, __u64 now, __u8 hook)
+{
+	if (ct_event_write(type, orig, e, now))
+		metrics_count(REASON_EVENT_LOST, hook, 0);
 }
 
 static __always_inline int events_on(const struct tsct_config *cfg, __u32 flag)

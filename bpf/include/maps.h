@@ -178,6 +178,7 @@ struct gc_table_stats {
 	__u64 scanned;
 	__u64 deleted;
 	__u64 alive;
+	__u64 events_lost; /* DESTROY events the full ring could not take */
 	__u64 alive_by_state[TCP_CT_MAX];
 	__u64 deleted_by_state[TCP_CT_MAX];
 };

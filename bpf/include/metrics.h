@@ -16,4 +16,14 @@ static __always_inline void metrics_count(__u32 reason, enum tsct_hook hook, __u
 	}
 }
 
+/* Adds n at once: for counts gathered over a loop. */
+static __always_inline void metrics_add(__u32 reason, enum tsct_hook hook, __u64 n)
+{
+	__u32 idx = ((reason & (REASON_MAX - 1)) << 1) | (hook & 1);
+	struct metrics_value *v = bpf_map_lookup_elem(&tsct_metrics, &idx);
+
+	if (v)
+		v->count += n;
+}
+
 #endif

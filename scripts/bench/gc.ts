@@ -10,7 +10,7 @@ import { fillCt4 } from './ctFill';
 import { figure, series, verdict, fmt, nowNs } from './common';
 
 const ENTRIES = 1_000_000;
-const ROUNDS = 3;
+const ROUNDS = 5;
 
 function userSpaceSweep(map: BpfMap, now: bigint): number {
   const value = Buffer.alloc(map.valueStride);
