@@ -1,12 +1,12 @@
 // `tsct agent`: loads the datapath over the pinned maps, attaches it to the
 // devices, runs the garbage collection, and on SIGTERM or SIGINT leaves
 // everything attached and pinned so that the datapath works on without it.
-import * as fs from 'node:fs';
-import { ifindex as ifindexOf, isBpfError } from 'libbpf-ts';
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { ifindex as ifindexOf, isBpfError } from 'libbpf-ts';
 import { Datapath, MasqueradeSpec } from '../datapath/datapath';
 import { DEFAULT_BPFFS, ensureBpffs, isOnBpffs } from '../datapath/bpffs';
-import * as http from 'node:http';
 import { GcResult, gcSweep } from '../gc/gcSweep';
 import { buildRegistry } from '../metrics/registry';
 import { serveHttp } from './http';
@@ -50,8 +50,6 @@ export function masqueradeAddresses(dev: string, given: string[]): MasqueradeSpe
 
 export interface RunningAgent {
   datapath: Datapath;
-  /** Where /metrics is served, when it is. */
-  httpAddress: string | null;
   /** Stops the GC loop and closes handles; leaves programs attached and maps pinned. */
   stop(): void;
 }
@@ -66,9 +64,9 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       throw e;
     }
   });
-  preparePinRoot(o.bpfRoot);
-
+  // Everything that can be refused is checked before anything is created.
   const masquerade = new Map(o.masqueradeDevices.map((name) => [name, masqueradeAddresses(name, o.snatIps)]));
+  preparePinRoot(o.bpfRoot);
   const dp = await Datapath.load({
     sizes: { ctTcp: o.ctTcpMax, ctAny: o.ctAnyMax, nat: o.natMax, events: o.eventsRingSize },
     config: {
@@ -220,7 +218,6 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
 
   return {
     datapath: dp,
-    httpAddress: o.prometheusServeAddr || null,
     stop() {
       if (stopped) return;
       stopped = true;
