@@ -41,7 +41,7 @@ export async function status(o: { bpfRoot: string; output?: string }): Promise<v
       const m = BpfMap.openPinned(p);
       try {
         const info = m.info();
-        const isTable = /^tsct_(ct|ct_any)[46]_global$|^tsct_frag[46]$/.test(name);
+        const isTable = /^tsct_(ct|ct_any)[46]_global$|^tsct_frag[46]$|^tsct_snat_v[46]_external$/.test(name);
         const entries = isTable ? await countEntries(m) : null;
         maps.push({ name, type: info.typeName, maxEntries: info.maxEntries, entries, pressure: entries === null ? null : entries / info.maxEntries });
       } finally {
@@ -81,7 +81,11 @@ export async function status(o: { bpfRoot: string; output?: string }): Promise<v
       ...maps.map(
         (m) =>
           `  ${String(m.name).padEnd(22)} ${String(m.type).padEnd(13)} ${
-            m.entries === null ? `${m.maxEntries} entries` : `${m.entries}/${m.maxEntries} entries, pressure ${(m.pressure as number).toFixed(3)}`
+            m.type === 'ringbuf'
+              ? `${m.maxEntries} bytes`
+              : m.entries === null
+                ? `${m.maxEntries} entries`
+                : `${m.entries}/${m.maxEntries} entries, pressure ${(m.pressure as number).toFixed(3)}`
           }`,
       ),
       `gc:      ${gc.runs} runs; last ${report.gc.lastRun} (scanned ${gc.lastScanned}, deleted ${gc.lastDeleted}, ${report.gc.lastDurationMs.toFixed(1)} ms); ` +
