@@ -83,7 +83,10 @@ privTest('a TCP connection keeps working through agent stop, start, upgrade and 
     let port = 0;
     const exchange = tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 9090, rounds: 60, bytes: 100, gapMs: 100 }, (p) => (port = p));
     const sample = async () => (await listJson(lab, root, '--dport', '9090', '--sport', String(port)))[0];
-    await new Promise((r) => setTimeout(r, 800));
+    // Wait for the connection (bounded) rather than for a fixed time: a loaded machine connects late.
+    for (let i = 0; i < 50 && !port; i++) await new Promise((r) => setTimeout(r, 200));
+    t.not(port, 0, 'the client connected');
+    await new Promise((r) => setTimeout(r, 500));
     const before = await sample();
     t.is(before.state, 'ESTABLISHED');
 
