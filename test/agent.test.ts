@@ -129,20 +129,27 @@ privTest('GC deletes expired connections and keeps live ones, also while traffic
     // Short-lived: UDP and ping, then silence.
     udpExchange(lab.lab, lab.client, lab.addr.server4, 7070, 1);
     ping(lab.lab, lab.client, lab.addr.server4, 1);
-    // Live: a TCP connection exchanging every 100 ms for 6 s (established timeout stays 6 h).
-    const live = tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 7070, rounds: 60, bytes: 10, gapMs: 100 });
-    // Live UDP refreshed every 300 ms during the sweeps, with a 2 s timeout.
+    // Live: a TCP connection exchanging every 100 ms for 12 s (established timeout stays 6 h).
+    const live = tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 7070, rounds: 120, bytes: 10, gapMs: 100 });
+    // Live UDP over IPv6, refreshed every 300 ms through the sweeps, with a 2 s timeout.
+    let refreshing = true;
     const udpLive = (async () => {
-      for (let i = 0; i < 15; i++) {
+      for (let i = 0; i < 60 && refreshing; i++) {
         udpExchange(lab.lab, lab.client, lab.addr.server6, 7070, 1);
         await new Promise((r) => setTimeout(r, 300));
       }
     })();
-    await new Promise((r) => setTimeout(r, 4500));
-    const conns = await listJson(lab, root);
+    // The short-lived ones go within timeout + interval; poll (bounded) rather than guess.
+    let conns = await listJson(lab, root);
+    for (let i = 0; i < 40 && conns.some((c) => c.proto === 'ICMP' || (c.proto === 'UDP' && c.dst === lab.addr.server4)); i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      conns = await listJson(lab, root);
+    }
     t.falsy(conns.find((c) => c.proto === 'ICMP'), 'the expired ping is gone');
     t.is(conns.filter((c) => c.proto === 'UDP' && c.dst === lab.addr.server4).length, 0, 'the expired UDP flow is gone');
     t.truthy(conns.find((c) => c.proto === 'TCP' && c.state === 'ESTABLISHED'), 'the live TCP connection stays');
+    t.truthy(conns.find((c) => c.proto === 'UDP' && c.dst === lab.addr.server6), 'the UDP flow refreshed through the sweeps stays');
+    refreshing = false;
     await udpLive;
     t.true((await live).ok);
     const status = JSON.parse((await tsctIn(lab.router, ['status', '-o', 'json', '--bpf-root', root])).stdout);
