@@ -8,6 +8,7 @@
 #include "parse.h"
 #include "conntrack.h"
 #include "nat.h"
+#include "fastpath.h"
 
 /* Keeps the enums in the object's BTF for the TypeScript layout generator. */
 struct tsct_btf_anchor {
@@ -60,18 +61,12 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	__u8 lookup_only = 0;
 	__u64 now;
 
-	reason = tsct_parse(skb, &p);
-	if (reason == REASON_UNTRACKED) {
-		metrics_count(REASON_UNTRACKED, hook, skb->len);
-		metrics_count(REASON_FORWARDED, hook, skb->len);
-		cb_write(skb, 0, 0, 0, 0, 0, hook);
-		return TC_ACT_OK;
-	}
 	dev = bpf_map_lookup_elem(&tsct_devices, &ifindex);
 	if (dev)
 		zone = dev->zone;
 	/* Forwarded from another managed device: tracked and counted there, in
-	 * that device's zone; here it is only looked up. */
+	 * that device's zone. Here it needs work only when this device
+	 * translates; otherwise it passes untouched, before any parsing. */
 	if (hook == HOOK_EGRESS && skb->ingress_ifindex) {
 		__u32 in = skb->ingress_ifindex;
 		struct device_info *from = bpf_map_lookup_elem(&tsct_devices, &in);
@@ -79,7 +74,19 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		if (from) {
 			lookup_only = 1;
 			zone = from->zone;
+			if (!dev || !(dev->flags & DEVICE_F_MASQUERADE)) {
+				metrics_count(REASON_TWICE_SKIPPED, hook, 0);
+				metrics_count(REASON_FORWARDED, hook, skb->len);
+				return TC_ACT_OK;
+			}
 		}
+	}
+	reason = tsct_parse(skb, &p);
+	if (reason == REASON_UNTRACKED) {
+		metrics_count(REASON_UNTRACKED, hook, skb->len);
+		metrics_count(REASON_FORWARDED, hook, skb->len);
+		cb_write(skb, 0, 0, 0, 0, 0, hook);
+		return TC_ACT_OK;
 	}
 	if (reason)
 		return verdict_invalid(skb, reason, hook, cfg, zone);
@@ -120,6 +127,15 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		metrics_count(REASON_TWICE_SKIPPED, hook, 0);
 	cb_write(skb, state, mark, 0, zone, dir, hook);
 	metrics_count(REASON_FORWARDED, hook, skb->len);
+	if (hook == HOOK_INGRESS && (config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_EST) &&
+	    !(state & (CT_STATE_INV | CT_STATE_REL))) {
+		int act = tsct_fast_path(skb, &p);
+
+		if (act == TC_ACT_REDIRECT) {
+			metrics_count(REASON_FAST_PATH, hook, 0);
+			return act;
+		}
+	}
 	return TC_ACT_OK;
 }
 

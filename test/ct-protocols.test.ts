@@ -171,9 +171,11 @@ privTest('a packet forwarded between two managed devices is counted once', async
     dp.setDevice(1, 0);
     const syn = frame({ src: C4, dst: S4, l4: { tcp: { sport: 4444, dport: 80, flags: 'S' } } });
     t.is((await runPacket(dp, syn)).state, '+trk+new');
-    // The same packet leaving through the other managed device.
+    // The same packet leaving through the other managed device: it was tracked
+    // where it came in, and this device translates nothing, so it passes untouched.
     const r = await runPacket(dp, syn, { hook: 'egress', ingressIfindex: 1 });
-    t.is(r.state, '+trk+new', 'egress still knows the connection');
+    t.is(r.verdict, 0);
+    t.is(r.state, '-trk', 'not tracked a second time');
     const e = findConn(dp, { family: 4, proto: PROTO.tcp, src: C4, dst: S4, sport: 4444, dport: 80, zone: 0 })!;
     t.deepEqual(e.packets, [1, 0]);
     t.is(reasonCount(dp, 'TWICE_SKIPPED', 'egress'), 1);

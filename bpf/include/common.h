@@ -101,6 +101,7 @@ enum tsct_reason {
 	REASON_NAT_RELATED = 15,      /* an ICMP error about a translated connection was translated */
 	REASON_NAT_UNSUPPORTED = 16,  /* a protocol NAT does not translate passed as is */
 	REASON_EVENT_LOST = 17,       /* a connection event found the ring buffer full */
+	REASON_FAST_PATH = 18,        /* forwarded by the datapath itself (fib lookup, redirect) */
 
 	REASON_DROP_INVALID = 128, /* an invalid packet dropped, by configuration */
 	REASON_DROP_NAT_PORT_EXHAUSTED = 129, /* no free port for a new mapping */
@@ -138,6 +139,7 @@ enum tsct_config_flag {
 	CFG_F_NAT_RANGE_STRICT = 0x8, /* translate into the port range even when the original port is free */
 	CFG_F_EVENTS = 0x10,          /* connection events: new and destroy */
 	CFG_F_EVENTS_UPDATE = 0x20,   /* and TCP state changes */
+	CFG_F_FAST_PATH = 0x40,       /* forward established flows from tc ingress, past the stack */
 };
 
 /* The per-packet verdict of the tracker, also written to skb->cb for the

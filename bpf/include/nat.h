@@ -603,7 +603,6 @@ static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struc
 	return 0;
 }
 
-#endif
 
 /* The NAT stages, as global functions: verified once each, on their own,
  * rather than along every path of the tracker that leads to them. Return 0
@@ -670,3 +669,5 @@ static __always_inline __u32 nat_delete_for_ct(__u32 family, const void *key, co
 	}
 	return n;
 }
+
+#endif

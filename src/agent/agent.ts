@@ -78,6 +78,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       natRangeStrict: o.natRangeStrict,
       masqueradeAll: o.masqueradeCidrs.length === 0,
       events: o.events,
+      fastPath: o.fastPath,
     },
     pinRoot: o.bpfRoot,
   });
@@ -104,7 +105,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     const masq = masquerade.get(d.name);
     dp.setDevice(d.ifindex, d.zone, masq);
     attachDevice(dp.ingress, dp.egress, d.ifindex);
-    log.info(`attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress`);
+    log.info(`attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress${o.fastPath ? ', established flows forwarded from tc ingress' : ''}`);
     if (masq) {
       log.info(
         `masquerading on ${d.name} to ${[masq.snat4, masq.snat6].filter(Boolean).join(' and ')}, ports ${o.natPortMin}-${o.natPortMax}, ` +

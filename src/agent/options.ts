@@ -56,6 +56,7 @@ export interface AgentOptions {
   prometheusServeAddr: string;
   events: 'none' | 'new-destroy' | 'all';
   eventsRingSize: number;
+  fastPath: boolean;
 }
 
 export interface FlagSpec {
@@ -83,6 +84,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'bpf-ct-timeout-regular-any', help: 'UDP and other non-TCP timeout', default: d(DEFAULT_TIMEOUTS.any) },
   { flag: 'bpf-ct-timeout-regular-icmp', help: 'ICMP and ICMPv6 timeout', default: d(DEFAULT_TIMEOUTS.icmp) },
   { flag: 'bpf-ct-tcp-loose', help: 'adopt TCP connections first seen mid-stream (true or false)', default: 'true' },
+  { flag: 'bpf-fast-path', help: 'forward established connections from tc ingress past the stack (and its netfilter hooks); false for the stack path (true or false)', default: 'true' },
   { flag: 'bpf-ct-drop-invalid', help: 'drop packets whose ct_state is inv (true or false)', default: 'false' },
   { flag: 'masquerade-devices', help: 'devices whose outgoing traffic is masqueraded (among --devices)' },
   { flag: 'masquerade-cidrs', help: 'sources to masquerade, as CIDRs; by default every source but the device\'s own address' },
@@ -309,5 +311,6 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
     prometheusServeAddr: servePromAddr(get('prometheus-serve-addr')!),
     events: parseEvents(get('conntrack-events')!),
     eventsRingSize: parseRingSize(get('bpf-events-ring-size')!),
+    fastPath: parseBool('bpf-fast-path', get('bpf-fast-path')!),
   };
 }

@@ -33,6 +33,8 @@ export interface DatapathConfig {
   masqueradeAll: boolean;
   /** Connection events into tsct_events: none, new and destroy, or those and TCP state updates. */
   events: 'none' | 'new-destroy' | 'all';
+  /** Forward established connections from tc ingress (FIB lookup and redirect), past the stack. */
+  fastPath: boolean;
 }
 
 export const DEFAULT_TIMEOUTS: CtTimeouts = {
@@ -60,6 +62,7 @@ export const DEFAULT_CONFIG: DatapathConfig = {
   natRangeStrict: false,
   masqueradeAll: true,
   events: 'new-destroy',
+  fastPath: false,
 };
 
 const S = ENUMS.tcp_ct_state;
@@ -77,7 +80,8 @@ export function encodeConfig(cfg: DatapathConfig, ringSizes: [number, number, nu
       (cfg.masqueradeAll ? F.CFG_F_MASQ_ALL_SOURCES : 0) |
       (cfg.natRangeStrict ? F.CFG_F_NAT_RANGE_STRICT : 0) |
       (cfg.events !== 'none' ? F.CFG_F_EVENTS : 0) |
-      (cfg.events === 'all' ? F.CFG_F_EVENTS_UPDATE : 0),
+      (cfg.events === 'all' ? F.CFG_F_EVENTS_UPDATE : 0) |
+      (cfg.fastPath ? F.CFG_F_FAST_PATH : 0),
   );
   v.set('nat_port_min', cfg.natPortMin);
   v.set('nat_port_max', cfg.natPortMax);
