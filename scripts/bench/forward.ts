@@ -22,6 +22,8 @@ import { ROOT, buildC, figure, median, fmt, verdict } from './common';
 
 const ROUNDS = Number(process.env.FORWARD_ROUNDS ?? 5);
 const PACKETS = Number(process.env.FORWARD_PACKETS ?? 1_500_000);
+/** New flows per round: at least 250,000, and fewer than the tables hold, in tsct and in nf_conntrack. */
+const NEW_FLOWS = Number(process.env.FORWARD_NEW_FLOWS ?? 300_000);
 const FLOWS = 64;
 const MODES = ['plain', 'nf', 'nf-masq', 'tsct', 'tsct-masq'] as const;
 type Mode = (typeof MODES)[number];
@@ -71,11 +73,12 @@ async function main(): Promise<void> {
 
     const setup = async (mode: Mode) => {
       if (mode.startsWith('nf')) {
+        lab.lab.exec(lab.router, 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_max=1048576']);
         for (const rule of IPT) lab.lab.exec(lab.router, 'iptables', rule);
         if (mode === 'nf-masq') lab.lab.exec(lab.router, 'iptables', ['-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth2', '-j', 'MASQUERADE']);
       }
       if (mode.startsWith('tsct')) {
-        agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '1048576', '--prometheus-serve-addr', 'off', ...(mode === 'tsct-masq' ? ['--masquerade-devices', 'eth2'] : [])]);
+        agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '1048576', '--bpf-nat-global-max', '1048576', '--prometheus-serve-addr', 'off', ...(mode === 'tsct-masq' ? ['--masquerade-devices', 'eth2'] : [])]);
       }
     };
     const teardown = async () => {
@@ -117,7 +120,7 @@ async function main(): Promise<void> {
           }
           const before = sunk();
           const busy0 = cpuBusyTicks(1);
-          const ns = send(profile, PACKETS);
+          const ns = send(profile, profile === 'newflow' ? NEW_FLOWS : PACKETS);
           await new Promise((r) => setTimeout(r, 50));
           const received = sunk() - before;
           const busyNs = (cpuBusyTicks(1) - busy0) * 1e7; // USER_HZ ticks of 10 ms
