@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Forwarding established connections from tc ingress: a FIB lookup, the TTL
- * or hop limit decremented, and bpf_redirect_neigh to the egress device,
- * whose own tc egress program still runs (SNAT, count once). Everything the
+ * or hop limit decremented, and a redirect to the egress device (with the
+ * Ethernet addresses the FIB resolved, or through bpf_redirect_neigh when it
+ * has none yet), whose own tc egress program still runs (SNAT, count once). Everything the
  * stack must see goes to it: new and invalid packets, ICMP errors,
  * fragments, local traffic, TTL expiry, packets that need fragmenting, and
  * destinations the FIB cannot resolve. Like Cilium's BPF host routing, this
