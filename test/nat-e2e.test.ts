@@ -108,7 +108,8 @@ privTest('with a tiny port range the next new connection is dropped and counted,
 });
 
 privTest('after connections expire and the GC runs, no NAT entry is left', async (t) => {
-  const short = ['any', 'icmp', 'tcp-fin', 'tcp-close-wait', 'tcp-last-ack', 'tcp-time-wait', 'tcp-close'].flatMap((s) => [`--bpf-ct-timeout-regular-${s}`, '2s']);
+  // Short enough to watch them expire, long enough that a loaded machine can list them first.
+  const short = ['any', 'icmp', 'tcp-fin', 'tcp-close-wait', 'tcp-last-ack', 'tcp-time-wait', 'tcp-close'].flatMap((s) => [`--bpf-ct-timeout-regular-${s}`, '5s']);
   await withNatLab(t, {}, [...short, '--conntrack-gc-interval', '1s'], async (lab, root) => {
     t.true(udpExchange(lab.lab, lab.client, lab.addr.server4, 8080, 2).ok);
     t.true((await natJson(lab, root)).length >= 2, 'the mapping exists while its connection lives');
@@ -116,7 +117,7 @@ privTest('after connections expire and the GC runs, no NAT entry is left', async
     t.true((await tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 8080, rounds: 1, bytes: 10, gapMs: 0 })).ok);
     // Expiry takes a second, a sweep comes every second: give a loaded machine time, bounded.
     let left = await natJson(lab, root);
-    for (let i = 0; i < 30 && left.length; i++) {
+    for (let i = 0; i < 40 && left.length; i++) {
       await new Promise((r) => setTimeout(r, 500));
       left = await natJson(lab, root);
     }
