@@ -5,7 +5,7 @@ import { BpfMap } from 'libbpf-ts';
 import { privTest } from './helpers/privilege';
 import { buildRouterLab } from '../src/lab/routerLab';
 import { startEchoServer, tcpExchange, udpExchange } from '../src/lab/traffic';
-import { startAgentIn, tsctIn } from '../src/lab/agentProcess';
+import { AgentHandle, startAgentIn, tsctIn } from '../src/lab/agentProcess';
 import { readMetrics } from '../src/datapath/datapath';
 
 // Captures UDP datagrams to a port on the server and prints each one's TTL and
@@ -35,8 +35,9 @@ except socket.timeout:
 async function run(fastPath: boolean) {
   const lab = buildRouterLab('tsct-fp');
   const root = `/sys/fs/bpf/${lab.lab.id}`;
-  const agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '4096', '--bpf-ct-global-any-max', '4096', '--bpf-fast-path', String(fastPath)]);
+  let agent: AgentHandle | null = null;
   try {
+    agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '4096', '--bpf-ct-global-any-max', '4096', '--bpf-fast-path', String(fastPath)]);
     await startEchoServer(lab.lab, lab.server, 8080, 30);
     const sniffer = lab.lab.spawn(lab.server, 'python3', ['-c', SNIFF, '8080', '5']);
     const exited = new Promise<void>((resolve) => sniffer.on('exit', () => resolve()));
@@ -55,7 +56,7 @@ async function run(fastPath: boolean) {
     m.close();
     return { udp, tcp, fast, packets: lines.filter((l) => l !== 'ready') };
   } finally {
-    await agent.stop();
+    if (agent) await agent.stop();
     await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
     lab.lab.destroy();
   }

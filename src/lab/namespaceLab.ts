@@ -1,5 +1,6 @@
 import { execFileSync, spawn, ChildProcess, SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 
 /**
  * A set of network namespaces joined by veth pairs, for tests, the demo and
@@ -18,6 +19,36 @@ export class NamespaceLab {
     this.id = `${prefix}-${process.pid.toString(36)}${randomBytes(2).toString('hex')}`;
     NamespaceLab.live.add(this);
     NamespaceLab.installExitHook();
+    NamespaceLab.reapStale();
+  }
+
+  /**
+   * Removes labs left by processes that died before cleaning up (a test
+   * killed at its timeout): their namespaces, and pins under /sys/fs/bpf/<lab id>.
+   * A lab's name carries its creator's pid; only labs of dead processes go.
+   */
+  static reapStale(): number {
+    let names: string[];
+    try {
+      names = fs.readdirSync('/run/netns');
+    } catch {
+      return 0;
+    }
+    let reaped = 0;
+    for (const ns of names) {
+      const m = /^(tsct(?:-[a-z]+)*-([0-9a-z]+)[0-9a-f]{4})-[a-z0-9]+$/.exec(ns);
+      if (!m) continue;
+      const pid = parseInt(m[2], 36);
+      if (!pidGone(pid)) continue;
+      try {
+        sh('ip', ['netns', 'del', ns]);
+        reaped++;
+      } catch {
+        // Someone else reaped it first.
+      }
+      fs.rmSync(`/sys/fs/bpf/${m[1]}`, { recursive: true, force: true });
+    }
+    return reaped;
   }
 
   /** Creates a namespace `<lab id>-<role>` with loopback up; returns its name. */
@@ -83,6 +114,16 @@ export class NamespaceLab {
     process.on('exit', () => {
       for (const lab of [...NamespaceLab.live]) lab.destroy();
     });
+  }
+}
+
+function pidGone(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 
