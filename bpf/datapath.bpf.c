@@ -148,7 +148,8 @@ struct bpf_map;
 struct gc_sweep {
 	__u64 now;
 	__u32 events; /* emit DESTROY events; 2 once the ring was found full */
-	__u32 pad;
+	__u16 shard;
+	__u16 shards;
 	__u64 nat_deleted;
 	struct gc_table_stats s;
 };
@@ -183,6 +184,15 @@ static __always_inline int gc_destroy_event(__u32 family, const void *key, const
 static __always_inline long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w, __u32 family)
 {
 	__u32 st = e->tcp_state;
+
+	if (w->shards > 1) {
+		__u16 ports = family == 4 ? ((struct ct4_key *)key)->port_a ^ ((struct ct4_key *)key)->port_b
+					  : ((struct ct6_key *)key)->port_a ^ ((struct ct6_key *)key)->port_b;
+		__u32 h = ports ^ (ports >> 8);
+
+		if (h % w->shards != w->shard)
+			return 0;
+	}
 
 	asm volatile("" : "+r"(st));
 	if (st >= TCP_CT_MAX)
@@ -337,6 +347,8 @@ int tsct_gc(struct gc_args *args)
 	struct tsct_config *cfg = config_get();
 
 	w.events = events_on(cfg, CFG_F_EVENTS);
+	w.shard = args->shard;
+	w.shards = args->shards;
 	__u32 tables = args->tables ? args->tables : 0xf;
 
 	struct nat_sweep n = {};
@@ -348,6 +360,8 @@ int tsct_gc(struct gc_args *args)
 	args->nat_deleted[0] = w.nat_deleted;
 	metrics_add(REASON_EVENT_LOST, HOOK_INGRESS,
 		    args->stats[0].events_lost + args->stats[1].events_lost + args->stats[2].events_lost + args->stats[3].events_lost);
+	if (args->shards > 1 && args->shard != 0)
+		return 0;
 	bpf_for_each_map_elem(&tsct_snat_v4_external, nat4_orphan, &n, 0);
 	args->nat_orphans[0] = n.orphans;
 	args->nat_alive[0] = n.alive;

@@ -186,7 +186,11 @@ struct gc_table_stats {
 struct gc_args {
 	__u64 now_ns; /* 0: the kernel's CLOCK_MONOTONIC (coarse) */
 	__u32 tables; /* bits of enum ct_table to sweep; 0: all */
-	__u32 pad;
+	/* Sweeps run in parallel, one per CPU: this one takes the connections
+	 * whose ports hash to `shard` of `shards` (0 or 1: all of them), and
+	 * shard 0 also sweeps the NAT tables for orphans. */
+	__u16 shard;
+	__u16 shards;
 	struct gc_table_stats stats[4];
 	/* NAT entries removed with their connection, orphans removed, and kept (by family). */
 	__u64 nat_deleted[2];
