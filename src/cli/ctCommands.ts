@@ -7,6 +7,7 @@ import { monotonicNs } from '../agent/state';
 import { LineWriter } from './output';
 import { CtEntry } from '../ct/ctEntry';
 import { natKeysOf } from '../nat/natEntry';
+import { openNatMaps } from './natCommands';
 import { RingBuffer } from 'libbpf-ts';
 import { decodeEvent, eventToJson, formatEvent } from '../ct/ctEvents';
 import { readMetrics } from '../datapath/datapath';
@@ -44,7 +45,8 @@ export async function ctList(o: ListOptions): Promise<void> {
 export async function ctFlush(o: ListOptions): Promise<void> {
   const filter = parseCtFilter(o);
   const tables = openCtTables(o.bpfRoot);
-  const nat = { 4: openPinnedMap(o.bpfRoot, 'tsct_snat_v4_external'), 6: openPinnedMap(o.bpfRoot, 'tsct_snat_v6_external') };
+  const [nat4, nat6] = openNatMaps(o.bpfRoot);
+  const nat = { 4: nat4.map, 6: nat6.map };
   try {
     let deleted = 0;
     let natDeleted = 0;

@@ -4,7 +4,7 @@ import { openPinnedMap } from '../ct/ctTables';
 import { forEachNat, formatNatCilium, natToJson, NatEntry } from '../nat/natEntry';
 import { UsageError } from '../agent/options';
 import { monotonicNs } from '../agent/state';
-import { parseAddr, formatAddr } from '../net/addr';
+import { canonicalAddr, family, port, proto } from '../ct/ctFilter';
 import { LineWriter } from './output';
 
 export interface NatListOptions {
@@ -20,7 +20,7 @@ export interface NatListOptions {
   family?: string;
 }
 
-function openNatMaps(root: string): Array<{ family: 4 | 6; map: BpfMap }> {
+export function openNatMaps(root: string): Array<{ family: 4 | 6; map: BpfMap }> {
   return [
     { family: 4, map: openPinnedMap(root, 'tsct_snat_v4_external') },
     { family: 6, map: openPinnedMap(root, 'tsct_snat_v6_external') },
@@ -28,34 +28,20 @@ function openNatMaps(root: string): Array<{ family: 4 | 6; map: BpfMap }> {
 }
 
 function natFilter(o: NatListOptions): (n: NatEntry) => boolean {
-  const addr = (flag: string, v?: string) => {
-    if (!v) return undefined;
-    try {
-      return formatAddr(parseAddr(v));
-    } catch {
-      throw new UsageError(`--${flag}: '${v}' is not an IPv4 or IPv6 address`);
-    }
-  };
-  const port = (flag: string, v?: string) => {
-    if (v === undefined) return undefined;
-    if (!/^\d+$/.test(v) || Number(v) > 65535) throw new UsageError(`--${flag}: '${v}' is not a port (0 to 65535)`);
-    return Number(v);
-  };
-  const PROTOS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 };
-  const proto = o.proto === undefined ? undefined : /^\d+$/.test(o.proto) ? Number(o.proto) : PROTOS[o.proto.toLowerCase()];
-  if (o.proto !== undefined && proto === undefined) throw new UsageError(`--proto: '${o.proto}' is not a protocol; use tcp, udp, icmp, icmpv6 or a number`);
-  if (o.family !== undefined && !['4', '6', 'ipv4', 'ipv6'].includes(o.family)) throw new UsageError(`--family: '${o.family}' is not 4 or 6`);
+  const addr = (flag: string, v?: string) => (v ? canonicalAddr(flag, v) : undefined);
+  const portOf = (flag: string, v?: string) => (v === undefined ? undefined : port(flag, v));
   const [src, dst, host] = [addr('src', o.src), addr('dst', o.dst), addr('host', o.host)];
-  const [sport, dport] = [port('sport', o.sport), port('dport', o.dport)];
-  const family = o.family ? Number(o.family.replace('ipv', '')) : undefined;
+  const [sport, dport] = [portOf('sport', o.sport), portOf('dport', o.dport)];
+  const p = o.proto === undefined ? undefined : proto(o.proto);
+  const f = o.family === undefined ? undefined : family(o.family);
   return (n) =>
     (src === undefined || n.src === src) &&
     (dst === undefined || n.dst === dst) &&
     (host === undefined || n.src === host || n.dst === host || n.toAddr === host) &&
     (sport === undefined || n.sport === sport) &&
     (dport === undefined || n.dport === dport) &&
-    (proto === undefined || n.proto === proto) &&
-    (family === undefined || n.family === family);
+    (p === undefined || n.proto === p) &&
+    (f === undefined || n.family === f);
 }
 
 export async function natList(o: NatListOptions): Promise<void> {

@@ -26,7 +26,8 @@ export type CtFilter = (e: CtEntry) => boolean;
 
 const PROTOS: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132 };
 
-function canonicalAddr(flag: string, text: string): string {
+/** An address filter in canonical form, so that it compares equal to decoded entries. */
+export function canonicalAddr(flag: string, text: string): string {
   try {
     return formatAddr(parseAddr(text));
   } catch {
@@ -34,9 +35,21 @@ function canonicalAddr(flag: string, text: string): string {
   }
 }
 
-function port(flag: string, text: string): number {
+export function port(flag: string, text: string): number {
   if (!/^\d+$/.test(text) || Number(text) > 65535) throw new UsageError(`--${flag}: '${text}' is not a port (0 to 65535)`);
   return Number(text);
+}
+
+export function proto(text: string): number {
+  const p = /^\d+$/.test(text) ? Number(text) : PROTOS[text.toLowerCase()];
+  if (p === undefined || p > 255) throw new UsageError(`--proto: '${text}' is not a protocol; use tcp, udp, icmp, icmpv6 or a number`);
+  return p;
+}
+
+export function family(text: string): 4 | 6 {
+  const f = text.replace(/^ipv/i, '');
+  if (f !== '4' && f !== '6') throw new UsageError(`--family: '${text}' is not 4 or 6`);
+  return f === '4' ? 4 : 6;
 }
 
 const CT_STATE_TEST: Record<string, (e: CtEntry) => boolean> = {
@@ -75,14 +88,12 @@ export function parseCtFilter(o: CtFilterOptions): CtFilter {
     tests.push((e) => e.tuple.sport === p || e.tuple.dport === p);
   }
   if (o.proto) {
-    const p = /^\d+$/.test(o.proto) ? Number(o.proto) : PROTOS[o.proto.toLowerCase()];
-    if (p === undefined || p > 255) throw new UsageError(`--proto: '${o.proto}' is not a protocol; use tcp, udp, icmp, icmpv6 or a number`);
+    const p = proto(o.proto);
     tests.push((e) => e.tuple.proto === p);
   }
   if (o.family) {
-    const f = o.family.replace(/^ipv/i, '');
-    if (f !== '4' && f !== '6') throw new UsageError(`--family: '${o.family}' is not 4 or 6`);
-    tests.push((e) => e.tuple.family === Number(f));
+    const f = family(o.family);
+    tests.push((e) => e.tuple.family === f);
   }
   if (o.zone) {
     if (!/^\d+$/.test(o.zone) || Number(o.zone) > 65535) throw new UsageError(`--zone: '${o.zone}' is not a zone (0 to 65535)`);

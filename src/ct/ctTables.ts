@@ -14,12 +14,10 @@ export const CT_MAP_FAMILY: Record<CtMapName, Family> = {
   tsct_ct_any6_global: 6,
 };
 
-export class NoStateError extends UsageError {}
-
 /** Opens a pinned map of root, with the one-line error users expect when nothing is there. */
 export function openPinnedMap(root: string, name: string): BpfMap {
   const p = path.join(root, name);
-  if (!fs.existsSync(p)) throw new NoStateError(`no tsct state under ${root}: is the agent running? (start it with tsct agent --devices ..., or point --bpf-root at its folder)`);
+  if (!fs.existsSync(p)) throw new UsageError(`no tsct state under ${root}: is the agent running? (start it with tsct agent --devices ..., or point --bpf-root at its folder)`);
   return BpfMap.openPinned(p);
 }
 

@@ -64,7 +64,6 @@ export interface LoadOptions {
 }
 
 export const REASON_NAMES = enumNames('tsct_reason', 'REASON_');
-export const Reason = ENUMS.tsct_reason;
 
 export interface ReasonCount {
   reason: string;
@@ -106,10 +105,6 @@ export class Datapath {
       obj.close();
       throw e;
     }
-  }
-
-  get currentConfig(): DatapathConfig {
-    return this.config;
   }
 
   writeConfig(cfg: DatapathConfig): void {
