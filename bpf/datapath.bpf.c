@@ -53,7 +53,7 @@ static __always_inline int verdict_invalid(struct __sk_buff *skb, __u32 reason, 
 
 static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hook)
 {
-	struct tsct_config *cfg = config_get();
+	struct tsct_config *cfg;
 	struct pkt p = {};
 	struct device_info *dev;
 	__u32 reason, ifindex = skb->ifindex, state, mark, dir;
@@ -81,6 +81,8 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 			}
 		}
 	}
+	/* Read only by packets that are processed here, not by those passed above. */
+	cfg = config_get();
 	reason = tsct_parse(skb, &p);
 	if (reason == REASON_UNTRACKED) {
 		metrics_count(REASON_UNTRACKED, hook, skb->len);
@@ -359,7 +361,7 @@ int tsct_gc(struct gc_args *args)
 	GC_SWEEP(CT_TABLE_ANY6, tsct_ct_any6_global, 6);
 	args->nat_deleted[0] = w.nat_deleted;
 	metrics_add(REASON_EVENT_LOST, HOOK_INGRESS,
-		    args->stats[0].events_lost + args->stats[1].events_lost + args->stats[2].events_lost + args->stats[3].events_lost);
+		    args->stats[0].events_lost + args->stats[1].events_lost + args->stats[2].events_lost + args->stats[3].events_lost, 0);
 	if (args->shards > 1 && args->shard != 0)
 		return 0;
 	bpf_for_each_map_elem(&tsct_snat_v4_external, nat4_orphan, &n, 0);

@@ -5,25 +5,21 @@
 
 #include "maps.h"
 
-static __always_inline void metrics_count(__u32 reason, enum tsct_hook hook, __u32 bytes)
+/* Adds n packets (or events) and their bytes under a reason. */
+static __always_inline void metrics_add(__u32 reason, enum tsct_hook hook, __u64 n, __u64 bytes)
 {
 	__u32 idx = ((reason & (REASON_MAX - 1)) << 1) | (hook & 1);
 	struct metrics_value *v = bpf_map_lookup_elem(&tsct_metrics, &idx);
 
-	if (v) {
-		v->count += 1;
+	if (v && n) {
+		v->count += n;
 		v->bytes += bytes;
 	}
 }
 
-/* Adds n at once: for counts gathered over a loop. */
-static __always_inline void metrics_add(__u32 reason, enum tsct_hook hook, __u64 n)
+static __always_inline void metrics_count(__u32 reason, enum tsct_hook hook, __u32 bytes)
 {
-	__u32 idx = ((reason & (REASON_MAX - 1)) << 1) | (hook & 1);
-	struct metrics_value *v = bpf_map_lookup_elem(&tsct_metrics, &idx);
-
-	if (v)
-		v->count += n;
+	metrics_add(reason, hook, 1, bytes);
 }
 
 #endif
