@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The tsct datapath: tc programs for the ingress and egress of each managed
- * device. Each packet is parsed, tracked (conntrack.h) and counted; its
+ * device, and an optional XDP fast path in front of them (xdp.h). Each packet is parsed, tracked (conntrack.h) and counted; its
  * ct_state is left in skb->cb for the stages that follow and for tests. */
 #include "common.h"
 #include "maps.h"
@@ -9,6 +9,7 @@
 #include "conntrack.h"
 #include "nat.h"
 #include "fastpath.h"
+#include "xdp.h"
 
 /* Keeps the enums in the object's BTF for the TypeScript layout generator. */
 struct tsct_btf_anchor {
@@ -117,7 +118,9 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	if (hook == HOOK_EGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
 		struct nat_io io = { .now = now, .zone = zone, .ifindex = ifindex, .ct_state = state, .ct_dir = dir, .dev = *dev };
 
-		reason = tsct_nat_egress(skb, &p, &io);
+		reason = tsct_snat_map(&p, &io);
+		if (!reason)
+			reason = tsct_snat_rewrite(skb, &p, &io);
 		if (reason) {
 			metrics_count(reason, hook, skb->len);
 			cb_write(skb, state, mark, reason, zone, dir, hook);
@@ -385,6 +388,12 @@ SEC("tc")
 int tsct_egress(struct __sk_buff *skb)
 {
 	return tsct_handle(skb, HOOK_EGRESS);
+}
+
+SEC("xdp")
+int tsct_xdp(struct xdp_md *ctx)
+{
+	return xdp_fast_path(ctx);
 }
 
 char LICENSE[] SEC("license") = "GPL";

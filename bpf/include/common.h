@@ -102,6 +102,7 @@ enum tsct_reason {
 	REASON_NAT_UNSUPPORTED = 16,  /* a protocol NAT does not translate passed as is */
 	REASON_EVENT_LOST = 17,       /* a connection event found the ring buffer full */
 	REASON_FAST_PATH = 18,        /* forwarded by the datapath itself (fib lookup, redirect) */
+	REASON_XDP_FAST_PATH = 19,    /* forwarded from XDP, before any skb (counted under ingress) */
 
 	REASON_DROP_INVALID = 128, /* an invalid packet dropped, by configuration */
 	REASON_DROP_NAT_PORT_EXHAUSTED = 129, /* no free port for a new mapping */

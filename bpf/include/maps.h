@@ -96,6 +96,7 @@ struct device_info {
 
 enum device_flag {
 	DEVICE_F_MASQUERADE = 0x1,
+	DEVICE_F_XDP = 0x2, /* the XDP fast path is attached, and the device takes redirected frames */
 };
 
 /* NAT keys are directional, as Cilium's: the OUT entry is keyed by the

@@ -132,15 +132,13 @@ static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt 
 }
 
 /* Rewrites one address and port (source or destination) of a TCP, UDP, ICMP
- * or ICMPv6 packet in place, with the checksums computed here (RFC 1624)
+ * or ICMPv6 packet in place (data..data_end: the Ethernet frame), with the checksums computed here (RFC 1624)
  * instead of through four skb helpers: the path every packet of a translated
  * connection takes. Returns -1, leaving the packet untouched, when the headers
  * are not in the linear data; the helpers then do it. */
-static __always_inline int nat_rewrite_direct(struct __sk_buff *skb, const struct pkt *p, int src, const __be32 *to_addr,
-					      __be16 to_port)
+static __always_inline int nat_rewrite_at(void *data, void *data_end, const struct pkt *p, int src, const __be32 *to_addr,
+					  __be16 to_port)
 {
-	void *data = ctx_data(skb);
-	void *data_end = ctx_data_end(skb);
 	__u64 off = p->l4_off;
 	__u8 proto = p->t.proto;
 	int v4 = p->t.family == 4;
@@ -206,6 +204,13 @@ static __always_inline int nat_rewrite_direct(struct __sk_buff *skb, const struc
 	}
 	*port = to_port;
 	return 0;
+}
+
+/* The same on an skb (tc); XDP passes its own data pointers. */
+static __always_inline int nat_rewrite_direct(struct __sk_buff *skb, const struct pkt *p, int src, const __be32 *to_addr,
+					      __be16 to_port)
+{
+	return nat_rewrite_at(ctx_data(skb), ctx_data_end(skb), p, src, to_addr, to_port);
 }
 
 static __always_inline int nat_proto_ok(const struct pkt *p)
@@ -333,12 +338,17 @@ struct nat_io {
 	__u32 ifindex;  /* the device */
 	__u16 zone;     /* in; for replies, the connection's zone out */
 	__u8 ct_dir;
-	__u8 pad;
+	__u8 xlate;     /* out: the packet is to be rewritten to to_addr, to_port */
 	struct device_info dev; /* the device's settings, as the caller found them */
+	__be32 to_addr[4];      /* out */
+	__be16 to_port;         /* out */
+	__u16 pad;
 };
 
-static __always_inline __u32 nat_snat(struct __sk_buff *skb, struct pkt *p, const struct device_info *dev,
-				      const struct tsct_config *cfg, struct nat_io *io)
+/* Finds or creates the mapping of a packet leaving by a masquerading device;
+ * the rewrite is the caller's (tc and XDP write packets differently). */
+static __always_inline __u32 nat_snat_map(struct pkt *p, const struct device_info *dev, const struct tsct_config *cfg,
+					  struct nat_io *io)
 {
 	struct ct_entry *entry = 0;
 	union {
@@ -440,12 +450,9 @@ static __always_inline __u32 nat_snat(struct __sk_buff *skb, struct pkt *p, cons
 		}
 	}
 	io->ct_state |= CT_STATE_SNAT;
-
-	if (nat_rewrite_direct(skb, p, 1, to_addr, to_port) &&
-	    (rewrite_addr(skb, p, v6 ? IP6_SADDR_OFF : IP4_SADDR_OFF, p->t.saddr, to_addr) ||
-	     rewrite_port(skb, p, 1, p->t.sport, to_port)))
-		return REASON_DROP_NAT_TABLE_FULL;
-	metrics_count(REASON_NAT_SNAT, HOOK_EGRESS, 0);
+	__builtin_memcpy(io->to_addr, to_addr, 16);
+	io->to_port = to_port;
+	io->xlate = 1;
 	return 0;
 }
 
@@ -567,14 +574,13 @@ static __always_inline __u32 nat_rev_icmp_error(struct __sk_buff *skb, struct pk
 }
 
 /* Ingress on a masquerading device, before the connection lookup: a reply to
- * a translated connection gets its original destination back. */
-static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
+ * a translated connection gets its original destination back. This finds
+ * the translation (read only); nat_rev applies it to an skb. */
+static __always_inline __u32 nat_rev_map(struct pkt *p, struct nat_io *io)
 {
 	struct nat_entry *e;
 	int v6 = p->t.family == 6;
 
-	if (p->kind == PKT_ICMP_ERROR)
-		return nat_rev_icmp_error(skb, p, io);
 	if (!nat_proto_ok(p) || p->frag == FRAG_LATER)
 		return 0;
 	if (v6) {
@@ -590,15 +596,37 @@ static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struc
 	}
 	if (!e)
 		return 0;
-	if (nat_rewrite_direct(skb, p, 0, e->to_addr, e->to_port) &&
-	    (rewrite_addr(skb, p, v6 ? IP6_DADDR_OFF : IP4_DADDR_OFF, p->t.daddr, e->to_addr) ||
-	     rewrite_port(skb, p, 0, p->t.dport, e->to_port)))
-		return REASON_INV_TRUNCATED_L4;
-	__builtin_memcpy(p->t.daddr, e->to_addr, 16);
-	if (p->t.proto == IPPROTO_ICMP || p->t.proto == IPPROTO_ICMPV6_)
-		p->t.sport = e->to_port;
-	p->t.dport = e->to_port;
+	__builtin_memcpy(io->to_addr, e->to_addr, 16);
+	io->to_port = e->to_port;
 	io->zone = e->zone;
+	io->xlate = 1;
+	return 0;
+}
+
+/* The packet's tuple once its destination is translated back. */
+static __always_inline void nat_rev_tuple(struct pkt *p, const struct nat_io *io)
+{
+	__builtin_memcpy(p->t.daddr, io->to_addr, 16);
+	if (p->t.proto == IPPROTO_ICMP || p->t.proto == IPPROTO_ICMPV6_)
+		p->t.sport = io->to_port;
+	p->t.dport = io->to_port;
+}
+
+static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
+{
+	int v6 = p->t.family == 6;
+	__u32 reason;
+
+	if (p->kind == PKT_ICMP_ERROR)
+		return nat_rev_icmp_error(skb, p, io);
+	reason = nat_rev_map(p, io);
+	if (reason || !io->xlate)
+		return reason;
+	if (nat_rewrite_direct(skb, p, 0, io->to_addr, io->to_port) &&
+	    (rewrite_addr(skb, p, v6 ? IP6_DADDR_OFF : IP4_DADDR_OFF, p->t.daddr, io->to_addr) ||
+	     rewrite_port(skb, p, 0, p->t.dport, io->to_port)))
+		return REASON_INV_TRUNCATED_L4;
+	nat_rev_tuple(p, io);
 	metrics_count(REASON_NAT_REVSNAT, HOOK_INGRESS, 0);
 	return 0;
 }
@@ -607,17 +635,35 @@ static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struc
 /* The NAT stages, as global functions: verified once each, on their own,
  * rather than along every path of the tracker that leads to them. Return 0
  * or a reason (an invalid one on ingress, a drop on egress). */
-__attribute__((noinline)) int tsct_nat_egress(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
+__attribute__((noinline)) int tsct_snat_map(struct pkt *p, struct nat_io *io)
 {
-	if (!skb || !p || !io || !(io->dev.flags & DEVICE_F_MASQUERADE))
+	if (!p || !io)
 		return 0;
-	return nat_snat(skb, p, &io->dev, config_get(), io);
+	io->xlate = 0;
+	if (!(io->dev.flags & DEVICE_F_MASQUERADE))
+		return 0;
+	return nat_snat_map(p, &io->dev, config_get(), io);
+}
+
+/* Applies the translation tsct_snat_map found to an skb (a separate global
+ * function: nested in the other, their frames would not fit the stack). */
+__attribute__((noinline)) int tsct_snat_rewrite(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
+{
+	if (!skb || !p || !io || !io->xlate)
+		return 0;
+	if (nat_rewrite_direct(skb, p, 1, io->to_addr, io->to_port) &&
+	    (rewrite_addr(skb, p, p->t.family == 6 ? IP6_SADDR_OFF : IP4_SADDR_OFF, p->t.saddr, io->to_addr) ||
+	     rewrite_port(skb, p, 1, p->t.sport, io->to_port)))
+		return REASON_DROP_NAT_TABLE_FULL;
+	metrics_count(REASON_NAT_SNAT, HOOK_EGRESS, 0);
+	return 0;
 }
 
 __attribute__((noinline)) int tsct_nat_ingress(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
 {
 	if (!skb || !p || !io)
 		return 0;
+	io->xlate = 0;
 	return nat_rev(skb, p, io);
 }
 

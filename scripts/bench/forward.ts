@@ -1,19 +1,21 @@
-// Benchmark `forward`: a router forwarding UDP between two namespaces, in five
-// modes measured round by round: plain forwarding, nf_conntrack through
-// iptables (with and without MASQUERADE), and tsct (with and without
+// Benchmark `forward`: a router forwarding UDP between two namespaces, in
+// seven modes measured round by round: plain forwarding, nf_conntrack through
+// iptables (with and without MASQUERADE), tsct's tc datapath (with and
+// without masquerade), and tsct with its XDP fast path (with and without
 // masquerade). Profiles: 64 established flows, and a new flow every packet.
 //
 // The sender (scripts/bench/udpgen.c, AF_PACKET with sendmmsg) runs on CPU 0;
-// RPS steers the router's receive processing to CPU 1, where the server's XDP
-// sink also runs (the same cost in every mode). On these 2-core machines one
-// sending CPU cannot outrun one forwarding CPU, so received packets per second
-// mostly measure the sender; the figure that separates the modes is the
-// router CPU's nanoseconds per packet, and the capacity it implies
-// (1e9 / ns). Both are reported.
-import { spawnSync } from 'node:child_process';
+// the router's receive processing runs on CPU 1 (RPS, or for the XDP modes a
+// NAPI thread pinned there), where the server's XDP sink also runs. On these
+// 2-core machines one sending CPU cannot outrun one forwarding CPU by much,
+// so received packets per second partly measure the sender; the figure that
+// separates the modes is the router CPU's nanoseconds per forwarded packet,
+// and the capacity it implies (1e9 / ns). Both are reported.
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BpfObject } from 'libbpf-ts';
+import { BpfMap, BpfObject } from 'libbpf-ts';
+import { readMetrics } from '../../src/datapath/datapath';
 import { buildRouterLab, RouterLab } from '../../src/lab/routerLab';
 import { NamespaceLab } from '../../src/lab/namespaceLab';
 import { AgentHandle, startAgentIn, tsctIn } from '../../src/lab/agentProcess';
@@ -25,9 +27,15 @@ const PACKETS = Number(process.env.FORWARD_PACKETS ?? 1_500_000);
 /** New flows per round: at least 250,000, and fewer than the tables hold, in tsct and in nf_conntrack. */
 const NEW_FLOWS = Number(process.env.FORWARD_NEW_FLOWS ?? 300_000);
 const FLOWS = 64;
-const MODES = ['plain', 'nf', 'nf-masq', 'tsct', 'tsct-masq'] as const;
-type Mode = (typeof MODES)[number];
-const PROFILES = ['established', 'newflow'] as const;
+const ALL_MODES = ['plain', 'nf', 'nf-masq', 'tsct', 'tsct-masq', 'tsct-xdp', 'tsct-xdp-masq'] as const;
+type Mode = (typeof ALL_MODES)[number];
+const ALL_PROFILES = ['established', 'newflow'] as const;
+/** FORWARD_MODES / FORWARD_PROFILES (comma lists) narrow a run, for profiling one case. */
+const pick = <T extends string>(all: readonly T[], env?: string): T[] => (env ? all.filter((m) => env.split(',').includes(m)) : [...all]);
+const MODES = pick(ALL_MODES, process.env.FORWARD_MODES);
+const PROFILES = pick(ALL_PROFILES, process.env.FORWARD_PROFILES);
+/** FORWARD_PERF=DIR records `perf record -C 1 -g` of the router CPU during each measured send, to DIR/PROFILE_MODE_rROUND.data. */
+const PERF_DIR = process.env.FORWARD_PERF;
 
 const macOf = (lab: RouterLab, ns: string, dev: string) => JSON.parse(lab.lab.exec(ns, 'ip', ['-j', 'link', 'show', dev]))[0].address as string;
 
@@ -60,7 +68,11 @@ async function main(): Promise<void> {
     lab.lab.exec(lab.router, 'ip', ['neigh', 'replace', lab.addr.server4, 'lladdr', macOf(lab, lab.server, 'eth0'), 'dev', 'eth2', 'nud', 'permanent']);
     lab.lab.exec(lab.server, 'ip', ['neigh', 'replace', lab.addr.routerServer4, 'lladdr', macOf(lab, lab.router, 'eth2'), 'dev', 'eth0', 'nud', 'permanent']);
     lab.lab.exec(lab.router, 'sh', ['-c', 'echo 2 > /sys/class/net/eth1/queues/rx-0/rps_cpus']);
-
+    // XDP_REDIRECT into a veth needs NAPI at its peer (GRO on gives a veth
+    // one), and a veth hands XDP the CHECKSUM_PARTIAL skbs of a peer that
+    // offloads checksums, which XDP cannot finish: both ends off the router
+    // are set so for every mode (it matters for the replies only).
+    for (const ns of [lab.client, lab.server]) lab.lab.exec(ns, 'ethtool', ['-K', 'eth0', 'gro', 'on', 'tx', 'off']);
     const send = (profile: string, n: number) => {
       const r = spawnSync('ip', ['netns', 'exec', lab.client, 'taskset', '-c', '0', gen, 'eth0', rmac, cmac, lab.addr.client4, lab.addr.server4, '9', profile === 'newflow' ? 'newflow' : 'flows', String(FLOWS), String(n)], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`udpgen failed: ${r.stderr}`);
@@ -71,6 +83,25 @@ async function main(): Promise<void> {
       lab.lab.exec(lab.server, 'python3', ['-c', `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',9))\nfor p in range(20000,${20000 + FLOWS}): s.sendto(b'r',('${to}',p))`]);
     };
 
+    /**
+     * XDP on a veth runs in its NAPI context, which the sending CPU schedules:
+     * for the XDP modes the router's veths get NAPI (GRO on), threaded, with
+     * the threads pinned to CPU 1, where RPS puts the other modes' receive
+     * processing. A NAPI thread that drains its ring sleeps and is woken
+     * again, a cost per batch the RPS path pays less of; it counts against
+     * the XDP modes.
+     */
+    const routerNapi = (on: boolean) => {
+      for (const dev of ['eth1', 'eth2']) {
+        lab.lab.exec(lab.router, 'ethtool', ['-K', dev, 'gro', on ? 'on' : 'off']);
+        if (on) lab.lab.exec(lab.router, 'sh', ['-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
+      }
+      if (!on) return;
+      for (const line of spawnSync('ps', ['-eo', 'pid=,comm='], { encoding: 'utf8' }).stdout.split('\n')) {
+        const m = /^\s*(\d+)\s+napi\/eth[12]-/.exec(line);
+        if (m) spawnSync('taskset', ['-pc', '1', m[1]], { stdio: 'ignore' });
+      }
+    };
     const setup = async (mode: Mode) => {
       if (mode.startsWith('nf')) {
         lab.lab.exec(lab.router, 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_max=1048576']);
@@ -78,8 +109,12 @@ async function main(): Promise<void> {
         if (mode === 'nf-masq') lab.lab.exec(lab.router, 'iptables', ['-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth2', '-j', 'MASQUERADE']);
       }
       if (mode.startsWith('tsct')) {
-        agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '1048576', '--bpf-nat-global-max', '1048576', '--prometheus-serve-addr', 'off', ...(mode === 'tsct-masq' ? ['--masquerade-devices', 'eth2'] : [])]);
+        agent = await startAgentIn(lab.router, [
+          '--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '1048576', '--bpf-nat-global-max', '1048576',
+          '--prometheus-serve-addr', 'off', '--bpf-xdp-fast-path', String(mode.startsWith('tsct-xdp')), ...(mode.endsWith('masq') ? ['--masquerade-devices', 'eth2'] : []),
+        ]);
       }
+      if (mode.startsWith('tsct-xdp')) routerNapi(true);
     };
     const teardown = async () => {
       lab.lab.exec(lab.router, 'iptables', ['-F']);
@@ -88,6 +123,7 @@ async function main(): Promise<void> {
       if (agent) await agent.stop();
       agent = null;
       await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
+      routerNapi(false);
     };
     /** What each mode claims, checked while it runs. */
     const verify = async (mode: Mode, profile: string) => {
@@ -97,7 +133,8 @@ async function main(): Promise<void> {
       if (mode.startsWith('tsct')) {
         const n = Number((await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '--count', '--bpf-root', root])).stdout.trim());
         if (n < FLOWS) throw new Error(`${mode} tracks only ${n} connections`);
-        if (mode === 'tsct-masq') {
+        if (mode.startsWith('tsct-xdp') && xdpForwarded() < FLOWS) throw new Error(`${mode} forwarded nothing from XDP`);
+        if (mode.endsWith('masq')) {
           const m = Number((await tsctIn(lab.router, ['bpf', 'nat', 'list', '--count', '--host', lab.addr.routerServer4, '--bpf-root', root])).stdout.trim());
           if (m < FLOWS) throw new Error(`tsct-masq has only ${m} NAT entries`);
         }
@@ -106,7 +143,20 @@ async function main(): Promise<void> {
         const l = spawnSync('ip', ['netns', 'exec', lab.router, 'conntrack', '-L', '-p', 'udp'], { encoding: 'utf8' }).stdout;
         if (!l.includes(`dst=${lab.addr.routerServer4}`)) throw new Error('nf-masq did not masquerade');
       }
-      void profile;
+      if (process.env.FORWARD_DEBUG && mode.startsWith('tsct')) {
+        const m = BpfMap.openPinned(`${root}/tsct_metrics`);
+        console.error(mode, profile, JSON.stringify(readMetrics(m).map((x) => `${x.reason}/${x.hook}=${x.count}`)));
+        m.close();
+      }
+    };
+
+    const xdpForwarded = () => {
+      const m = BpfMap.openPinned(`${root}/tsct_metrics`);
+      try {
+        return readMetrics(m).filter((x) => x.reason === 'XDP_FAST_PATH').reduce((n, x) => n + x.count, 0);
+      } finally {
+        m.close();
+      }
     };
 
     const results: Record<string, { pps: number[]; ns: number[] }> = {};
@@ -119,14 +169,20 @@ async function main(): Promise<void> {
             reply(mode.endsWith('masq'));
           }
           const before = sunk();
+          const perf = PERF_DIR ? spawn('perf', ['record', '-q', '-C', '1', '-g', '-o', path.join(PERF_DIR, `${profile}_${mode}_r${round}.data`)], { stdio: 'ignore' }) : null;
+          if (perf) await new Promise((r) => setTimeout(r, 300));
           const busy0 = cpuBusyTicks(1);
           const ns = send(profile, profile === 'newflow' ? NEW_FLOWS : PACKETS);
+          if (perf) {
+            perf.kill('SIGINT');
+            await new Promise((r) => perf.once('exit', r));
+          }
           await new Promise((r) => setTimeout(r, 50));
           const received = sunk() - before;
           const busyNs = (cpuBusyTicks(1) - busy0) * 1e7; // USER_HZ ticks of 10 ms
           await verify(mode, profile);
           await teardown();
-          const key = `${profile}_${mode.replace('-', '_')}`;
+          const key = `${profile}_${mode.replace(/-/g, '_')}`;
           results[key] ??= { pps: [], ns: [] };
           results[key].pps.push(received / (ns / 1e9));
           results[key].ns.push(busyNs / Math.max(1, received));
@@ -143,18 +199,29 @@ async function main(): Promise<void> {
     }
     // Capacity ratios: a mode that spends fewer router nanoseconds per packet forwards more.
     const cap = (a: string, b: string) => med[b] / med[a];
-    const estVsNf = cap('established_tsct_masq', 'established_nf_masq');
-    const estVsPlain = cap('established_tsct_masq', 'established_plain');
-    const newVsNf = cap('newflow_tsct_masq', 'newflow_nf_masq');
-    figure('established_tsct_masq_over_nf_masq', estVsNf);
-    figure('established_tsct_masq_over_plain', estVsPlain);
-    figure('established_tsct_over_nf', cap('established_tsct', 'established_nf'));
-    figure('newflow_tsct_masq_over_nf_masq', newVsNf);
-    figure('newflow_tsct_over_nf', cap('newflow_tsct', 'newflow_nf'));
+    const ratios: Array<[string, string, string]> = [
+      ['established_tsct_masq_over_nf_masq', 'established_tsct_masq', 'established_nf_masq'],
+      ['established_tsct_xdp_masq_over_nf_masq', 'established_tsct_xdp_masq', 'established_nf_masq'],
+      ['established_tsct_masq_over_plain', 'established_tsct_masq', 'established_plain'],
+      ['established_tsct_xdp_masq_over_plain', 'established_tsct_xdp_masq', 'established_plain'],
+      ['established_tsct_over_nf', 'established_tsct', 'established_nf'],
+      ['established_tsct_over_plain', 'established_tsct', 'established_plain'],
+      ['established_tsct_xdp_over_plain', 'established_tsct_xdp', 'established_plain'],
+      ['newflow_tsct_masq_over_nf_masq', 'newflow_tsct_masq', 'newflow_nf_masq'],
+      ['newflow_tsct_xdp_masq_over_nf_masq', 'newflow_tsct_xdp_masq', 'newflow_nf_masq'],
+      ['newflow_tsct_over_nf', 'newflow_tsct', 'newflow_nf'],
+      ['newflow_tsct_xdp_over_nf', 'newflow_tsct_xdp', 'newflow_nf'],
+    ];
+    const r: Record<string, number> = {};
+    for (const [name, a, b] of ratios) if (med[a] && med[b]) figure(name, (r[name] = cap(a, b)));
+    if (Object.keys(r).length < ratios.length) return; // a narrowed run: no summary
+    const goal = (x: number, min: number) => `${fmt(x)}x (>= ${min}: ${verdict(x >= min)})`;
     figure(
       'summary',
-      `router capacity from CPU ns/packet, tsct masq vs nf_conntrack MASQUERADE: established ${fmt(estVsNf)}x (>= 1.4: ${verdict(estVsNf >= 1.4)}), ` +
-        `new flow per packet ${fmt(newVsNf)}x (>= 2: ${verdict(newVsNf >= 2)}); established tsct masq vs plain forwarding ${fmt(estVsPlain)}x (>= 0.9: ${verdict(estVsPlain >= 0.9)})`,
+      `router capacity from CPU ns/packet, tsct with masquerade vs nf_conntrack MASQUERADE: established tc ${fmt(r.established_tsct_masq_over_nf_masq)}x, ` +
+        `XDP ${goal(r.established_tsct_xdp_masq_over_nf_masq, 1.4)}; new flow per packet tc ${fmt(r.newflow_tsct_masq_over_nf_masq)}x, ` +
+        `XDP ${goal(r.newflow_tsct_xdp_masq_over_nf_masq, 2)}; established vs plain forwarding: tc masq ${fmt(r.established_tsct_masq_over_plain)}x, ` +
+        `XDP masq ${goal(r.established_tsct_xdp_masq_over_plain, 0.9)}, XDP without masquerade ${goal(r.established_tsct_xdp_over_plain, 1.5)}`,
     );
   } finally {
     if (agent) await (agent as AgentHandle).stop();

@@ -13,7 +13,7 @@ import { serveHttp } from './http';
 import { GcSchedule } from '../gc/gcSchedule';
 import { AgentOptions, UsageError } from './options';
 import { Logger } from './log';
-import { attachDevice, attachmentsOf, detachDevice } from './attach';
+import { attachDevice, attachmentsOf, attachXdpFastPath, detachDevice, detachXdpFastPath } from './attach';
 import { monotonicNs, readGcState, writeGcState } from './state';
 
 const HEARTBEAT_MS = 1000;
@@ -103,9 +103,17 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   }
   for (const d of devices) {
     const masq = masquerade.get(d.name);
+    // The device is marked as a redirect target only once its XDP program is in place.
     dp.setDevice(d.ifindex, d.zone, masq);
     attachDevice(dp.ingress, dp.egress, d.ifindex);
-    log.info(`attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress${o.fastPath ? ', established flows forwarded from tc ingress' : ''}`);
+    if (o.xdpFastPath) {
+      attachXdpFastPath(dp.xdp, d.ifindex, d.name);
+      dp.setDevice(d.ifindex, d.zone, masq, true);
+    } else if (detachXdpFastPath(d.ifindex)) {
+      log.info(`detached the XDP fast path from ${d.name}: --bpf-xdp-fast-path is off`);
+    }
+    const paths = o.xdpFastPath ? ', forwarding from XDP, and established flows from tc ingress' : o.fastPath ? ', established flows forwarded from tc ingress' : '';
+    log.info(`attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress${o.xdpFastPath ? ' and XDP' : ''}${paths}`);
     if (masq) {
       log.info(
         `masquerading on ${d.name} to ${[masq.snat4, masq.snat6].filter(Boolean).join(' and ')}, ports ${o.natPortMin}-${o.natPortMax}, ` +

@@ -57,6 +57,7 @@ export interface AgentOptions {
   events: 'none' | 'new-destroy' | 'all';
   eventsRingSize: number;
   fastPath: boolean;
+  xdpFastPath: boolean;
 }
 
 export interface FlagSpec {
@@ -85,6 +86,13 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'bpf-ct-timeout-regular-icmp', help: 'ICMP and ICMPv6 timeout', default: d(DEFAULT_TIMEOUTS.icmp) },
   { flag: 'bpf-ct-tcp-loose', help: 'adopt TCP connections first seen mid-stream (true or false)', default: 'true' },
   { flag: 'bpf-fast-path', help: 'forward established connections from tc ingress past the stack (and its netfilter hooks); false for the stack path (true or false)', default: 'true' },
+  {
+    flag: 'bpf-xdp-fast-path',
+    help:
+      'also forward between managed devices from XDP, before the kernel builds an skb (true or false). Every managed device must then take ' +
+      'redirected XDP frames: a NIC whose driver implements XDP redirect, or a veth whose peer has GRO on or an XDP program',
+    default: 'false',
+  },
   { flag: 'bpf-ct-drop-invalid', help: 'drop packets whose ct_state is inv (true or false)', default: 'false' },
   { flag: 'masquerade-devices', help: 'devices whose outgoing traffic is masqueraded (among --devices)' },
   { flag: 'masquerade-cidrs', help: 'sources to masquerade, as CIDRs; by default every source but the device\'s own address' },
@@ -287,6 +295,9 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
   const range = /^(\d+)-(\d+)$/.exec(rangeText.trim());
   const [pmin, pmax] = range ? [Number(range[1]), Number(range[2])] : [NaN, NaN];
   if (!range || pmin < 1 || pmax > 65535 || pmin > pmax) throw new UsageError(`--nat-port-range: '${rangeText}' is not a port range; write it low-high, e.g. 32768-60999`);
+  const fastPath = parseBool('bpf-fast-path', get('bpf-fast-path')!);
+  const xdpFastPath = parseBool('bpf-xdp-fast-path', get('bpf-xdp-fast-path')!);
+  if (xdpFastPath && !fastPath) throw new UsageError('--bpf-xdp-fast-path needs --bpf-fast-path true: the XDP path is the fast path, earlier');
   const natText = get('bpf-nat-global-max');
   const natMax = natText ? parseSize('bpf-nat-global-max', natText) : Math.min(TABLE_MAX, Math.max(TABLE_MIN, Math.round(((ctTcpMax + ctAnyMax) * 2) / 3)));
   return {
@@ -311,6 +322,7 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
     prometheusServeAddr: servePromAddr(get('prometheus-serve-addr')!),
     events: parseEvents(get('conntrack-events')!),
     eventsRingSize: parseRingSize(get('bpf-events-ring-size')!),
-    fastPath: parseBool('bpf-fast-path', get('bpf-fast-path')!),
+    fastPath,
+    xdpFastPath,
   };
 }

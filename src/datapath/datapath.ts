@@ -80,6 +80,7 @@ export class Datapath {
     readonly ingress: BpfProgram,
     readonly egress: BpfProgram,
     readonly gc: BpfProgram,
+    readonly xdp: BpfProgram,
     readonly sizes: MapSizes,
     private config: DatapathConfig,
     /** What was done with each pinned map, when loaded with pinRoot. */
@@ -97,7 +98,7 @@ export class Datapath {
       const migrations = await applyPins(obj, pins);
       const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
       const config = { ...DEFAULT_CONFIG, ...opts.config, timeouts: { ...DEFAULT_CONFIG.timeouts, ...opts.config?.timeouts } };
-      const progs = [obj.program('tsct_ingress'), obj.program('tsct_egress'), obj.program('tsct_gc')] as const;
+      const progs = [obj.program('tsct_ingress'), obj.program('tsct_egress'), obj.program('tsct_gc'), obj.program('tsct_xdp')] as const;
       const dp = new Datapath(obj, maps, ...progs, sizes, config, pins, migrations);
       dp.writeConfig(dp.config);
       return dp;
@@ -113,13 +114,18 @@ export class Datapath {
     this.maps.tsct_config.update(Buffer.alloc(4), encodeConfig(cfg, rings));
   }
 
-  /** Registers a managed device, its zone, and whether it masquerades (and to what). */
-  setDevice(ifindex: number, zone: number, masquerade?: MasqueradeSpec): void {
+  /**
+   * Registers a managed device, its zone, whether it masquerades (and to
+   * what), and whether the XDP fast path is attached to it (and so may
+   * forward to it).
+   */
+  setDevice(ifindex: number, zone: number, masquerade?: MasqueradeSpec, xdp = false): void {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(ifindex);
     const v = StructView.alloc('device_info').set('zone', zone);
+    const F = ENUMS.device_flag;
+    v.set('flags', (masquerade ? F.DEVICE_F_MASQUERADE : 0) | (xdp ? F.DEVICE_F_XDP : 0));
     if (masquerade) {
-      v.set('flags', ENUMS.device_flag.DEVICE_F_MASQUERADE);
       if (masquerade.snat4) parseAddr(masquerade.snat4).copy(v.bytes('snat4'));
       if (masquerade.snat6) parseAddr(masquerade.snat6).copy(v.bytes('snat6'));
     }
@@ -160,6 +166,7 @@ export class Datapath {
     this.ingress.close();
     this.egress.close();
     this.gc.close();
+    this.xdp.close();
     this.object.close();
   }
 }

@@ -9,6 +9,12 @@ export interface RouterLabOptions {
   secondClient?: boolean;
   /** A forwarding hop between the router's eth2 and the server. */
   hop?: boolean;
+  /**
+   * The far ends of the router's links take redirected XDP frames: GRO on,
+   * which gives a veth the NAPI context XDP_REDIRECT into it needs (without
+   * one, frames redirected to its peer are dropped).
+   */
+  xdpPeers?: boolean;
 }
 
 export interface RouterLab {
@@ -69,6 +75,7 @@ export function buildRouterLab(prefix = 'tsct', o: RouterLabOptions = {}): Route
       route(server, true, 'default', 'fd00:200:2::1');
     }
     lab.exec(router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+    if (o.xdpPeers) for (const ns of [client, client2, hop ?? server]) if (ns) lab.exec(ns, 'ethtool', ['-K', 'eth0', 'gro', 'on', 'tx', 'off']);
     return {
       lab,
       client,

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The XDP fast path (--bpf-xdp-fast-path): a packet forwarded between two
+ * managed devices that both carry DEVICE_F_XDP is tracked, translated and
+ * redirected before the kernel builds an skb for it, and never meets tc or
+ * the stack. It takes the common shapes only: Ethernet, IPv4 without options
+ * or fragmentation or IPv6 without extension headers, TCP or UDP, a TTL above
+ * one, and a destination the FIB resolves to a neighbour. Everything else
+ * passes, untouched and untracked, to the tc datapath, which judges it in
+ * full (invalid reasons, ICMP, fragments, local traffic, neighbour
+ * resolution).
+ *
+ * Nothing that decides whether the packet can be forwarded here comes after
+ * the connection is updated, so that a packet handed on to tc is never
+ * tracked twice: the NAT reverse lookup and the FIB lookup are read only and
+ * come first; after the tracker, the only outcomes are the redirect, or a
+ * drop for a NAT failure (as tc would drop it at egress). */
+#ifndef TSCT_XDP_H
+#define TSCT_XDP_H
+
+#include "common.h"
+#include "maps.h"
+#include "metrics.h"
+#include "parse.h"
+#include "conntrack.h"
+#include "nat.h"
+#include "fastpath.h" /* AF_INET, AF_INET6 */
+
+/* nat_rewrite_at needs this much of the L4 header in the frame. */
+#define XDP_L4_MIN 20
+
+/* The parsed packet and the FIB lookup's arguments: off the stack, which the
+ * tracker's and the NAT stage's frames need. */
+struct xdp_scratch {
+	struct pkt p;
+	struct bpf_fib_lookup fib;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct xdp_scratch);
+	__uint(max_entries, 1);
+} tsct_xdp_scratch SEC(".maps");
+
+struct xdp_l3 {
+	__u8 ttl; /* or hop limit */
+	__u8 tos;
+};
+
+static __always_inline int xdp_parse_l4(void *l4, void *end, struct pkt *p)
+{
+	if (l4 + XDP_L4_MIN > end)
+		return -1;
+	if (p->t.proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if (th->doff < 5 || p->l4_off + th->doff * 4 > ETH_HLEN + p->l3_len)
+			return -1;
+		p->t.sport = th->source;
+		p->t.dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		if (!(TCP_VALID_FLAGS_MASK & (1ULL << (p->tcp_flags & TCP_F_JUDGED))))
+			return -1;
+		return 0;
+	}
+	if (p->t.proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+
+		p->t.sport = uh->source;
+		p->t.dport = uh->dest;
+		return 0;
+	}
+	return -1;
+}
+
+/* Returns 0 for a packet of a shape the fast path takes, -1 otherwise. */
+static __always_inline int xdp_parse(void *data, void *end, struct pkt *p, struct xdp_l3 *l3)
+{
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl != 5 ||
+		    (ip->frag_off & bpf_htons(IP4_FRAG_MF | IP4_FRAG_OFFSET_MASK)))
+			return -1;
+		p->l3_len = bpf_ntohs(ip->tot_len);
+		if (p->l3_len < sizeof(*ip) || (void *)ip + p->l3_len > end)
+			return -1;
+		p->t.family = 4;
+		p->t.proto = ip->protocol;
+		p->t.saddr[0] = ip->saddr;
+		p->t.daddr[0] = ip->daddr;
+		p->l4_off = ETH_HLEN + sizeof(*ip);
+		l3->ttl = ip->ttl;
+		l3->tos = ip->tos;
+		return xdp_parse_l4(ip + 1, end, p);
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end || ip6->version != 6)
+			return -1;
+		p->l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		if ((void *)ip6 + p->l3_len > end)
+			return -1;
+		p->t.family = 6;
+		p->t.proto = ip6->nexthdr;
+		__builtin_memcpy(p->t.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->t.daddr, &ip6->daddr, 16);
+		p->l4_off = ETH_HLEN + sizeof(*ip6);
+		l3->ttl = ip6->hop_limit;
+		l3->tos = 0;
+		return xdp_parse_l4(ip6 + 1, end, p);
+	}
+	return -1;
+}
+
+/* The reverse NAT lookup, as a global function the XDP program shares no
+ * stack with: read only; the caller rewrites. */
+__attribute__((noinline)) int tsct_rev_lookup(struct pkt *p, struct nat_io *io)
+{
+	if (!p || !io)
+		return 0;
+	io->xlate = 0;
+	return nat_rev_map(p, io);
+}
+
+/* Decrements the TTL (RFC 1624 on the TTL/protocol word) or hop limit, and
+ * writes the Ethernet addresses the FIB resolved. */
+static __always_inline int xdp_forward_rewrite(void *data, void *end, const struct pkt *p,
+					       const struct bpf_fib_lookup *fib)
+{
+	struct ethhdr *eth = data;
+
+	if (p->t.family == 4) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		ip->check = csum_replace16(ip->check, bpf_htons(ip->ttl << 8), bpf_htons((ip->ttl - 1) << 8));
+		ip->ttl--;
+	} else {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		ip6->hop_limit--;
+	}
+	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+	return 0;
+}
+
+static __always_inline int xdp_fast_path(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct xdp_scratch *x;
+	struct bpf_fib_lookup *fib;
+	struct pkt *p;
+	struct device_info *in_dev, *out_dev;
+	struct nat_io nio = {};
+	struct ct_io cio = {};
+	struct xdp_l3 l3 = {};
+	__u32 in_if = ctx->ingress_ifindex, out_if, reason, rev = 0, zero = 0;
+	long rc;
+
+	in_dev = bpf_map_lookup_elem(&tsct_devices, &in_if);
+	if (!in_dev || !(in_dev->flags & DEVICE_F_XDP))
+		return XDP_PASS;
+	if (!(config_flags(config_get()) & CFG_F_FAST_PATH))
+		return XDP_PASS;
+	x = bpf_map_lookup_elem(&tsct_xdp_scratch, &zero);
+	if (!x)
+		return XDP_PASS;
+	p = &x->p;
+	fib = &x->fib;
+	__builtin_memset(p, 0, sizeof(*p));
+	if (xdp_parse(data, end, p, &l3) || l3.ttl <= 1)
+		return XDP_PASS;
+
+	nio.now = bpf_ktime_get_coarse_ns();
+	nio.zone = in_dev->zone;
+	nio.ifindex = in_if;
+	if (in_dev->flags & DEVICE_F_MASQUERADE) {
+		if (tsct_rev_lookup(p, &nio))
+			return XDP_PASS;
+		if (nio.xlate) {
+			rev = 1;
+			nat_rev_tuple(p, &nio);
+		}
+	}
+
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->ifindex = in_if;
+	fib->l4_protocol = p->t.proto;
+	fib->sport = p->t.sport;
+	fib->dport = p->t.dport;
+	fib->tot_len = p->l3_len;
+	if (p->t.family == 4) {
+		fib->family = AF_INET;
+		fib->tos = l3.tos;
+		fib->ipv4_src = p->t.saddr[0];
+		fib->ipv4_dst = p->t.daddr[0];
+	} else {
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_src, p->t.saddr, 16);
+		__builtin_memcpy(fib->ipv6_dst, p->t.daddr, 16);
+	}
+	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return XDP_PASS;
+	out_if = fib->ifindex;
+	out_dev = bpf_map_lookup_elem(&tsct_devices, &out_if);
+	if (!out_dev || !(out_dev->flags & DEVICE_F_XDP))
+		return XDP_PASS;
+
+	/* From here the packet is this path's: tracked, then sent or dropped. */
+	cio.now = nio.now;
+	cio.ifindex = in_if;
+	cio.zone = nio.zone;
+	cio.hook = HOOK_INGRESS;
+	reason = tsct_ct(p, &cio);
+	if (reason || !(cio.state & CT_STATE_TRK) || (cio.state & (CT_STATE_INV | CT_STATE_REL)))
+		return XDP_PASS; /* no state was changed: tc judges and counts it */
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	/* The parser checked XDP_L4_MIN bytes of L4 header: the rewrites cannot
+	 * fail. A reply is translated back here, with what the lookup found. */
+	if (rev && nat_rewrite_at(data, end, p, 0, nio.to_addr, nio.to_port))
+		return XDP_DROP;
+	nio.xlate = 0;
+	if (out_dev->flags & DEVICE_F_MASQUERADE) {
+		nio.ct_state = cio.state;
+		nio.ct_dir = cio.dir;
+		nio.zone = cio.zone;
+		nio.ifindex = out_if;
+		nio.dev = *out_dev;
+		reason = tsct_snat_map(p, &nio);
+		if (reason) {
+			metrics_count(reason, HOOK_EGRESS, p->l3_len);
+			return XDP_DROP;
+		}
+		data = (void *)(long)ctx->data;
+		end = (void *)(long)ctx->data_end;
+		if (nio.xlate && nat_rewrite_at(data, end, p, 1, nio.to_addr, nio.to_port))
+			return XDP_DROP;
+	}
+	if (xdp_forward_rewrite(data, end, p, fib))
+		return XDP_DROP;
+	if (rev)
+		metrics_count(REASON_NAT_REVSNAT, HOOK_INGRESS, 0);
+	if (nio.xlate)
+		metrics_count(REASON_NAT_SNAT, HOOK_EGRESS, 0);
+	metrics_count(REASON_XDP_FAST_PATH, HOOK_INGRESS, 0);
+	metrics_count(REASON_FORWARDED, HOOK_INGRESS, p->l3_len);
+	return bpf_redirect(out_if, 0);
+}
+
+#endif
