@@ -7,10 +7,12 @@
 // The sender (scripts/bench/udpgen.c, AF_PACKET with sendmmsg) runs on CPU 0;
 // the router's receive processing runs on CPU 1 (RPS, or for the XDP modes a
 // NAPI thread pinned there), where the server's XDP sink also runs. On these
-// 2-core machines one sending CPU cannot outrun one forwarding CPU by much,
-// so received packets per second partly measure the sender; the figure that
+// 2-core machines one sending CPU cannot outrun one forwarding CPU, so
+// received packets per second partly measure the sender; the figure that
 // separates the modes is the router CPU's nanoseconds per forwarded packet,
-// and the capacity it implies (1e9 / ns). Both are reported.
+// and the capacity it implies (1e9 / ns). It is read off a spinner at the
+// lowest priority on CPU 1 (spare.c): the cycles it loses while packets
+// flow are the router's. Both figures are reported.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -39,11 +41,8 @@ const PERF_DIR = process.env.FORWARD_PERF;
 
 const macOf = (lab: RouterLab, ns: string, dev: string) => JSON.parse(lab.lab.exec(ns, 'ip', ['-j', 'link', 'show', dev]))[0].address as string;
 
-function cpuBusyTicks(cpu: number): number {
-  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `))!;
-  const f = line.split(/\s+/).slice(1).map(Number);
-  return f.reduce((a, b) => a + b, 0) - f[3] - f[4]; // all but idle and iowait
-}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const nowNs = () => Number(process.hrtime.bigint());
 
 const IPT = [
   ['-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'],
@@ -54,11 +53,29 @@ const IPT = [
 async function main(): Promise<void> {
   ensureBpffs();
   const gen = buildC('udpgen');
+  // The router CPU's cost is read off a SCHED_IDLE spinner on CPU 1 (scripts/bench/spare.c).
+  const spareFile = `/dev/shm/tsct-spare-${process.pid}`;
+  const spareBin = buildC('spare');
+  let spareProc: ReturnType<typeof spawn> | null = null;
+  const spareCount = () => {
+    try {
+      return Number(fs.readFileSync(spareFile).readBigUInt64LE(0));
+    } catch {
+      return 0;
+    }
+  };
+  /** Spare loops per ns on CPU 1 while the router is idle. */
+  const spareRate = async () => {
+    const [c0, t0] = [spareCount(), nowNs()];
+    await sleep(300);
+    return (spareCount() - c0) / (nowNs() - t0);
+  };
   const lab = buildRouterLab('tsct-fwd');
   const root = `/sys/fs/bpf/${lab.lab.id}`;
   const sink = await BpfObject.open(path.join(ROOT, 'test', 'fixtures', 'build', 'forward_sink.bpf.o')).load();
   let agent: AgentHandle | null = null;
   try {
+    spareProc = spawn('taskset', ['-c', '1', spareBin, spareFile, '3600'], { stdio: 'ignore' });
     sink.program('sink_drop').attachXdp('eth0', { mode: 'native', netns: NamespaceLab.path(lab.server) });
     const count = sink.map('sink_count');
     const sunk = () => count.lookupPerCpu(Buffer.alloc(4))!.reduce((s, v) => s + Number(v.readBigUInt64LE()), 0);
@@ -168,18 +185,22 @@ async function main(): Promise<void> {
             send('established', FLOWS);
             reply(mode.endsWith('masq'));
           }
+          const idleRate = await spareRate();
+          if (!(idleRate > 0)) throw new Error('the spare-cycle counter on CPU 1 is not counting');
           const before = sunk();
           const perf = PERF_DIR ? spawn('perf', ['record', '-q', '-C', '1', '-g', '-o', path.join(PERF_DIR, `${profile}_${mode}_r${round}.data`)], { stdio: 'ignore' }) : null;
           if (perf) await new Promise((r) => setTimeout(r, 300));
-          const busy0 = cpuBusyTicks(1);
+          const [spare0, w0] = [spareCount(), nowNs()];
           const ns = send(profile, profile === 'newflow' ? NEW_FLOWS : PACKETS);
           if (perf) {
             perf.kill('SIGINT');
             await new Promise((r) => perf.once('exit', r));
           }
-          await new Promise((r) => setTimeout(r, 50));
+          await sleep(50);
+          const [spare1, w1] = [spareCount(), nowNs()];
           const received = sunk() - before;
-          const busyNs = (cpuBusyTicks(1) - busy0) * 1e7; // USER_HZ ticks of 10 ms
+          // The share of CPU 1 the spinner lost is the share the router took.
+          const busyNs = Math.max(0, 1 - (spare1 - spare0) / (w1 - w0) / idleRate) * (w1 - w0);
           await verify(mode, profile);
           await teardown();
           const key = `${profile}_${mode.replace(/-/g, '_')}`;
@@ -228,6 +249,8 @@ async function main(): Promise<void> {
     await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
     sink.close();
     lab.lab.destroy();
+    spareProc?.kill();
+    fs.rmSync(spareFile, { force: true });
   }
 }
 
