@@ -2,7 +2,7 @@
 // or not, work over IPv4 and IPv6 with every packet tracked and translated in
 // XDP; what XDP does not take (ICMP) still goes through tc; and the agent
 // refuses a device that already carries another XDP program.
-import { BpfMap, BpfObject, queryXdp, progInfo } from 'libbpf-ts';
+import { BpfMap, BpfObject, XdpAction, queryXdp, progInfo } from 'libbpf-ts';
 import * as path from 'node:path';
 import { privTest } from './helpers/privilege';
 import { buildRouterLab } from '../src/lab/routerLab';
@@ -11,6 +11,9 @@ import { ping, startEchoServer, tcpExchange, udpExchange, whoami } from '../src/
 import { AgentHandle, startAgentIn, tsctIn } from '../src/lab/agentProcess';
 import { readMetrics } from '../src/datapath/datapath';
 import { ROOT } from './helpers/paths';
+import { Datapath } from '../src/datapath/datapath';
+import { ethernet, frame, ipPacket } from '../src/lab/packetCraft';
+import { countConns, reasonCount } from './helpers/datapath';
 
 const count = (root: string, reason: string) => {
   const m = BpfMap.openPinned(`${root}/tsct_metrics`);
@@ -63,6 +66,54 @@ privTest('with --bpf-xdp-fast-path, masqueraded TCP and UDP over IPv4 and IPv6 a
     await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
     t.is(queryXdp('eth1', { netns: NamespaceLab.path(lab.router) }), null, 'uninstall detaches XDP');
     lab.lab.destroy();
+  }
+});
+
+/** struct xdp_md with ingress_ifindex set (data, data_end and data_meta must be zero for a test run). */
+function xdpCtx(ifindex: number): Buffer {
+  const ctx = Buffer.alloc(24);
+  ctx.writeUInt32LE(ifindex, 12);
+  return ctx;
+}
+
+const C4 = '10.200.1.2';
+const S4 = '10.200.2.2';
+const tcp4 = (flags: string) => frame({ src: C4, dst: S4, l4: { tcp: { sport: 1000, dport: 80, flags } } });
+const withIpOptions = () => {
+  const ip = ipPacket({ src: C4, dst: S4, l4: { udp: { sport: 1, dport: 2 } } });
+  // Insert one word of options (NOPs) and fix the lengths; the header checksum no longer matters here.
+  const b = Buffer.concat([ip.subarray(0, 20), Buffer.from([1, 1, 1, 0]), ip.subarray(20)]);
+  b[0] = 0x46;
+  b.writeUInt16BE(b.length, 2);
+  return ethernet(b);
+};
+
+privTest('XDP hands everything it does not forward to tc untouched and without creating state', async (t) => {
+  const dp = await Datapath.load({ sizes: { ctTcp: 1024, ctAny: 1024 } });
+  try {
+    // lo stands in for a managed device with the XDP fast path; no other device is one, so nothing can be forwarded.
+    dp.setDevice(1, 0, undefined, true);
+    const cases: Array<[string, Buffer]> = [
+      ['TCP SYN+FIN', tcp4('SF')],
+      ['TCP with no flags', tcp4('')],
+      ['TCP data offset beyond the packet', (() => { const b = tcp4('S'); b[14 + 20 + 12] = 0xf0; return b; })()],
+      ['IPv4 total length beyond the packet', (() => { const b = tcp4('S'); b.writeUInt16BE(400, 16); return b; })()],
+      ['IPv4 with options', withIpOptions()],
+      ['an ICMP echo request', frame({ src: C4, dst: S4, l4: { icmp: { type: 8, id: 7 } } })],
+      ['a UDP datagram with a TTL of 1', frame({ src: C4, dst: S4, ttl: 1, l4: { udp: { sport: 1, dport: 2 } } })],
+      ['a valid SYN whose way out is not an XDP device', tcp4('S')],
+      ['a valid IPv6 UDP datagram whose way out is not an XDP device', frame({ src: 'fd00:200:1::2', dst: 'fd00:200:2::2', l4: { udp: { sport: 1, dport: 2 } } })],
+    ];
+    for (const [name, pkt] of cases) {
+      const r = await dp.xdp.testRun({ data: pkt, ctx: xdpCtx(1) });
+      t.is(r.retval, XdpAction.pass, `${name}: passed to tc`);
+      t.deepEqual(r.data, pkt, `${name}: unchanged`);
+    }
+    t.is(await countConns(dp), 0, 'no connection was created');
+    t.is(reasonCount(dp, 'XDP_FAST_PATH'), 0);
+    t.is(reasonCount(dp, 'FORWARDED'), 0, 'nothing counted: tc counts what XDP passes');
+  } finally {
+    dp.close();
   }
 });
 

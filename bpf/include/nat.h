@@ -132,9 +132,9 @@ static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt 
 }
 
 /* Rewrites one address and port (source or destination) of a TCP, UDP, ICMP
- * or ICMPv6 packet in place (data..data_end: the Ethernet frame), with the checksums computed here (RFC 1624)
- * instead of through four skb helpers: the path every packet of a translated
- * connection takes. Returns -1, leaving the packet untouched, when the headers
+ * or ICMPv6 packet in place (data..data_end: the Ethernet frame), with the
+ * checksums computed here (RFC 1624) instead of through four skb helpers: the
+ * path every packet of a translated connection takes. Returns -1, leaving the packet untouched, when the headers
  * are not in the linear data; the helpers then do it. */
 static __always_inline int nat_rewrite_at(void *data, void *data_end, const struct pkt *p, int src, const __be32 *to_addr,
 					  __be16 to_port)
