@@ -19,6 +19,21 @@
 #define AF_INET6 10
 #endif
 
+/* ip_decrease_ttl: RFC 1624 on the TTL/protocol word. The caller checked the
+ * header is in bounds and the TTL above one. */
+static __always_inline void ip4_decrease_ttl(struct iphdr *ip)
+{
+	ip->check = csum_replace16(ip->check, bpf_htons(ip->ttl << 8), bpf_htons((ip->ttl - 1) << 8));
+	ip->ttl--;
+}
+
+/* The Ethernet addresses the FIB resolved for the next hop. */
+static __always_inline void eth_set_fib_addrs(struct ethhdr *eth, const struct bpf_fib_lookup *fib)
+{
+	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+}
+
 /* Sends the packet on: with the neighbour resolved by the FIB, its addresses
  * and a plain redirect; without, bpf_redirect_neigh with the next hop the FIB
  * found (so that it need not look the route up again). */
@@ -79,12 +94,9 @@ __attribute__((noinline)) int tsct_fast_path(struct __sk_buff *skb, struct pkt *
 		ip = data + ETH_HLEN;
 		if ((void *)(ip + 1) > end)
 			return -1;
-		/* ip_decrease_ttl: RFC 1624 on the TTL/protocol word. */
-		ip->check = csum_replace16(ip->check, bpf_htons(ip->ttl << 8), bpf_htons((ip->ttl - 1) << 8));
-		ip->ttl--;
+		ip4_decrease_ttl(ip);
 		if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-			__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-			__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+			eth_set_fib_addrs(eth, &fib);
 			return bpf_redirect(fib.ifindex, 0);
 		}
 		return fast_path_send(skb, &fib, rc, 0);

@@ -128,8 +128,8 @@ __attribute__((noinline)) int tsct_rev_lookup(struct pkt *p, struct nat_io *io)
 	return nat_rev_map(p, io);
 }
 
-/* Decrements the TTL (RFC 1624 on the TTL/protocol word) or hop limit, and
- * writes the Ethernet addresses the FIB resolved. */
+/* Decrements the TTL or hop limit, and writes the Ethernet addresses the FIB
+ * resolved. */
 static __always_inline int xdp_forward_rewrite(void *data, void *end, const struct pkt *p,
 					       const struct bpf_fib_lookup *fib)
 {
@@ -140,8 +140,7 @@ static __always_inline int xdp_forward_rewrite(void *data, void *end, const stru
 
 		if ((void *)(ip + 1) > end)
 			return -1;
-		ip->check = csum_replace16(ip->check, bpf_htons(ip->ttl << 8), bpf_htons((ip->ttl - 1) << 8));
-		ip->ttl--;
+		ip4_decrease_ttl(ip);
 	} else {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
@@ -149,8 +148,7 @@ static __always_inline int xdp_forward_rewrite(void *data, void *end, const stru
 			return -1;
 		ip6->hop_limit--;
 	}
-	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+	eth_set_fib_addrs(eth, fib);
 	return 0;
 }
 
