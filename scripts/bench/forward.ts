@@ -2,7 +2,8 @@
 // seven modes measured round by round: plain forwarding, nf_conntrack through
 // iptables (with and without MASQUERADE), tsct's tc datapath (with and
 // without masquerade), and tsct with its XDP fast path (with and without
-// masquerade). Profiles: 64 established flows, and a new flow every packet.
+// masquerade). Profiles: 64 established UDP flows, a new UDP flow every
+// packet, and real TCP connections set up and torn down (tcpconn.c).
 //
 // The sender (scripts/bench/udpgen.c, AF_PACKET with sendmmsg) runs on CPU 0;
 // the router's receive processing runs on CPU 1 (RPS, or for the XDP modes a
@@ -12,7 +13,9 @@
 // separates the modes is the router CPU's nanoseconds per forwarded packet,
 // and the capacity it implies (1e9 / ns). It is read off a spinner at the
 // lowest priority on CPU 1 (spare.c): the cycles it loses while packets
-// flow are the router's. Both figures are reported.
+// flow are the router's. Both figures are reported. In the TCP profile the
+// client and the server (programs, sockets and their veths' NAPI threads)
+// share CPU 0, and the router's cost is counted per connection.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -29,9 +32,14 @@ const PACKETS = Number(process.env.FORWARD_PACKETS ?? 1_500_000);
 /** New flows per round: at least 250,000, and fewer than the tables hold, in tsct and in nf_conntrack. */
 const NEW_FLOWS = Number(process.env.FORWARD_NEW_FLOWS ?? 300_000);
 const FLOWS = 64;
+/** TCP connections per round of the tcpconnect profile, and how many are under way at once. */
+const CONNS = Number(process.env.FORWARD_CONNS ?? 40_000);
+const IN_FLIGHT = 64;
+const TCP_PORT = 8080;
 const ALL_MODES = ['plain', 'nf', 'nf-masq', 'tsct', 'tsct-masq', 'tsct-xdp', 'tsct-xdp-masq'] as const;
 type Mode = (typeof ALL_MODES)[number];
-const ALL_PROFILES = ['established', 'newflow'] as const;
+const ALL_PROFILES = ['established', 'newflow', 'tcpconnect'] as const;
+type Profile = (typeof ALL_PROFILES)[number];
 /** FORWARD_MODES / FORWARD_PROFILES (comma lists) narrow a run, for profiling one case. */
 const pick = <T extends string>(all: readonly T[], env?: string): T[] => (env ? all.filter((m) => env.split(',').includes(m)) : [...all]);
 const MODES = pick(ALL_MODES, process.env.FORWARD_MODES);
@@ -50,32 +58,68 @@ const IPT = [
   ['-A', 'FORWARD', '-i', 'eth1', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'ACCEPT'],
 ];
 
+/**
+ * A SCHED_IDLE spinner pinned to one CPU (scripts/bench/spare.c): whatever
+ * else runs there takes its cycles first, so the loops it loses while traffic
+ * flows are the CPU time the traffic cost on that CPU.
+ */
+interface SpareCounter {
+  count(): number;
+  stop(): void;
+}
+
+function spareCounter(bin: string, cpu: number): SpareCounter {
+  const file = `/dev/shm/tsct-spare-${process.pid}-cpu${cpu}`;
+  const proc = spawn('taskset', ['-c', String(cpu), bin, file, '3600'], { stdio: 'ignore' });
+  return {
+    count: () => {
+      try {
+        return Number(fs.readFileSync(file).readBigUInt64LE(0));
+      } catch {
+        return 0; // not started yet
+      }
+    },
+    stop: () => {
+      proc.kill();
+      fs.rmSync(file, { force: true });
+    },
+  };
+}
+
+/** CPU time taken on the counted CPUs between start() and busyNs(), from their spare loops against an idle rate measured first. */
+async function cpuMeter(counters: SpareCounter[]) {
+  const snap = () => ({ loops: counters.map((c) => c.count()), at: nowNs() });
+  const idle0 = snap();
+  await sleep(300);
+  const idle1 = snap();
+  const idleRate = counters.map((_, i) => (idle1.loops[i] - idle0.loops[i]) / (idle1.at - idle0.at));
+  if (!idleRate.every((r) => r > 0)) throw new Error('a spare-cycle counter is not counting');
+  let start = snap();
+  return {
+    start: () => {
+      start = snap();
+    },
+    /** The share of each CPU its spinner lost is the share the traffic took. */
+    busyNs: () => {
+      const end = snap();
+      const wall = end.at - start.at;
+      return counters.reduce((sum, _, i) => sum + Math.max(0, 1 - (end.loops[i] - start.loops[i]) / wall / idleRate[i]) * wall, 0);
+    },
+  };
+}
+
 async function main(): Promise<void> {
   ensureBpffs();
   const gen = buildC('udpgen');
-  // The router CPU's cost is read off a SCHED_IDLE spinner on CPU 1 (scripts/bench/spare.c).
-  const spareFile = `/dev/shm/tsct-spare-${process.pid}`;
+  const tcpconn = buildC('tcpconn');
   const spareBin = buildC('spare');
-  let spareProc: ReturnType<typeof spawn> | null = null;
-  const spareCount = () => {
-    try {
-      return Number(fs.readFileSync(spareFile).readBigUInt64LE(0));
-    } catch {
-      return 0;
-    }
-  };
-  /** Spare loops per ns on CPU 1 while the router is idle. */
-  const spareRate = async () => {
-    const [c0, t0] = [spareCount(), nowNs()];
-    await sleep(300);
-    return (spareCount() - c0) / (nowNs() - t0);
-  };
+  const spares = new Map<number, SpareCounter>();
   const lab = buildRouterLab('tsct-fwd');
   const root = `/sys/fs/bpf/${lab.lab.id}`;
   const sink = await BpfObject.open(path.join(ROOT, 'test', 'fixtures', 'build', 'forward_sink.bpf.o')).load();
   let agent: AgentHandle | null = null;
   try {
-    spareProc = spawn('taskset', ['-c', '1', spareBin, spareFile, '3600'], { stdio: 'ignore' });
+    spares.set(1, spareCounter(spareBin, 1));
     sink.program('sink_drop').attachXdp('eth0', { mode: 'native', netns: NamespaceLab.path(lab.server) });
     const count = sink.map('sink_count');
     const sunk = () => count.lookupPerCpu(Buffer.alloc(4))!.reduce((s, v) => s + Number(v.readBigUInt64LE()), 0);
@@ -84,7 +128,10 @@ async function main(): Promise<void> {
     // The server's XDP sink drops ARP too: fixed neighbours both ways.
     lab.lab.exec(lab.router, 'ip', ['neigh', 'replace', lab.addr.server4, 'lladdr', macOf(lab, lab.server, 'eth0'), 'dev', 'eth2', 'nud', 'permanent']);
     lab.lab.exec(lab.server, 'ip', ['neigh', 'replace', lab.addr.routerServer4, 'lladdr', macOf(lab, lab.router, 'eth2'), 'dev', 'eth0', 'nud', 'permanent']);
-    lab.lab.exec(lab.router, 'sh', ['-c', 'echo 2 > /sys/class/net/eth1/queues/rx-0/rps_cpus']);
+    // The router's receive processing on CPU 1, in both directions.
+    for (const dev of ['eth1', 'eth2']) lab.lab.exec(lab.router, 'sh', ['-c', `echo 2 > /sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
+    // Ports enough for the TCP profile's connections: each ends in an RST, so none waits in TIME_WAIT.
+    lab.lab.exec(lab.client, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65000']);
     // XDP_REDIRECT into a veth needs NAPI at its peer (GRO on gives a veth
     // one), and a veth hands XDP the CHECKSUM_PARTIAL skbs of a peer that
     // offloads checksums, which XDP cannot finish: both ends off the router
@@ -95,11 +142,57 @@ async function main(): Promise<void> {
       if (r.status !== 0) throw new Error(`udpgen failed: ${r.stderr}`);
       return Number(/ns=(\d+)/.exec(r.stdout)![1]);
     };
+    /** The TCP profile's server, answering until stopped; resolves once it listens. */
+    const serveTcp = async () => {
+      const proc = spawn('ip', ['netns', 'exec', lab.server, tcpconn, 'server', String(TCP_PORT), '600'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise((r) => proc.once('exit', r));
+      await Promise.race([
+        (async () => {
+          while (!out.includes('listening')) await sleep(10);
+        })(),
+        exited.then(() => {
+          throw new Error('the TCP server exited before listening');
+        }),
+      ]);
+      return {
+        /** Stops it and returns how many connections it took and where they came from. */
+        stop: async () => {
+          proc.kill('SIGTERM');
+          await exited;
+          const m = /accepted=(\d+) peer=(\S+)/.exec(out);
+          if (!m) throw new Error(`the TCP server did not report: ${out}`);
+          return { accepted: Number(m[1]), peer: m[2] };
+        },
+      };
+    };
+    const connectTcp = (n: number) => {
+      const r = spawnSync('ip', ['netns', 'exec', lab.client, tcpconn, 'client', lab.addr.server4, String(TCP_PORT), String(IN_FLIGHT), String(n), '120'], { encoding: 'utf8' });
+      const m = /conns=(\d+) failed=(\d+) ns=(\d+)/.exec(r.stdout);
+      if (r.status !== 0 || !m) throw new Error(`tcpconn failed: ${r.stderr}`);
+      return { conns: Number(m[1]), failed: Number(m[2]), ns: Number(m[3]) };
+    };
     const reply = (masq: boolean) => {
       const to = masq ? lab.addr.routerServer4 : lab.addr.client4;
       lab.lab.exec(lab.server, 'python3', ['-c', `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',9))\nfor p in range(20000,${20000 + FLOWS}): s.sendto(b'r',('${to}',p))`]);
     };
 
+    const napiThreads = () =>
+      spawnSync('ps', ['-eo', 'pid=,comm='], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .filter((l) => /\snapi\//.test(l))
+        .map((l) => l.trim().split(/\s+/)[0]);
+    /**
+     * Turns threaded NAPI on for DEVS in NS and pins the threads that appear
+     * to CPU. (A NAPI thread is named after its device, and devices in other
+     * namespaces share names: ours are the ones that appear now.)
+     */
+    const threadNapi = (ns: string, devs: string[], cpu: number) => {
+      const before = new Set(napiThreads());
+      for (const dev of devs) lab.lab.exec(ns, 'sh', ['-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
+      for (const pid of napiThreads()) if (!before.has(pid)) spawnSync('taskset', ['-pc', String(cpu), pid], { stdio: 'ignore' });
+    };
     /**
      * XDP on a veth runs in its NAPI context, which the sending CPU schedules:
      * for the XDP modes the router's veths get NAPI (GRO on), threaded, with
@@ -110,16 +203,29 @@ async function main(): Promise<void> {
      */
     const routerNapi = (on: boolean) => {
       for (const dev of ['eth1', 'eth2']) {
+        // Without NAPI (GRO off, no XDP) there is no thread to stop, and the write fails.
+        if (!on) spawnSync('ip', ['netns', 'exec', lab.router, 'sh', '-c', `echo 0 > /sys/class/net/${dev}/threaded`], { stdio: 'ignore' });
         lab.lab.exec(lab.router, 'ethtool', ['-K', dev, 'gro', on ? 'on' : 'off']);
-        if (on) lab.lab.exec(lab.router, 'sh', ['-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
       }
-      if (!on) return;
-      for (const line of spawnSync('ps', ['-eo', 'pid=,comm='], { encoding: 'utf8' }).stdout.split('\n')) {
-        const m = /^\s*(\d+)\s+napi\/eth[12]-/.exec(line);
-        if (m) spawnSync('taskset', ['-pc', '1', m[1]], { stdio: 'ignore' });
+      if (on) threadNapi(lab.router, ['eth1', 'eth2'], 1);
+    };
+    /**
+     * The TCP profile cannot make the router the bottleneck: the client's and
+     * the server's TCP stacks cost more per packet than forwarding does. So it
+     * lets the kernel place everything as it would on a node (no RPS, no
+     * threaded NAPI), counts CPU time on both CPUs, and reports connections
+     * per second and the whole machine's CPU time per connection; what a mode
+     * adds over plain forwarding is its tracking's cost.
+     */
+    const tcpProfile = (on: boolean) => {
+      for (const dev of ['eth1', 'eth2']) lab.lab.exec(lab.router, 'sh', ['-c', `echo ${on ? 0 : 2} > /sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
+      if (on) spares.set(0, spareCounter(spareBin, 0));
+      else {
+        spares.get(0)?.stop();
+        spares.delete(0);
       }
     };
-    const setup = async (mode: Mode) => {
+    const setup = async (mode: Mode, profile: Profile) => {
       if (mode.startsWith('nf')) {
         lab.lab.exec(lab.router, 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_max=1048576']);
         for (const rule of IPT) lab.lab.exec(lab.router, 'iptables', rule);
@@ -131,7 +237,7 @@ async function main(): Promise<void> {
           '--prometheus-serve-addr', 'off', '--bpf-xdp-fast-path', String(mode.startsWith('tsct-xdp')), ...(mode.endsWith('masq') ? ['--masquerade-devices', 'eth2'] : []),
         ]);
       }
-      if (mode.startsWith('tsct-xdp')) routerNapi(true);
+      if (mode.startsWith('tsct-xdp') && profile !== 'tcpconnect') routerNapi(true);
     };
     const teardown = async () => {
       lab.lab.exec(lab.router, 'iptables', ['-F']);
@@ -143,7 +249,7 @@ async function main(): Promise<void> {
       routerNapi(false);
     };
     /** What each mode claims, checked while it runs. */
-    const verify = async (mode: Mode, profile: string) => {
+    const verify = async (mode: Mode, profile: Profile) => {
       const nfCount = Number(spawnSync('ip', ['netns', 'exec', lab.router, 'conntrack', '-C'], { encoding: 'utf8' }).stdout.trim() || 0);
       if (mode === 'plain' && nfCount !== 0) throw new Error(`plain mode has ${nfCount} nf_conntrack entries`);
       if (mode.startsWith('nf') && nfCount < FLOWS) throw new Error(`${mode} has only ${nfCount} nf_conntrack entries`);
@@ -157,7 +263,7 @@ async function main(): Promise<void> {
         }
       }
       if (mode === 'nf-masq') {
-        const l = spawnSync('ip', ['netns', 'exec', lab.router, 'conntrack', '-L', '-p', 'udp'], { encoding: 'utf8' }).stdout;
+        const l = spawnSync('ip', ['netns', 'exec', lab.router, 'conntrack', '-L', '-p', profile === 'tcpconnect' ? 'tcp' : 'udp'], { encoding: 'utf8' }).stdout;
         if (!l.includes(`dst=${lab.addr.routerServer4}`)) throw new Error('nf-masq did not masquerade');
       }
       if (process.env.FORWARD_DEBUG && mode.startsWith('tsct')) {
@@ -176,50 +282,77 @@ async function main(): Promise<void> {
       }
     };
 
-    const results: Record<string, { pps: number[]; ns: number[] }> = {};
+    /** Per profile and mode: what the receiver got per second (packets, or connections) and the router's CPU ns for each. */
+    const results: Record<string, { rate: number[]; ns: number[] }> = {};
     for (let round = 0; round < ROUNDS; round++) {
       for (const profile of PROFILES) {
+        if (profile === 'tcpconnect') tcpProfile(true);
         for (const mode of MODES) {
-          await setup(mode);
+          await setup(mode, profile);
           if (profile === 'established') {
             send('established', FLOWS);
             reply(mode.endsWith('masq'));
           }
-          const idleRate = await spareRate();
-          if (!(idleRate > 0)) throw new Error('the spare-cycle counter on CPU 1 is not counting');
+          const server = profile === 'tcpconnect' ? await serveTcp() : null;
+          const meter = await cpuMeter([...spares.values()]);
           const before = sunk();
           const perf = PERF_DIR ? spawn('perf', ['record', '-q', '-C', '1', '-g', '-o', path.join(PERF_DIR, `${profile}_${mode}_r${round}.data`)], { stdio: 'ignore' }) : null;
           if (perf) await new Promise((r) => setTimeout(r, 300));
-          const [spare0, w0] = [spareCount(), nowNs()];
-          const ns = send(profile, profile === 'newflow' ? NEW_FLOWS : PACKETS);
+          meter.start();
+          let ns: number;
+          let received: number;
+          if (profile === 'tcpconnect') {
+            const c = connectTcp(CONNS);
+            if (c.failed > CONNS / 100) throw new Error(`${mode}: ${c.failed} of ${CONNS} TCP connections failed`);
+            [ns, received] = [c.ns, c.conns];
+          } else {
+            ns = send(profile, profile === 'newflow' ? NEW_FLOWS : PACKETS);
+            received = 0;
+          }
           if (perf) {
             perf.kill('SIGINT');
             await new Promise((r) => perf.once('exit', r));
           }
           await sleep(50);
-          const [spare1, w1] = [spareCount(), nowNs()];
-          const received = sunk() - before;
-          // The share of CPU 1 the spinner lost is the share the router took.
-          const busyNs = Math.max(0, 1 - (spare1 - spare0) / (w1 - w0) / idleRate) * (w1 - w0);
+          const busyNs = meter.busyNs();
+          if (profile !== 'tcpconnect') received = sunk() - before;
+          if (server) {
+            const { accepted, peer } = await server.stop();
+            const expect = mode.endsWith('masq') ? lab.addr.routerServer4 : lab.addr.client4;
+            if (accepted < received || peer !== expect) throw new Error(`${mode}: the TCP server accepted ${accepted} connections from ${peer}, expected ${received} from ${expect}`);
+          }
           await verify(mode, profile);
           await teardown();
           const key = `${profile}_${mode.replace(/-/g, '_')}`;
-          results[key] ??= { pps: [], ns: [] };
-          results[key].pps.push(received / (ns / 1e9));
+          results[key] ??= { rate: [], ns: [] };
+          results[key].rate.push(received / (ns / 1e9));
           results[key].ns.push(busyNs / Math.max(1, received));
         }
+        if (profile === 'tcpconnect') tcpProfile(false);
       }
     }
     const med: Record<string, number> = {};
+    const rateMed: Record<string, number> = {};
     for (const [key, r] of Object.entries(results)) {
-      figure(`${key}_received_pps_median`, Math.round(median(r.pps)));
-      figure(`${key}_router_ns_per_packet_median`, median(r.ns));
-      figure(`${key}_router_ns_per_packet_min`, Math.min(...r.ns));
-      figure(`${key}_router_ns_per_packet_max`, Math.max(...r.ns));
+      const [rate, cost] = key.startsWith('tcpconnect') ? ['connections_per_second', 'cpu_ns_per_connection'] : ['received_pps', 'router_ns_per_packet'];
+      figure(`${key}_${rate}_median`, Math.round(median(r.rate)));
+      figure(`${key}_${cost}_median`, median(r.ns));
+      figure(`${key}_${cost}_min`, Math.min(...r.ns));
+      figure(`${key}_${cost}_max`, Math.max(...r.ns));
       med[key] = median(r.ns);
+      rateMed[key] = median(r.rate);
     }
-    // Capacity ratios: a mode that spends fewer router nanoseconds per packet forwards more.
-    const cap = (a: string, b: string) => med[b] / med[a];
+    // What a mode adds to a connection's CPU cost over plain forwarding, paired
+    // round by round: the endpoints' share is the same in every mode.
+    const overPlain: Record<string, number> = {};
+    const plainTcp = results.tcpconnect_plain?.ns;
+    for (const [key, r] of Object.entries(results)) {
+      if (!plainTcp || !key.startsWith('tcpconnect') || key === 'tcpconnect_plain') continue;
+      figure(`${key}_cpu_ns_per_connection_over_plain_median`, (overPlain[key] = median(r.ns.map((ns, i) => ns - plainTcp[i]))));
+    }
+    // Capacity ratios: a mode that spends fewer router nanoseconds per packet
+    // forwards more. The TCP profile's are of connections per second.
+    const cap = (a: string, b: string) => (a.startsWith('tcpconnect') ? rateMed[a] / rateMed[b] : med[b] / med[a]);
     const ratios: Array<[string, string, string]> = [
       ['established_tsct_masq_over_nf_masq', 'established_tsct_masq', 'established_nf_masq'],
       ['established_tsct_xdp_masq_over_nf_masq', 'established_tsct_xdp_masq', 'established_nf_masq'],
@@ -232,6 +365,10 @@ async function main(): Promise<void> {
       ['newflow_tsct_xdp_masq_over_nf_masq', 'newflow_tsct_xdp_masq', 'newflow_nf_masq'],
       ['newflow_tsct_over_nf', 'newflow_tsct', 'newflow_nf'],
       ['newflow_tsct_xdp_over_nf', 'newflow_tsct_xdp', 'newflow_nf'],
+      ['tcpconnect_tsct_masq_over_nf_masq', 'tcpconnect_tsct_masq', 'tcpconnect_nf_masq'],
+      ['tcpconnect_tsct_xdp_masq_over_nf_masq', 'tcpconnect_tsct_xdp_masq', 'tcpconnect_nf_masq'],
+      ['tcpconnect_tsct_over_nf', 'tcpconnect_tsct', 'tcpconnect_nf'],
+      ['tcpconnect_tsct_xdp_over_nf', 'tcpconnect_tsct_xdp', 'tcpconnect_nf'],
     ];
     const r: Record<string, number> = {};
     for (const [name, a, b] of ratios) if (med[a] && med[b]) figure(name, (r[name] = cap(a, b)));
@@ -242,15 +379,16 @@ async function main(): Promise<void> {
       `router capacity from CPU ns/packet, tsct with masquerade vs nf_conntrack MASQUERADE: established tc ${fmt(r.established_tsct_masq_over_nf_masq)}x, ` +
         `XDP ${goal(r.established_tsct_xdp_masq_over_nf_masq, 1.4)}; new flow per packet tc ${fmt(r.newflow_tsct_masq_over_nf_masq)}x, ` +
         `XDP ${goal(r.newflow_tsct_xdp_masq_over_nf_masq, 2)}; established vs plain forwarding: tc masq ${fmt(r.established_tsct_masq_over_plain)}x, ` +
-        `XDP masq ${goal(r.established_tsct_xdp_masq_over_plain, 0.9)}, XDP without masquerade ${goal(r.established_tsct_xdp_over_plain, 1.5)}`,
+        `XDP masq ${goal(r.established_tsct_xdp_masq_over_plain, 0.9)}, XDP without masquerade ${goal(r.established_tsct_xdp_over_plain, 1.5)}; ` +
+        `TCP connections per second with masquerade vs nf_conntrack MASQUERADE: tc ${fmt(r.tcpconnect_tsct_masq_over_nf_masq)}x, XDP ${fmt(r.tcpconnect_tsct_xdp_masq_over_nf_masq)}x; ` +
+        `CPU ns per connection over plain forwarding: nf_conntrack MASQUERADE ${fmt(overPlain.tcpconnect_nf_masq, 0)}, tsct tc masq ${fmt(overPlain.tcpconnect_tsct_masq, 0)}, XDP masq ${fmt(overPlain.tcpconnect_tsct_xdp_masq, 0)}`,
     );
   } finally {
     if (agent) await (agent as AgentHandle).stop();
     await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
     sink.close();
     lab.lab.destroy();
-    spareProc?.kill();
-    fs.rmSync(spareFile, { force: true });
+    for (const c of spares.values()) c.stop();
   }
 }
 
