@@ -351,7 +351,8 @@ int tsct_gc(struct gc_args *args)
 	struct gc_sweep w = { .now = args->now_ns ? args->now_ns : bpf_ktime_get_ns() };
 	struct tsct_config *cfg = config_get();
 
-	w.events = events_on(cfg, CFG_F_EVENTS);
+	/* The lease is on the real clock, whatever time the sweep judges by. */
+	w.events = events_on(cfg, CFG_F_EVENTS) && events_read(bpf_ktime_get_ns());
 	w.shard = args->shard;
 	w.shards = args->shards;
 	__u32 tables = args->tables ? args->tables : 0xf;

@@ -104,3 +104,32 @@ privTest('with a tiny ring buffer and a burst of connections, events are lost an
     }
   });
 });
+
+privTest('with no reader no events are written or lost, and a reader started later sees only what follows', async (t) => {
+  await withAgent(['--bpf-events-ring-size', '4096'], async (lab, root) => {
+    // Ten times what the ring holds, with nobody reading.
+    t.is(udpBurst(lab.lab, lab.client, lab.addr.server4, 8080, 300), 300);
+    const m = BpfMap.openPinned(`${root}/tsct_metrics`);
+    const sum = (reason: string) => readMetrics(m).filter((x) => x.reason === reason).reduce((s, x) => s + x.count, 0);
+    try {
+      t.true(sum('CT_NEW') >= 290, 'the burst created its connections');
+      t.is(sum('EVENT_LOST'), 0, 'no reader, so nothing was lost');
+    } finally {
+      m.close();
+    }
+    const events = startEvents(lab.router, root, false);
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const r = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 8080, rounds: 1, bytes: 10, gapMs: 0 });
+      t.true(r.ok);
+      t.true(await until(() => events.lines.some((l) => l.includes('[NEW]') && l.includes(`sport=${r.localPort} `)), 10), events.lines.join('\n'));
+      t.false(
+        events.lines.some((l) => l.includes('[NEW] udp')),
+        `the burst before the reader started is not replayed: ${events.lines.filter((l) => l.includes('udp')).slice(0, 3).join(' | ')}`,
+      );
+      t.false(events.lines.some((l) => l.includes('[LOST]')));
+    } finally {
+      events.child.kill('SIGINT');
+    }
+  });
+});

@@ -300,6 +300,15 @@ static __always_inline int events_on(const struct tsct_config *cfg, __u32 flag)
 	return cfg ? (cfg->flags & flag) != 0 : flag == CFG_F_EVENTS;
 }
 
+/* Whether a reader's lease on tsct_events runs past now. */
+static __always_inline int events_read(__u64 now)
+{
+	__u32 zero = 0;
+	__u64 *until = bpf_map_lookup_elem(&tsct_events_reader, &zero);
+
+	return until && *until > now;
+}
+
 /* Eviction state for bpf_loop: which table, and where the scan is. */
 struct ct_evict {
 	__u32 table;
@@ -524,7 +533,7 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 				reason = ct_on_packet(e, p, dir, c->now, c->cfg);
 				if (reason)
 					return reason;
-				if (e->tcp_state != before && events_on(c->cfg, CFG_F_EVENTS_UPDATE)) {
+				if (e->tcp_state != before && events_on(c->cfg, CFG_F_EVENTS_UPDATE) && events_read(c->now)) {
 					/* The event names the original direction. */
 					struct tuple orig = p->t;
 
@@ -568,7 +577,7 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 		c->res->dir = CT_DIR_ORIGINAL;
 		if (rc == 0) {
 			metrics_count(REASON_CT_NEW, c->hook, 0);
-			if (events_on(c->cfg, CFG_F_EVENTS))
+			if (events_on(c->cfg, CFG_F_EVENTS) && events_read(c->now))
 				ct_event_emit(CT_EVENT_NEW, &p->t, fresh, c->now, c->hook);
 			if (fresh->flags & CT_F_PICKED_UP)
 				metrics_count(REASON_CT_PICKED_UP, c->hook, 0);

@@ -240,6 +240,17 @@ struct {
 	__uint(max_entries, EVENTS_RING_DEFAULT);
 } tsct_events SEC(".maps");
 
+/* Until when (monotonic ns) someone reads tsct_events: `tsct bpf ct events`
+ * renews it while it runs. Events are written only then, as nf_conntrack
+ * builds events only for its listeners: with no reader they cost nothing,
+ * are not counted lost, and leave no backlog for the next reader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} tsct_events_reader SEC(".maps");
+
 struct metrics_value {
 	__u64 count;
 	__u64 bytes;

@@ -68,6 +68,11 @@ export async function ctFlush(o: ListOptions): Promise<void> {
   }
 }
 
+/** A reader's lease on the event ring: long enough to outlast a stalled terminal, renewed every second. */
+const EVENT_LEASE_NS = 10_000_000_000n;
+const EVENT_LEASE_RENEW_NS = 1_000_000_000n;
+const EVENT_CLOCK_SLACK_NS = 20_000_000n;
+
 /** `tsct bpf ct events`: connection events as they happen, until interrupted or --max-events. */
 export async function ctEvents(o: { bpfRoot: string; output?: string; maxEvents?: string }): Promise<void> {
   const format = o.output ?? 'conntrack';
@@ -76,6 +81,22 @@ export async function ctEvents(o: { bpfRoot: string; output?: string; maxEvents?
   if (!(max > 0) || !Number.isInteger(max === Infinity ? 1 : max)) throw new UsageError(`--max-events: '${o.maxEvents}' is not a positive whole number`);
   const ring = openPinnedMap(o.bpfRoot, 'tsct_events');
   const metrics = openPinnedMap(o.bpfRoot, 'tsct_metrics');
+  const reader = openPinnedMap(o.bpfRoot, 'tsct_events_reader');
+  // The datapath writes events only while a reader holds a lease; what an
+  // earlier reader left in the ring (up to a lease after it stopped) is not
+  // this one's to print. The datapath stamps events with the coarse clock,
+  // up to a tick behind.
+  const since = Number(monotonicNs() - EVENT_CLOCK_SLACK_NS);
+  let renewed = 0n;
+  const renewLease = () => {
+    const now = monotonicNs();
+    if (now - renewed < EVENT_LEASE_RENEW_NS) return;
+    const until = Buffer.alloc(8);
+    until.writeBigUInt64LE(now + EVENT_LEASE_NS);
+    reader.update(Buffer.alloc(4), until);
+    renewed = now;
+  };
+  renewLease();
   const rb = RingBuffer.open(ring);
   const lostSoFar = () => readMetrics(metrics).filter((m) => m.reason === 'EVENT_LOST').reduce((s, m) => s + m.count, 0);
   let lost = lostSoFar();
@@ -87,6 +108,7 @@ export async function ctEvents(o: { bpfRoot: string; output?: string; maxEvents?
   const out = (line: string) => process.stdout.write(line + '\n');
   try {
     while (!stop.signal.aborted && seen < max) {
+      renewLease();
       const samples = await rb.poll(200);
       const nowLost = lostSoFar();
       if (nowLost > lost) {
@@ -95,6 +117,7 @@ export async function ctEvents(o: { bpfRoot: string; output?: string; maxEvents?
       }
       for (const s of samples) {
         const ev = decodeEvent(s);
+        if (ev.tsNs < since) continue;
         out(format === 'json' ? JSON.stringify(eventToJson(ev)) : formatEvent(ev));
         if (++seen >= max) break;
       }
@@ -105,5 +128,6 @@ export async function ctEvents(o: { bpfRoot: string; output?: string; maxEvents?
     rb.close();
     ring.close();
     metrics.close();
+    reader.close();
   }
 }

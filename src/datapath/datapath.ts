@@ -31,6 +31,7 @@ export const MAP_NAMES = [
   'tsct_masq_src4',
   'tsct_masq_src6',
   'tsct_events',
+  'tsct_events_reader',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
