@@ -62,6 +62,13 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	__u8 lookup_only = 0;
 	__u64 now;
 
+	/* Sent here by the fast path, which did this hook's work already. */
+	if (hook == HOOK_EGRESS && (skb->tc_index & TC_INDEX_F_EGRESS_DONE)) {
+		skb->tc_index &= ~TC_INDEX_F_EGRESS_DONE;
+		metrics_count(REASON_TWICE_SKIPPED, hook, 0);
+		metrics_count(REASON_FORWARDED, hook, skb->len);
+		return TC_ACT_OK;
+	}
 	dev = bpf_map_lookup_elem(&tsct_devices, &ifindex);
 	if (dev)
 		zone = dev->zone;
@@ -134,7 +141,15 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	metrics_count(REASON_FORWARDED, hook, skb->len);
 	if (hook == HOOK_INGRESS && (config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_EST) &&
 	    !(state & (CT_STATE_INV | CT_STATE_REL))) {
-		int act = tsct_fast_path(skb, &p);
+		struct nat_io io = { .now = now, .zone = zone, .ct_state = state, .ct_dir = dir };
+		int act = tsct_fast_path(skb, &p, &io);
+
+		/* Out of a masquerading device: translated here, which spares
+		 * its egress hook parsing the packet and looking it up again.
+		 * A failure leaves it to the stack, and to that hook, which
+		 * drops it for the same reason and counts it. */
+		if (act == FAST_PATH_SNAT)
+			act = tsct_snat_map(&p, &io) || tsct_snat_rewrite(skb, &p, &io) ? -1 : tsct_fast_path_send(skb, &p);
 
 		if (act == TC_ACT_REDIRECT) {
 			metrics_count(REASON_FAST_PATH, hook, 0);

@@ -1,6 +1,7 @@
 // The fast path: established flows forwarded from tc ingress (FIB lookup,
-// TTL decremented, redirect) arrive as the stack would have sent them, and
-// --bpf-fast-path false leaves forwarding to the stack.
+// TTL decremented, masqueraded where they leave by a masquerading device,
+// redirect) arrive as the stack would have sent them, and --bpf-fast-path
+// false leaves forwarding to the stack.
 import { BpfMap } from 'libbpf-ts';
 import { privTest } from './helpers/privilege';
 import { buildRouterLab } from '../src/lab/routerLab';
@@ -8,8 +9,9 @@ import { startEchoServer, tcpExchange, udpExchange } from '../src/lab/traffic';
 import { AgentHandle, startAgentIn, tsctIn } from '../src/lab/agentProcess';
 import { readMetrics } from '../src/datapath/datapath';
 
-// Captures UDP datagrams to a port on the server and prints each one's TTL and
-// whether its IPv4 header checksum verifies. Bounded: n packets or 10 s.
+// Captures UDP datagrams to a port on the server and prints each one's TTL,
+// whether its IPv4 header checksum verifies, and its source. Bounded: n
+// packets or 10 s.
 const SNIFF = `
 import socket, struct, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
@@ -26,18 +28,18 @@ try:
         total = sum(struct.unpack('!10H', ip))
         while total >> 16:
             total = (total & 0xffff) + (total >> 16)
-        print(ip[8], 'ok' if total == 0xffff else 'bad', flush=True)
+        print(ip[8], 'ok' if total == 0xffff else 'bad', socket.inet_ntoa(ip[12:16]), flush=True)
         got += 1
 except socket.timeout:
     pass
 `;
 
-async function run(fastPath: boolean) {
+async function run(fastPath: boolean, masquerade = false) {
   const lab = buildRouterLab('tsct-fp');
   const root = `/sys/fs/bpf/${lab.lab.id}`;
   let agent: AgentHandle | null = null;
   try {
-    agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '4096', '--bpf-ct-global-any-max', '4096', '--bpf-fast-path', String(fastPath)]);
+    agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '4096', '--bpf-ct-global-any-max', '4096', '--bpf-fast-path', String(fastPath), ...(masquerade ? ['--masquerade-devices', 'eth2'] : [])]);
     await startEchoServer(lab.lab, lab.server, 8080, 30);
     const sniffer = lab.lab.spawn(lab.server, 'python3', ['-c', SNIFF, '8080', '5']);
     const exited = new Promise<void>((resolve) => sniffer.on('exit', () => resolve()));
@@ -54,7 +56,7 @@ async function run(fastPath: boolean) {
     const m = BpfMap.openPinned(`${root}/tsct_metrics`);
     const fast = readMetrics(m).filter((x) => x.reason === 'FAST_PATH').reduce((s, x) => s + x.count, 0);
     m.close();
-    return { udp, tcp, fast, packets: lines.filter((l) => l !== 'ready') };
+    return { udp, tcp, fast, packets: lines.filter((l) => l !== 'ready'), lab };
   } finally {
     if (agent) await agent.stop();
     await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
@@ -67,12 +69,19 @@ privTest('established flows take the fast path and arrive with the TTL decrement
   t.true(r.udp.ok && r.tcp.ok, 'UDP and TCP work through the fast path');
   t.true(r.fast >= 10, `packets were forwarded from tc ingress (${r.fast})`);
   t.is(r.packets.length, 5);
-  t.deepEqual(r.packets, Array(5).fill('63 ok'), 'TTL 64 - 1, header checksum valid');
+  t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.client4}`), 'TTL 64 - 1, header checksum valid');
+});
+
+privTest('masqueraded established flows are translated on the fast path and arrive as the stack would have sent them', async (t) => {
+  const r = await run(true, true);
+  t.true(r.udp.ok && r.tcp.ok, 'UDP and TCP replies come back translated');
+  t.true(r.fast >= 10, `packets were forwarded from tc ingress (${r.fast})`);
+  t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.routerServer4}`), "TTL 64 - 1, header checksum valid, the router's address");
 });
 
 privTest('with --bpf-fast-path false the stack forwards everything', async (t) => {
   const r = await run(false);
   t.true(r.udp.ok && r.tcp.ok);
   t.is(r.fast, 0);
-  t.deepEqual(r.packets, Array(5).fill('63 ok'));
+  t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.client4}`));
 });

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Forwarding established connections from tc ingress: a FIB lookup, the TTL
- * or hop limit decremented, and a redirect to the egress device (with the
- * Ethernet addresses the FIB resolved, or through bpf_redirect_neigh when it
- * has none yet), whose own tc egress program still runs (SNAT, count once). Everything the
- * stack must see goes to it: new and invalid packets, ICMP errors,
+ * or hop limit decremented, the source masqueraded when the egress device
+ * masquerades, and a redirect to the egress device (with the Ethernet
+ * addresses the FIB resolved, or through bpf_redirect_neigh when it has none
+ * yet), whose own tc egress program then has nothing left to do. Everything
+ * the stack must see goes to it: new and invalid packets, ICMP errors,
  * fragments, local traffic, TTL expiry, packets that need fragmenting, and
  * destinations the FIB cannot resolve. Like Cilium's BPF host routing, this
  * path does not traverse the stack's netfilter hooks. */
@@ -58,19 +59,36 @@ static __always_inline int fast_path_send(struct __sk_buff *skb, struct bpf_fib_
 	}
 }
 
-/* Returns TC_ACT_REDIRECT when it took the packet, or -1 for the stack. */
-__attribute__((noinline)) int tsct_fast_path(struct __sk_buff *skb, struct pkt *p)
-{
-	struct bpf_fib_lookup fib = {};
-	long rc;
+/* Set in skb->tc_index on a packet the fast path sent out of a masquerading
+ * device with its source already translated: that device's egress hook lets
+ * it pass without parsing it or looking it up again (and clears the bit).
+ * tc_index is the skb's classifier scratch, which nothing in the kernel this
+ * datapath runs with uses between the two hooks. */
+#define TC_INDEX_F_EGRESS_DONE 0x8000
 
-	if (!skb || !p || p->frag != FRAG_NONE || p->kind != PKT_NORMAL)
-		return -1;
-	fib.ifindex = skb->ingress_ifindex;
-	fib.l4_protocol = p->t.proto;
-	fib.sport = p->t.sport;
-	fib.dport = p->t.dport;
-	fib.tot_len = p->l3_len;
+/* tsct_fast_path's answer when the packet leaves by a masquerading device:
+ * the caller translates it, then sends it with tsct_fast_path_send. */
+#define FAST_PATH_SNAT 1
+
+/* The FIB lookup and its result, between tsct_fast_path and
+ * tsct_fast_path_send: off the stack, which the NAT stage between them
+ * needs (a tc program runs on one CPU from start to end). */
+struct fast_path_route {
+	struct bpf_fib_lookup fib;
+	long rc;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fast_path_route);
+	__uint(max_entries, 1);
+} tsct_fast_path_scratch SEC(".maps");
+
+/* Decrements the TTL or hop limit (checked above one) and sends the packet
+ * where the FIB said. */
+static __always_inline int fast_path_forward(struct __sk_buff *skb, struct pkt *p, struct fast_path_route *r)
+{
 	if (p->t.family == 4) {
 		void *data = ctx_data(skb), *end = ctx_data_end(skb);
 		struct ethhdr *eth = data;
@@ -78,44 +96,93 @@ __attribute__((noinline)) int tsct_fast_path(struct __sk_buff *skb, struct pkt *
 
 		/* Direct access: the headers are in the linear data (the parser
 		 * read them there), and a tc program may write them in place. */
-		if ((void *)(ip + 1) > end || ip->ttl <= 1)
-			return -1;
-		fib.family = AF_INET;
-		fib.tos = ip->tos;
-		fib.ipv4_src = p->t.saddr[0];
-		fib.ipv4_dst = p->t.daddr[0];
-		rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-			return -1;
-		/* The helper may have moved the data: look again. */
-		data = ctx_data(skb);
-		end = ctx_data_end(skb);
-		eth = data;
-		ip = data + ETH_HLEN;
 		if ((void *)(ip + 1) > end)
 			return -1;
 		ip4_decrease_ttl(ip);
-		if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-			eth_set_fib_addrs(eth, &fib);
-			return bpf_redirect(fib.ifindex, 0);
+		if (r->rc == BPF_FIB_LKUP_RET_SUCCESS) {
+			eth_set_fib_addrs(eth, &r->fib);
+			return bpf_redirect(r->fib.ifindex, 0);
 		}
-		return fast_path_send(skb, &fib, rc, 0);
 	} else {
-		struct ipv6hdr ip6;
+		__u8 hop_limit;
 
-		if (pkt_load(skb, ETH_HLEN, &ip6, sizeof(ip6)) || ip6.hop_limit <= 1)
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 7, &hop_limit, 1))
 			return -1;
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, p->t.saddr, 16);
-		__builtin_memcpy(fib.ipv6_dst, p->t.daddr, 16);
-		rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-			return -1;
-		ip6.hop_limit--;
-		if (bpf_skb_store_bytes(skb, ETH_HLEN + 7, &ip6.hop_limit, 1, 0))
+		hop_limit--;
+		if (bpf_skb_store_bytes(skb, ETH_HLEN + 7, &hop_limit, 1, 0))
 			return -1;
 	}
-	return fast_path_send(skb, &fib, rc, p->t.family == 6);
+	return fast_path_send(skb, &r->fib, r->rc, p->t.family == 6);
+}
+
+/* Routes an established packet: returns TC_ACT_REDIRECT when it sent it,
+ * FAST_PATH_SNAT when it leaves by a masquerading device (io->ifindex and
+ * io->dev say which), or -1 for the stack. */
+__attribute__((noinline)) int tsct_fast_path(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
+{
+	struct fast_path_route *r;
+	struct bpf_fib_lookup *fib;
+	struct device_info *out;
+	__u32 zero = 0, out_if;
+
+	if (!skb || !p || !io || p->frag != FRAG_NONE || p->kind != PKT_NORMAL)
+		return -1;
+	r = bpf_map_lookup_elem(&tsct_fast_path_scratch, &zero);
+	if (!r)
+		return -1;
+	fib = &r->fib;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->ifindex = skb->ingress_ifindex;
+	fib->l4_protocol = p->t.proto;
+	fib->sport = p->t.sport;
+	fib->dport = p->t.dport;
+	fib->tot_len = p->l3_len;
+	if (p->t.family == 4) {
+		void *data = ctx_data(skb), *end = ctx_data_end(skb);
+		struct iphdr *ip = data + ETH_HLEN;
+
+		if ((void *)(ip + 1) > end || ip->ttl <= 1)
+			return -1;
+		fib->family = AF_INET;
+		fib->tos = ip->tos;
+		fib->ipv4_src = p->t.saddr[0];
+		fib->ipv4_dst = p->t.daddr[0];
+	} else {
+		__u8 hop_limit;
+
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 7, &hop_limit, 1) || hop_limit <= 1)
+			return -1;
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_src, p->t.saddr, 16);
+		__builtin_memcpy(fib->ipv6_dst, p->t.daddr, 16);
+	}
+	r->rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	if (r->rc != BPF_FIB_LKUP_RET_SUCCESS && r->rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return -1;
+	out_if = fib->ifindex;
+	out = bpf_map_lookup_elem(&tsct_devices, &out_if);
+	if (out && (out->flags & DEVICE_F_MASQUERADE)) {
+		io->ifindex = out_if;
+		io->dev = *out;
+		return FAST_PATH_SNAT;
+	}
+	return fast_path_forward(skb, p, r);
+}
+
+/* Sends a packet tsct_fast_path routed and the caller translated; its
+ * egress hook has nothing left to do. */
+__attribute__((noinline)) int tsct_fast_path_send(struct __sk_buff *skb, struct pkt *p)
+{
+	struct fast_path_route *r;
+	__u32 zero = 0;
+
+	if (!skb || !p)
+		return -1;
+	r = bpf_map_lookup_elem(&tsct_fast_path_scratch, &zero);
+	if (!r)
+		return -1;
+	skb->tc_index |= TC_INDEX_F_EGRESS_DONE;
+	return fast_path_forward(skb, p, r);
 }
 
 #endif
