@@ -139,7 +139,8 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		metrics_count(REASON_TWICE_SKIPPED, hook, 0);
 	cb_write(skb, state, mark, 0, zone, dir, hook);
 	metrics_count(REASON_FORWARDED, hook, skb->len);
-	if (hook == HOOK_INGRESS && (config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_EST) &&
+	if (hook == HOOK_INGRESS && (config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_TRK) &&
+	    ((state & CT_STATE_EST) || ((state & CT_STATE_NEW) && (config_flags(cfg) & CFG_F_FAST_PATH_NEW))) &&
 	    !(state & (CT_STATE_INV | CT_STATE_REL))) {
 		struct nat_io io = { .now = now, .zone = zone, .ct_state = state, .ct_dir = dir };
 		int act = tsct_fast_path(skb, &p, &io);

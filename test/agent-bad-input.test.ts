@@ -36,6 +36,8 @@ privTest('the agent refuses bad flags, sizes, durations, devices, roots and conf
     oneLine(t, await agent('--devices', 'nosuchdev0'), /no interface named 'nosuchdev0'/, 'unknown device');
     oneLine(t, await agent(), /--devices is required/, 'no device');
     oneLine(t, await agent('--devices', 'lo', '--log-level', 'loud'), /--log-level: 'loud'/, 'log level');
+    oneLine(t, await agent('--devices', 'lo', '--bpf-fast-path', 'false', '--bpf-fast-path-new', 'true'), /--bpf-fast-path-new needs --bpf-fast-path true/, 'new connections on a fast path that is off');
+    oneLine(t, await agent('--devices', 'lo', '--bpf-fast-path-new', 'maybe'), /--bpf-fast-path-new: 'maybe'/, 'not a boolean');
     fs.mkdirSync(`/tmp/${lab.id}`, { recursive: true });
     oneLine(t, await tsctIn(ns, ['agent', '--devices', 'lo', '--bpf-root', `/tmp/${lab.id}`]), /is not on a bpffs mount/, 'root not on bpffs');
     fs.rmSync(`/tmp/${lab.id}`, { recursive: true, force: true });

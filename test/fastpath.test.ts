@@ -34,15 +34,18 @@ except socket.timeout:
     pass
 `;
 
-async function run(fastPath: boolean, masquerade = false) {
+async function run(fastPath: boolean, masquerade = false, fastPathNew = false) {
   const lab = buildRouterLab('tsct-fp');
   const root = `/sys/fs/bpf/${lab.lab.id}`;
   let agent: AgentHandle | null = null;
   try {
-    agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '4096', '--bpf-ct-global-any-max', '4096', '--bpf-fast-path', String(fastPath), ...(masquerade ? ['--masquerade-devices', 'eth2'] : [])]);
+    agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '4096', '--bpf-ct-global-any-max', '4096', '--bpf-fast-path', String(fastPath), '--bpf-fast-path-new', String(fastPathNew), ...(masquerade ? ['--masquerade-devices', 'eth2'] : [])]);
+    // What reaches the stack's FORWARD chain, client to server (a rule with no target only counts).
+    lab.lab.exec(lab.router, 'iptables', ['-A', 'FORWARD', '-i', 'eth1', '-p', 'udp', '--dport', '8080']);
+    lab.lab.exec(lab.router, 'iptables', ['-A', 'FORWARD', '-i', 'eth1', '-p', 'tcp', '--dport', '8080']);
     await startEchoServer(lab.lab, lab.server, 8080, 30);
     const sniffer = lab.lab.spawn(lab.server, 'python3', ['-c', SNIFF, '8080', '5']);
-    const exited = new Promise<void>((resolve) => sniffer.on('exit', () => resolve()));
+    const exited = new Promise<void>((resolve) => sniffer.on('close', () => resolve()));
     const lines: string[] = [];
     await new Promise<void>((resolve) => {
       sniffer.stdout!.on('data', (d: Buffer) => {
@@ -56,7 +59,12 @@ async function run(fastPath: boolean, masquerade = false) {
     const m = BpfMap.openPinned(`${root}/tsct_metrics`);
     const fast = readMetrics(m).filter((x) => x.reason === 'FAST_PATH').reduce((s, x) => s + x.count, 0);
     m.close();
-    return { udp, tcp, fast, packets: lines.filter((l) => l !== 'ready'), lab };
+    const stackForwarded = lab.lab
+      .exec(lab.router, 'iptables', ['-L', 'FORWARD', '-v', '-x', '-n'])
+      .split('\n')
+      .filter((l) => /dpt:8080/.test(l))
+      .reduce((n, l) => n + Number(l.trim().split(/\s+/)[0]), 0);
+    return { udp, tcp, fast, stackForwarded, packets: lines.filter((l) => l !== 'ready'), lab };
   } finally {
     if (agent) await agent.stop();
     await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
@@ -66,15 +74,23 @@ async function run(fastPath: boolean, masquerade = false) {
 
 privTest('established flows take the fast path and arrive with the TTL decremented once and a valid header checksum', async (t) => {
   const r = await run(true);
-  t.true(r.udp.ok && r.tcp.ok, 'UDP and TCP work through the fast path');
+  t.true(r.udp.ok && r.tcp.ok, `UDP and TCP work through the fast path: ${JSON.stringify([r.udp, r.tcp])}`);
   t.true(r.fast >= 10, `packets were forwarded from tc ingress (${r.fast})`);
   t.is(r.packets.length, 5);
   t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.client4}`), 'TTL 64 - 1, header checksum valid');
+  t.true(r.stackForwarded >= 2, `each connection's first packet went through the stack's FORWARD chain (${r.stackForwarded})`);
+});
+
+privTest('with --bpf-fast-path-new, new connections are forwarded and masqueraded from tc ingress too, past the FORWARD chain', async (t) => {
+  const r = await run(true, true, true);
+  t.true(r.udp.ok && r.tcp.ok, `UDP and TCP replies come back translated: ${JSON.stringify([r.udp, r.tcp])}`);
+  t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.routerServer4}`), "TTL 64 - 1, header checksum valid, the router's address");
+  t.is(r.stackForwarded, 0, 'no packet of either connection reached the FORWARD chain');
 });
 
 privTest('masqueraded established flows are translated on the fast path and arrive as the stack would have sent them', async (t) => {
   const r = await run(true, true);
-  t.true(r.udp.ok && r.tcp.ok, 'UDP and TCP replies come back translated');
+  t.true(r.udp.ok && r.tcp.ok, `UDP and TCP replies come back translated: ${JSON.stringify([r.udp, r.tcp])}`);
   t.true(r.fast >= 10, `packets were forwarded from tc ingress (${r.fast})`);
   t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.routerServer4}`), "TTL 64 - 1, header checksum valid, the router's address");
 });

@@ -141,6 +141,7 @@ enum tsct_config_flag {
 	CFG_F_EVENTS = 0x10,          /* connection events: new and destroy */
 	CFG_F_EVENTS_UPDATE = 0x20,   /* and TCP state changes */
 	CFG_F_FAST_PATH = 0x40,       /* forward established flows from tc ingress, past the stack */
+	CFG_F_FAST_PATH_NEW = 0x80,   /* and new connections' packets too */
 };
 
 /* The per-packet verdict of the tracker, also written to skb->cb for the

@@ -1,8 +1,8 @@
 // Benchmark `forward`: a router forwarding UDP between two namespaces, in
-// seven modes measured round by round: plain forwarding, nf_conntrack through
+// eight modes measured round by round: plain forwarding, nf_conntrack through
 // iptables (with and without MASQUERADE), tsct's tc datapath (with and
-// without masquerade), and tsct with its XDP fast path (with and without
-// masquerade). Profiles: 64 established UDP flows, a new UDP flow every
+// without masquerade, and with masquerade and --bpf-fast-path-new), and tsct
+// with its XDP fast path (with and without masquerade). Profiles: 64 established UDP flows, a new UDP flow every
 // packet, and real TCP connections set up and torn down (tcpconn.c).
 //
 // The sender (scripts/bench/udpgen.c, AF_PACKET with sendmmsg) runs on CPU 0;
@@ -35,7 +35,7 @@ const FLOWS = 64;
 const CONNS = Number(process.env.FORWARD_CONNS ?? 40_000);
 const IN_FLIGHT = 64;
 const TCP_PORT = 8080;
-const ALL_MODES = ['plain', 'nf', 'nf-masq', 'tsct', 'tsct-masq', 'tsct-xdp', 'tsct-xdp-masq'] as const;
+const ALL_MODES = ['plain', 'nf', 'nf-masq', 'tsct', 'tsct-masq', 'tsct-new-masq', 'tsct-xdp', 'tsct-xdp-masq'] as const;
 type Mode = (typeof ALL_MODES)[number];
 const ALL_PROFILES = ['established', 'newflow', 'tcpconnect'] as const;
 type Profile = (typeof ALL_PROFILES)[number];
@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     // The router's receive processing on CPU 1, in both directions.
     for (const dev of ['eth1', 'eth2']) lab.lab.exec(lab.router, 'sh', ['-c', `echo 2 > /sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
     // Ports enough for the TCP profile's connections: each ends in an RST, so none waits in TIME_WAIT.
-    lab.lab.exec(lab.client, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65000']);
+    lab.lab.exec(lab.client, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65535']);
     // XDP_REDIRECT into a veth needs NAPI at its peer (GRO on gives a veth
     // one), and a veth hands XDP the CHECKSUM_PARTIAL skbs of a peer that
     // offloads checksums, which XDP cannot finish: both ends off the router
@@ -146,7 +146,7 @@ async function main(): Promise<void> {
       const proc = spawn('ip', ['netns', 'exec', lab.server, tcpconn, 'server', String(TCP_PORT), '600'], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      const exited = new Promise((r) => proc.once('exit', r));
+      const exited = new Promise((r) => proc.once('close', r));
       await Promise.race([
         (async () => {
           while (!out.includes('listening') && proc.exitCode === null) await sleep(10);
@@ -233,7 +233,7 @@ async function main(): Promise<void> {
       if (mode.startsWith('tsct')) {
         agent = await startAgentIn(lab.router, [
           '--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '1048576', '--bpf-nat-global-max', '1048576',
-          '--prometheus-serve-addr', 'off', '--bpf-xdp-fast-path', String(mode.startsWith('tsct-xdp')), ...(mode.endsWith('masq') ? ['--masquerade-devices', 'eth2'] : []),
+          '--prometheus-serve-addr', 'off', '--bpf-xdp-fast-path', String(mode.startsWith('tsct-xdp')), '--bpf-fast-path-new', String(mode.startsWith('tsct-new')), ...(mode.endsWith('masq') ? ['--masquerade-devices', 'eth2'] : []),
         ]);
       }
       if (mode.startsWith('tsct-xdp') && profile !== 'tcpconnect') routerNapi(true);
@@ -361,10 +361,12 @@ async function main(): Promise<void> {
       ['established_tsct_over_plain', 'established_tsct', 'established_plain'],
       ['established_tsct_xdp_over_plain', 'established_tsct_xdp', 'established_plain'],
       ['newflow_tsct_masq_over_nf_masq', 'newflow_tsct_masq', 'newflow_nf_masq'],
+      ['newflow_tsct_new_masq_over_nf_masq', 'newflow_tsct_new_masq', 'newflow_nf_masq'],
       ['newflow_tsct_xdp_masq_over_nf_masq', 'newflow_tsct_xdp_masq', 'newflow_nf_masq'],
       ['newflow_tsct_over_nf', 'newflow_tsct', 'newflow_nf'],
       ['newflow_tsct_xdp_over_nf', 'newflow_tsct_xdp', 'newflow_nf'],
       ['tcpconnect_tsct_masq_over_nf_masq', 'tcpconnect_tsct_masq', 'tcpconnect_nf_masq'],
+      ['tcpconnect_tsct_new_masq_over_nf_masq', 'tcpconnect_tsct_new_masq', 'tcpconnect_nf_masq'],
       ['tcpconnect_tsct_xdp_masq_over_nf_masq', 'tcpconnect_tsct_xdp_masq', 'tcpconnect_nf_masq'],
       ['tcpconnect_tsct_over_nf', 'tcpconnect_tsct', 'tcpconnect_nf'],
       ['tcpconnect_tsct_xdp_over_nf', 'tcpconnect_tsct_xdp', 'tcpconnect_nf'],
@@ -377,10 +379,13 @@ async function main(): Promise<void> {
       'summary',
       `router capacity from CPU ns/packet, tsct with masquerade vs nf_conntrack MASQUERADE: established tc ${fmt(r.established_tsct_masq_over_nf_masq)}x, ` +
         `XDP ${goal(r.established_tsct_xdp_masq_over_nf_masq, 1.4)}; new flow per packet tc ${fmt(r.newflow_tsct_masq_over_nf_masq)}x, ` +
+        `tc with --bpf-fast-path-new ${goal(r.newflow_tsct_new_masq_over_nf_masq, 2)}, ` +
         `XDP ${goal(r.newflow_tsct_xdp_masq_over_nf_masq, 2)}; established vs plain forwarding: tc masq ${fmt(r.established_tsct_masq_over_plain)}x, ` +
         `XDP masq ${goal(r.established_tsct_xdp_masq_over_plain, 0.9)}, XDP without masquerade ${goal(r.established_tsct_xdp_over_plain, 1.5)}; ` +
-        `TCP connections per second with masquerade vs nf_conntrack MASQUERADE: tc ${fmt(r.tcpconnect_tsct_masq_over_nf_masq)}x, XDP ${fmt(r.tcpconnect_tsct_xdp_masq_over_nf_masq)}x; ` +
-        `CPU ns per connection over plain forwarding: nf_conntrack MASQUERADE ${fmt(overPlain.tcpconnect_nf_masq, 0)}, tsct tc masq ${fmt(overPlain.tcpconnect_tsct_masq, 0)}, XDP masq ${fmt(overPlain.tcpconnect_tsct_xdp_masq, 0)}`,
+        `TCP connections per second with masquerade vs nf_conntrack MASQUERADE: tc ${fmt(r.tcpconnect_tsct_masq_over_nf_masq)}x, ` +
+        `tc with --bpf-fast-path-new ${fmt(r.tcpconnect_tsct_new_masq_over_nf_masq)}x, XDP ${fmt(r.tcpconnect_tsct_xdp_masq_over_nf_masq)}x; ` +
+        `CPU ns per connection over plain forwarding: nf_conntrack MASQUERADE ${fmt(overPlain.tcpconnect_nf_masq, 0)}, tsct tc masq ${fmt(overPlain.tcpconnect_tsct_masq, 0)}, ` +
+        `tc with --bpf-fast-path-new ${fmt(overPlain.tcpconnect_tsct_new_masq, 0)}, XDP masq ${fmt(overPlain.tcpconnect_tsct_xdp_masq, 0)}`,
     );
   } finally {
     if (agent) await (agent as AgentHandle).stop();

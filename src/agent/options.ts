@@ -57,6 +57,7 @@ export interface AgentOptions {
   events: 'none' | 'new-destroy' | 'all';
   eventsRingSize: number;
   fastPath: boolean;
+  fastPathNew: boolean;
   xdpFastPath: boolean;
 }
 
@@ -86,6 +87,13 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'bpf-ct-timeout-regular-icmp', help: 'ICMP and ICMPv6 timeout', default: d(DEFAULT_TIMEOUTS.icmp) },
   { flag: 'bpf-ct-tcp-loose', help: 'adopt TCP connections first seen mid-stream (true or false)', default: 'true' },
   { flag: 'bpf-fast-path', help: 'forward established connections from tc ingress past the stack (and its netfilter hooks); false for the stack path (true or false)', default: 'true' },
+  {
+    flag: 'bpf-fast-path-new',
+    help:
+      "forward new connections' packets from tc ingress too, as the XDP path does (true or false): faster connection setup, " +
+      "but new connections then bypass the stack's netfilter FORWARD rules as established ones do",
+    default: 'false',
+  },
   {
     flag: 'bpf-xdp-fast-path',
     help:
@@ -298,6 +306,8 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
   const fastPath = parseBool('bpf-fast-path', get('bpf-fast-path')!);
   const xdpFastPath = parseBool('bpf-xdp-fast-path', get('bpf-xdp-fast-path')!);
   if (xdpFastPath && !fastPath) throw new UsageError('--bpf-xdp-fast-path needs --bpf-fast-path true: the XDP path is the fast path, earlier');
+  const fastPathNew = parseBool('bpf-fast-path-new', get('bpf-fast-path-new')!);
+  if (fastPathNew && !fastPath) throw new UsageError('--bpf-fast-path-new needs --bpf-fast-path true: it widens the fast path to new connections');
   const natText = get('bpf-nat-global-max');
   const natMax = natText ? parseSize('bpf-nat-global-max', natText) : Math.min(TABLE_MAX, Math.max(TABLE_MIN, Math.round(((ctTcpMax + ctAnyMax) * 2) / 3)));
   return {
@@ -323,6 +333,7 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
     events: parseEvents(get('conntrack-events')!),
     eventsRingSize: parseRingSize(get('bpf-events-ring-size')!),
     fastPath,
+    fastPathNew,
     xdpFastPath,
   };
 }

@@ -35,6 +35,8 @@ export interface DatapathConfig {
   events: 'none' | 'new-destroy' | 'all';
   /** Forward established connections from tc ingress (FIB lookup and redirect), past the stack. */
   fastPath: boolean;
+  /** And new connections' packets too, past the stack's FORWARD rules. */
+  fastPathNew: boolean;
 }
 
 export const DEFAULT_TIMEOUTS: CtTimeouts = {
@@ -63,6 +65,7 @@ export const DEFAULT_CONFIG: DatapathConfig = {
   masqueradeAll: true,
   events: 'new-destroy',
   fastPath: false,
+  fastPathNew: false,
 };
 
 const S = ENUMS.tcp_ct_state;
@@ -81,7 +84,8 @@ export function encodeConfig(cfg: DatapathConfig, ringSizes: [number, number, nu
       (cfg.natRangeStrict ? F.CFG_F_NAT_RANGE_STRICT : 0) |
       (cfg.events !== 'none' ? F.CFG_F_EVENTS : 0) |
       (cfg.events === 'all' ? F.CFG_F_EVENTS_UPDATE : 0) |
-      (cfg.fastPath ? F.CFG_F_FAST_PATH : 0),
+      (cfg.fastPath ? F.CFG_F_FAST_PATH : 0) |
+      (cfg.fastPath && cfg.fastPathNew ? F.CFG_F_FAST_PATH_NEW : 0),
   );
   v.set('nat_port_min', cfg.natPortMin);
   v.set('nat_port_max', cfg.natPortMax);

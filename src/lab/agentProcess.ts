@@ -45,7 +45,7 @@ export function startAgentIn(ns: string, args: string[], timeoutMs = 30_000): Pr
     };
     child.stdout!.on('data', onLine);
     child.stderr!.on('data', onLine);
-    child.on('exit', (code) => {
+    child.on('close', (code) => {
       clearTimeout(timer);
       reject(new Error(`agent exited (${code}) before attaching:\n${log.join('\n')}`));
     });

@@ -98,7 +98,13 @@ export function tcpExchange(
         }
       }
     });
-    child.on('exit', () => resolve({ ...last, localPort }));
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    // 'close', not 'exit': only then has all of its output been read.
+    child.on('close', (code, signal) => {
+      if (last.why === 'no output') last = { ...last, why: `no output (exit ${code ?? signal}${err ? `: ${err.trim().slice(-300)}` : ''})` };
+      resolve({ ...last, localPort });
+    });
   });
 }
 
