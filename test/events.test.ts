@@ -2,13 +2,12 @@
 // [DESTROY] for real connections; a full ring buffer loses events, says so,
 // and never costs a packet.
 import { ChildProcess, spawn } from 'node:child_process';
-import { BpfMap } from 'libbpf-ts';
 import { privTest } from './helpers/privilege';
 import { buildRouterLab, RouterLab } from '../src/lab/routerLab';
 import { NamespaceLab } from '../src/lab/namespaceLab';
 import { startEchoServer, tcpExchange, udpBurst } from '../src/lab/traffic';
 import { AgentHandle, startAgentIn, tsctIn, TSCT_BIN } from '../src/lab/agentProcess';
-import { readMetrics } from '../src/datapath/datapath';
+import { readPinnedMetrics, reasonTotal } from '../src/datapath/datapath';
 
 function startEvents(ns: string, root: string, json: boolean): { child: ChildProcess; lines: string[] } {
   const child = spawn('nsenter', [`--net=${NamespaceLab.path(ns)}`, process.execPath, TSCT_BIN, 'bpf', 'ct', 'events', '--bpf-root', root, ...(json ? ['-o', 'json'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -88,12 +87,10 @@ privTest('with a tiny ring buffer and a burst of connections, events are lost an
       const lostLine = events.lines.find((l) => l.includes('[LOST]'))!;
       const lost = Number(/\[LOST\] (\d+) events lost/.exec(lostLine)![1]);
       t.true(lost > 0 && lost < 300, `lost ${lost} of 300`);
-      const m = BpfMap.openPinned(`${root}/tsct_metrics`);
-      const sum = (reason: string) => readMetrics(m).filter((x) => x.reason === reason).reduce((s, x) => s + x.count, 0);
-      const counted = sum('EVENT_LOST');
+      const metrics = readPinnedMetrics(root);
+      const counted = reasonTotal(metrics, 'EVENT_LOST');
       // Ephemeral ports can repeat within 300 sockets: count connections as the datapath created them.
-      const created = sum('CT_NEW');
-      m.close();
+      const created = reasonTotal(metrics, 'CT_NEW');
       t.is(counted, lost, 'the loss is counted in tsct_metrics');
       t.true(created >= 290, `the burst created its connections (${created})`);
       const reported = () => events.lines.filter((l) => l.includes('[NEW]')).length;
@@ -109,14 +106,9 @@ privTest('with no reader no events are written or lost, and a reader started lat
   await withAgent(['--bpf-events-ring-size', '4096'], async (lab, root) => {
     // Ten times what the ring holds, with nobody reading.
     t.is(udpBurst(lab.lab, lab.client, lab.addr.server4, 8080, 300), 300);
-    const m = BpfMap.openPinned(`${root}/tsct_metrics`);
-    const sum = (reason: string) => readMetrics(m).filter((x) => x.reason === reason).reduce((s, x) => s + x.count, 0);
-    try {
-      t.true(sum('CT_NEW') >= 290, 'the burst created its connections');
-      t.is(sum('EVENT_LOST'), 0, 'no reader, so nothing was lost');
-    } finally {
-      m.close();
-    }
+    const metrics = readPinnedMetrics(root);
+    t.true(reasonTotal(metrics, 'CT_NEW') >= 290, 'the burst created its connections');
+    t.is(reasonTotal(metrics, 'EVENT_LOST'), 0, 'no reader, so nothing was lost');
     const events = startEvents(lab.router, root, false);
     try {
       await new Promise((r) => setTimeout(r, 500));

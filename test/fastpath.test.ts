@@ -2,12 +2,11 @@
 // TTL decremented, masqueraded where they leave by a masquerading device,
 // redirect) arrive as the stack would have sent them, and --bpf-fast-path
 // false leaves forwarding to the stack.
-import { BpfMap } from 'libbpf-ts';
 import { privTest } from './helpers/privilege';
 import { buildRouterLab } from '../src/lab/routerLab';
 import { startEchoServer, tcpExchange, udpExchange } from '../src/lab/traffic';
 import { AgentHandle, startAgentIn, tsctIn } from '../src/lab/agentProcess';
-import { readMetrics } from '../src/datapath/datapath';
+import { readPinnedMetrics, reasonTotal } from '../src/datapath/datapath';
 
 // Captures UDP datagrams to a port on the server and prints each one's TTL,
 // whether its IPv4 header checksum verifies, and its source. Bounded: n
@@ -56,9 +55,7 @@ async function run(fastPath: boolean, masquerade = false, fastPathNew = false) {
     const udp = udpExchange(lab.lab, lab.client, lab.addr.server4, 8080, 5);
     const tcp = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 8080, rounds: 10, bytes: 500, gapMs: 5 });
     await exited;
-    const m = BpfMap.openPinned(`${root}/tsct_metrics`);
-    const fast = readMetrics(m).filter((x) => x.reason === 'FAST_PATH').reduce((s, x) => s + x.count, 0);
-    m.close();
+    const fast = reasonTotal(readPinnedMetrics(root), 'FAST_PATH');
     const stackForwarded = lab.lab
       .exec(lab.router, 'iptables', ['-L', 'FORWARD', '-v', '-x', '-n'])
       .split('\n')

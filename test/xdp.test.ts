@@ -2,27 +2,20 @@
 // or not, work over IPv4 and IPv6 with every packet tracked and translated in
 // XDP; what XDP does not take (ICMP) still goes through tc; and the agent
 // refuses a device that already carries another XDP program.
-import { BpfMap, BpfObject, XdpAction, queryXdp, progInfo } from 'libbpf-ts';
+import { BpfObject, XdpAction, queryXdp, progInfo } from 'libbpf-ts';
 import * as path from 'node:path';
 import { privTest } from './helpers/privilege';
 import { buildRouterLab } from '../src/lab/routerLab';
 import { NamespaceLab } from '../src/lab/namespaceLab';
 import { ping, startEchoServer, tcpExchange, udpExchange, whoami } from '../src/lab/traffic';
 import { AgentHandle, startAgentIn, tsctIn } from '../src/lab/agentProcess';
-import { readMetrics } from '../src/datapath/datapath';
+import { readPinnedMetrics, reasonTotal } from '../src/datapath/datapath';
 import { ROOT } from './helpers/paths';
 import { Datapath } from '../src/datapath/datapath';
 import { ethernet, frame, ipPacket } from '../src/lab/packetCraft';
 import { countConns, reasonCount } from './helpers/datapath';
 
-const count = (root: string, reason: string) => {
-  const m = BpfMap.openPinned(`${root}/tsct_metrics`);
-  try {
-    return readMetrics(m).filter((x) => x.reason === reason).reduce((s, x) => s + x.count, 0);
-  } finally {
-    m.close();
-  }
-};
+const count = (root: string, reason: string) => reasonTotal(readPinnedMetrics(root), reason);
 
 privTest('with --bpf-xdp-fast-path, masqueraded TCP and UDP over IPv4 and IPv6 are forwarded from XDP and tracked', async (t) => {
   const lab = buildRouterLab('tsct-xdp', { xdpPeers: true });

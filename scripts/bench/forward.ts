@@ -18,8 +18,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BpfMap, BpfObject } from 'libbpf-ts';
-import { readMetrics } from '../../src/datapath/datapath';
+import { BpfObject } from 'libbpf-ts';
+import { readPinnedMetrics, reasonTotal } from '../../src/datapath/datapath';
 import { buildRouterLab, RouterLab } from '../../src/lab/routerLab';
 import { NamespaceLab } from '../../src/lab/namespaceLab';
 import { AgentHandle, startAgentIn, tsctIn } from '../../src/lab/agentProcess';
@@ -266,20 +266,11 @@ async function main(): Promise<void> {
         if (!l.includes(`dst=${lab.addr.routerServer4}`)) throw new Error('nf-masq did not masquerade');
       }
       if (process.env.FORWARD_DEBUG && mode.startsWith('tsct')) {
-        const m = BpfMap.openPinned(`${root}/tsct_metrics`);
-        console.error(mode, profile, JSON.stringify(readMetrics(m).map((x) => `${x.reason}/${x.hook}=${x.count}`)));
-        m.close();
+        console.error(mode, profile, JSON.stringify(readPinnedMetrics(root).map((x) => `${x.reason}/${x.hook}=${x.count}`)));
       }
     };
 
-    const xdpForwarded = () => {
-      const m = BpfMap.openPinned(`${root}/tsct_metrics`);
-      try {
-        return readMetrics(m).filter((x) => x.reason === 'XDP_FAST_PATH').reduce((n, x) => n + x.count, 0);
-      } finally {
-        m.close();
-      }
-    };
+    const xdpForwarded = () => reasonTotal(readPinnedMetrics(root), 'XDP_FAST_PATH');
 
     /** Per profile and mode: what the receiver got per second (packets, or connections) and the CPU ns for each (the router's; in the TCP profile the whole machine's). */
     const results: Record<string, { rate: number[]; ns: number[] }> = {};

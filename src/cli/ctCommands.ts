@@ -10,7 +10,7 @@ import { natKeysOf } from '../nat/natEntry';
 import { openNatMaps } from './natCommands';
 import { RingBuffer } from 'libbpf-ts';
 import { decodeEvent, eventToJson, formatEvent } from '../ct/ctEvents';
-import { readMetrics } from '../datapath/datapath';
+import { readMetrics, reasonTotal } from '../datapath/datapath';
 import { openPinnedMap } from '../ct/ctTables';
 
 export interface ListOptions extends CtFilterOptions {
@@ -98,7 +98,7 @@ export async function ctEvents(o: { bpfRoot: string; output?: string; maxEvents?
   };
   renewLease();
   const rb = RingBuffer.open(ring);
-  const lostSoFar = () => readMetrics(metrics).filter((m) => m.reason === 'EVENT_LOST').reduce((s, m) => s + m.count, 0);
+  const lostSoFar = () => reasonTotal(readMetrics(metrics), 'EVENT_LOST');
   let lost = lostSoFar();
   let seen = 0;
   const stop = new AbortController();

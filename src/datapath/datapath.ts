@@ -211,3 +211,18 @@ export function readMetrics(map: BpfMap): ReasonCount[] {
   }
   return out;
 }
+
+/** The counters of the datapath pinned under root. */
+export function readPinnedMetrics(root: string): ReasonCount[] {
+  const m = BpfMap.openPinned(path.join(root, 'tsct_metrics'));
+  try {
+    return readMetrics(m);
+  } finally {
+    m.close();
+  }
+}
+
+/** One reason's count, summed over hooks unless one is named. */
+export function reasonTotal(metrics: ReasonCount[], reason: string, hook?: 'ingress' | 'egress'): number {
+  return metrics.filter((m) => m.reason === reason && (!hook || m.hook === hook)).reduce((s, m) => s + m.count, 0);
+}

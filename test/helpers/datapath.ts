@@ -2,7 +2,7 @@
 // and reading back what they did.
 import { StructView, ENUMS } from '../../src/bpf/layouts';
 import { CtEntry, CtTuple, decodeCtEntry, encodeCtKey, formatCtState } from '../../src/ct/ctEntry';
-import { Datapath, REASON_NAMES, CtMapName } from '../../src/datapath/datapath';
+import { Datapath, REASON_NAMES, CtMapName, reasonTotal } from '../../src/datapath/datapath';
 import { PROTO } from '../../src/lab/packetCraft';
 
 const CB = ENUMS.tsct_cb_slot;
@@ -69,10 +69,7 @@ export async function countConns(dp: Datapath): Promise<number> {
 
 /** A counter of tsct_metrics, summed over hooks unless one is named. */
 export function reasonCount(dp: Datapath, reason: string, hook?: 'ingress' | 'egress'): number {
-  return dp
-    .metrics()
-    .filter((m) => m.reason === reason && (!hook || m.hook === hook))
-    .reduce((s, m) => s + m.count, 0);
+  return reasonTotal(dp.metrics(), reason, hook);
 }
 
 /** The timeout an entry was given at its last packet, in whole seconds. */
