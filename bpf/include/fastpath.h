@@ -3,8 +3,9 @@
  * or hop limit decremented, the source masqueraded when the egress device
  * masquerades, and a redirect to the egress device (with the Ethernet
  * addresses the FIB resolved, or through bpf_redirect_neigh when it has none
- * yet), whose own tc egress program then has nothing left to do. Everything
- * the stack must see goes to it: new and invalid packets, ICMP errors,
+ * yet), whose own tc egress program then has nothing left to do. New
+ * connections' packets take it too with CFG_F_FAST_PATH_NEW. Everything the
+ * stack must see goes to it: new packets otherwise, invalid ones, ICMP errors,
  * fragments, local traffic, TTL expiry, packets that need fragmenting, and
  * destinations the FIB cannot resolve. Like Cilium's BPF host routing, this
  * path does not traverse the stack's netfilter hooks. */
@@ -115,7 +116,7 @@ static __always_inline int fast_path_forward(struct __sk_buff *skb, struct pkt *
 	return fast_path_send(skb, &r->fib, r->rc, p->t.family == 6);
 }
 
-/* Routes an established packet: returns TC_ACT_REDIRECT when it sent it,
+/* Routes a tracked packet (established, or new with CFG_F_FAST_PATH_NEW): returns TC_ACT_REDIRECT when it sent it,
  * FAST_PATH_SNAT when it leaves by a masquerading device (io->ifindex and
  * io->dev say which), or -1 for the stack. */
 __attribute__((noinline)) int tsct_fast_path(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)

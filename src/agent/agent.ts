@@ -113,7 +113,8 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     } else if (detachXdpFastPath(d.ifindex)) {
       log.info(`detached the XDP fast path from ${d.name}: --bpf-xdp-fast-path is off`);
     }
-    const paths = o.xdpFastPath ? ', forwarding from XDP, and established flows from tc ingress' : o.fastPath ? `, ${o.fastPathNew ? 'all' : 'established'} flows forwarded from tc ingress` : '';
+    const tcFlows = o.fastPathNew ? 'all' : 'established';
+    const paths = o.xdpFastPath ? `, forwarding from XDP, and ${tcFlows} flows from tc ingress` : o.fastPath ? `, ${tcFlows} flows forwarded from tc ingress` : '';
     log.info(`attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress${o.xdpFastPath ? ' and XDP' : ''}${paths}`);
     if (masq) {
       log.info(
