@@ -36,6 +36,28 @@ static __always_inline void eth_set_fib_addrs(struct ethhdr *eth, const struct b
 	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
 }
 
+/* The FIB lookup's arguments for a parsed packet that arrived on ifindex
+ * (tos: IPv4's; IPv6 has none to give). */
+static __always_inline void fib_params_of(struct bpf_fib_lookup *fib, const struct pkt *p, __u32 ifindex, __u8 tos)
+{
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->ifindex = ifindex;
+	fib->l4_protocol = p->t.proto;
+	fib->sport = p->t.sport;
+	fib->dport = p->t.dport;
+	fib->tot_len = p->l3_len;
+	if (p->t.family == 4) {
+		fib->family = AF_INET;
+		fib->tos = tos;
+		fib->ipv4_src = p->t.saddr[0];
+		fib->ipv4_dst = p->t.daddr[0];
+	} else {
+		fib->family = AF_INET6;
+		__builtin_memcpy(fib->ipv6_src, p->t.saddr, 16);
+		__builtin_memcpy(fib->ipv6_dst, p->t.daddr, 16);
+	}
+}
+
 /* Sends the packet on: with the neighbour resolved by the FIB, its addresses
  * and a plain redirect; without, bpf_redirect_neigh with the next hop the FIB
  * found (so that it need not look the route up again). */
@@ -125,6 +147,7 @@ __attribute__((noinline)) int tsct_fast_path(struct __sk_buff *skb, struct pkt *
 	struct bpf_fib_lookup *fib;
 	struct device_info *out;
 	__u32 zero = 0, out_if;
+	__u8 tos = 0;
 
 	if (!skb || !p || !io || p->frag != FRAG_NONE || p->kind != PKT_NORMAL)
 		return -1;
@@ -132,31 +155,20 @@ __attribute__((noinline)) int tsct_fast_path(struct __sk_buff *skb, struct pkt *
 	if (!r)
 		return -1;
 	fib = &r->fib;
-	__builtin_memset(fib, 0, sizeof(*fib));
-	fib->ifindex = skb->ingress_ifindex;
-	fib->l4_protocol = p->t.proto;
-	fib->sport = p->t.sport;
-	fib->dport = p->t.dport;
-	fib->tot_len = p->l3_len;
 	if (p->t.family == 4) {
 		void *data = ctx_data(skb), *end = ctx_data_end(skb);
 		struct iphdr *ip = data + ETH_HLEN;
 
 		if ((void *)(ip + 1) > end || ip->ttl <= 1)
 			return -1;
-		fib->family = AF_INET;
-		fib->tos = ip->tos;
-		fib->ipv4_src = p->t.saddr[0];
-		fib->ipv4_dst = p->t.daddr[0];
+		tos = ip->tos;
 	} else {
 		__u8 hop_limit;
 
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + 7, &hop_limit, 1) || hop_limit <= 1)
 			return -1;
-		fib->family = AF_INET6;
-		__builtin_memcpy(fib->ipv6_src, p->t.saddr, 16);
-		__builtin_memcpy(fib->ipv6_dst, p->t.daddr, 16);
 	}
+	fib_params_of(fib, p, skb->ingress_ifindex, tos);
 	r->rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
 	if (r->rc != BPF_FIB_LKUP_RET_SUCCESS && r->rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return -1;

@@ -192,22 +192,7 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 		}
 	}
 
-	__builtin_memset(fib, 0, sizeof(*fib));
-	fib->ifindex = in_if;
-	fib->l4_protocol = p->t.proto;
-	fib->sport = p->t.sport;
-	fib->dport = p->t.dport;
-	fib->tot_len = p->l3_len;
-	if (p->t.family == 4) {
-		fib->family = AF_INET;
-		fib->tos = l3.tos;
-		fib->ipv4_src = p->t.saddr[0];
-		fib->ipv4_dst = p->t.daddr[0];
-	} else {
-		fib->family = AF_INET6;
-		__builtin_memcpy(fib->ipv6_src, p->t.saddr, 16);
-		__builtin_memcpy(fib->ipv6_dst, p->t.daddr, 16);
-	}
+	fib_params_of(fib, p, in_if, l3.tos);
 	rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return XDP_PASS;

@@ -127,8 +127,11 @@ async function main(): Promise<void> {
     // The server's XDP sink drops ARP too: fixed neighbours both ways.
     lab.lab.exec(lab.router, 'ip', ['neigh', 'replace', lab.addr.server4, 'lladdr', macOf(lab, lab.server, 'eth0'), 'dev', 'eth2', 'nud', 'permanent']);
     lab.lab.exec(lab.server, 'ip', ['neigh', 'replace', lab.addr.routerServer4, 'lladdr', macOf(lab, lab.router, 'eth2'), 'dev', 'eth0', 'nud', 'permanent']);
-    // The router's receive processing on CPU 1, in both directions.
-    for (const dev of ['eth1', 'eth2']) lab.lab.exec(lab.router, 'sh', ['-c', `echo 2 > /sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
+    /** Steers the router's receive processing, both directions, to the CPUs in MASK (0: where it arrives). */
+    const routerRps = (mask: number) => {
+      for (const dev of ['eth1', 'eth2']) lab.lab.exec(lab.router, 'sh', ['-c', `echo ${mask} > /sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
+    };
+    routerRps(2); // CPU 1
     // Ports enough for the TCP profile's connections: each ends in an RST, so none waits in TIME_WAIT.
     lab.lab.exec(lab.client, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65535']);
     // XDP_REDIRECT into a veth needs NAPI at its peer (GRO on gives a veth
@@ -183,30 +186,23 @@ async function main(): Promise<void> {
         .filter((l) => /\snapi\//.test(l))
         .map((l) => l.trim().split(/\s+/)[0]);
     /**
-     * Turns threaded NAPI on for DEVS in NS and pins the threads that appear
-     * to CPU. (A NAPI thread is named after its device, and devices in other
-     * namespaces share names: ours are the ones that appear now.)
-     */
-    const threadNapi = (ns: string, devs: string[], cpu: number) => {
-      const before = new Set(napiThreads());
-      for (const dev of devs) lab.lab.exec(ns, 'sh', ['-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
-      for (const pid of napiThreads()) if (!before.has(pid)) spawnSync('taskset', ['-pc', String(cpu), pid], { stdio: 'ignore' });
-    };
-    /**
      * XDP on a veth runs in its NAPI context, which the sending CPU schedules:
      * for the XDP modes the router's veths get NAPI (GRO on), threaded, with
      * the threads pinned to CPU 1, where RPS puts the other modes' receive
      * processing. A NAPI thread that drains its ring sleeps and is woken
      * again, a cost per batch the RPS path pays less of; it counts against
-     * the XDP modes.
+     * the XDP modes. A NAPI thread is named after its device, and devices in
+     * other namespaces share names: ours are the ones that appear.
      */
     const routerNapi = (on: boolean) => {
+      const before = new Set(napiThreads());
       for (const dev of ['eth1', 'eth2']) {
         // Without NAPI (GRO off, no XDP) there is no thread to stop, and the write fails.
         if (!on) spawnSync('ip', ['netns', 'exec', lab.router, 'sh', '-c', `echo 0 > /sys/class/net/${dev}/threaded`], { stdio: 'ignore' });
         lab.lab.exec(lab.router, 'ethtool', ['-K', dev, 'gro', on ? 'on' : 'off']);
+        if (on) lab.lab.exec(lab.router, 'sh', ['-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
       }
-      if (on) threadNapi(lab.router, ['eth1', 'eth2'], 1);
+      if (on) for (const pid of napiThreads()) if (!before.has(pid)) spawnSync('taskset', ['-pc', '1', pid], { stdio: 'ignore' });
     };
     /**
      * The TCP profile cannot make the router the bottleneck: the client's and
@@ -217,7 +213,7 @@ async function main(): Promise<void> {
      * adds over plain forwarding is its tracking's cost.
      */
     const tcpProfile = (on: boolean) => {
-      for (const dev of ['eth1', 'eth2']) lab.lab.exec(lab.router, 'sh', ['-c', `echo ${on ? 0 : 2} > /sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
+      routerRps(on ? 0 : 2);
       if (on) spares.set(0, spareCounter(spareBin, 0));
       else {
         spares.get(0)?.stop();
