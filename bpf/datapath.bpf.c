@@ -56,6 +56,9 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 {
 	struct tsct_config *cfg;
 	struct pkt p = {};
+	/* One for the NAT stages of the packet, each of which fills it: the
+	 * stack has no room for one per stage next to the tracker's. */
+	struct nat_io nio = {};
 	struct device_info *dev;
 	__u32 reason, ifindex = skb->ifindex, state, mark, dir;
 	__u16 zone = 0;
@@ -105,35 +108,41 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	/* Replies to translated connections get their destination back before
 	 * the lookup, so that the connection is found by its original tuple. */
 	if (hook == HOOK_INGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
-		struct nat_io io = { .now = now, .zone = zone, .ifindex = ifindex };
-
-		reason = tsct_nat_ingress(skb, &p, &io);
+		nio.now = now;
+		nio.zone = zone;
+		nio.ifindex = ifindex;
+		reason = tsct_nat_ingress(skb, &p, &nio);
 		if (reason)
 			return verdict_invalid(skb, reason, hook, cfg, zone);
-		zone = io.zone;
+		zone = nio.zone;
 	}
 	{
-		struct ct_io io = { .now = now, .ifindex = ifindex, .zone = zone, .hook = hook, .lookup_only = lookup_only };
+		struct ct_io cio = { .now = now, .ifindex = ifindex, .zone = zone, .hook = hook, .lookup_only = lookup_only };
 
-		reason = tsct_ct(&p, &io);
-		state = io.state;
-		mark = io.mark;
-		dir = io.dir;
+		reason = tsct_ct(&p, &cio);
+		state = cio.state;
+		mark = cio.mark;
+		dir = cio.dir;
+		nat_io_from_ct(&nio, &cio);
 	}
 	if (reason)
 		return verdict_invalid(skb, reason, hook, cfg, zone);
+	nio.now = now;
+	nio.zone = zone;
+	nio.ct_state = state;
+	nio.ct_dir = dir;
 	if (hook == HOOK_EGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
-		struct nat_io io = { .now = now, .zone = zone, .ifindex = ifindex, .ct_state = state, .ct_dir = dir, .dev = *dev };
-
-		reason = tsct_snat_map(&p, &io);
+		nio.ifindex = ifindex;
+		nio.dev = *dev;
+		reason = tsct_snat_map(&p, &nio);
 		if (!reason)
-			reason = tsct_snat_rewrite(skb, &p, &io);
+			reason = tsct_snat_rewrite(skb, &p, &nio);
 		if (reason) {
 			metrics_count(reason, hook, skb->len);
 			cb_write(skb, state, mark, reason, zone, dir, hook);
 			return TC_ACT_SHOT;
 		}
-		state = io.ct_state;
+		state = nio.ct_state;
 	}
 	if (lookup_only)
 		metrics_count(REASON_TWICE_SKIPPED, hook, 0);
@@ -142,15 +151,14 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	if (hook == HOOK_INGRESS && (config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_TRK) &&
 	    ((state & CT_STATE_EST) || ((state & CT_STATE_NEW) && (config_flags(cfg) & CFG_F_FAST_PATH_NEW))) &&
 	    !(state & (CT_STATE_INV | CT_STATE_REL))) {
-		struct nat_io io = { .now = now, .zone = zone, .ct_state = state, .ct_dir = dir };
-		int act = tsct_fast_path(skb, &p, &io);
+		int act = tsct_fast_path(skb, &p, &nio);
 
 		/* Out of a masquerading device: translated here, which spares
 		 * its egress hook parsing the packet and looking it up again.
 		 * A failure leaves it to the stack, and to that hook, which
 		 * drops it for the same reason and counts it. */
 		if (act == FAST_PATH_SNAT)
-			act = tsct_snat_map(&p, &io) || tsct_snat_rewrite(skb, &p, &io) ? -1 : tsct_fast_path_send(skb, &p);
+			act = tsct_snat_map(&p, &nio) || tsct_snat_rewrite(skb, &p, &nio) ? -1 : tsct_fast_path_send(skb, &p);
 
 		if (act == TC_ACT_REDIRECT) {
 			metrics_count(REASON_FAST_PATH, hook, 0);
@@ -172,47 +180,37 @@ struct gc_sweep {
 	__u16 shard;
 	__u16 shards;
 	__u64 nat_deleted;
+	__u64 nat_recreated;
 	struct gc_table_stats s;
 };
 
-/* A DESTROY event for a connection the sweep removes: the tuple in its
- * original direction comes from the canonical key and the entry's flag. */
+/* A DESTROY event for a connection the sweep removes, which names it by its
+ * original direction. */
 static __always_inline int gc_destroy_event(__u32 family, const void *key, const struct ct_entry *e, __u64 now)
 {
-	struct tuple t = { .family = family };
-	int b = (e->flags & CT_F_ORIG_IS_B) != 0;
+	struct tuple t = {};
 
-	if (family == 4) {
-		const struct ct4_key *k = key;
-
-		t.saddr[0] = b ? k->addr_b : k->addr_a;
-		t.daddr[0] = b ? k->addr_a : k->addr_b;
-		t.sport = b ? k->port_b : k->port_a;
-		t.dport = b ? k->port_a : k->port_b;
-		t.proto = k->proto;
-	} else {
-		const struct ct6_key *k = key;
-
-		__builtin_memcpy(t.saddr, b ? k->addr_b : k->addr_a, 16);
-		__builtin_memcpy(t.daddr, b ? k->addr_a : k->addr_b, 16);
-		t.sport = b ? k->port_b : k->port_a;
-		t.dport = b ? k->port_a : k->port_b;
-		t.proto = k->proto;
-	}
+	ct_orig_tuple(&t, family, key, e);
 	return ct_event_write(CT_EVENT_DESTROY, &t, e, now);
 }
 
-static __always_inline long gc_entry(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w, __u32 family)
+/* Judges one connection: counts it, and for an expired one writes its
+ * DESTROY event and removes its NAT entry. Returns its TCP state when it is
+ * to be deleted (the caller deletes it: the map is the caller's), or
+ * GC_KEEP. */
+#define GC_KEEP (-1)
+
+static __always_inline int gc_judge(__u32 family, const void *key, struct ct_entry *e, struct gc_sweep *w)
 {
 	__u32 st = e->tcp_state;
 
 	if (w->shards > 1) {
-		__u16 ports = family == 4 ? ((struct ct4_key *)key)->port_a ^ ((struct ct4_key *)key)->port_b
-					  : ((struct ct6_key *)key)->port_a ^ ((struct ct6_key *)key)->port_b;
+		__u16 ports = family == 4 ? ((const struct ct4_key *)key)->port_a ^ ((const struct ct4_key *)key)->port_b
+					  : ((const struct ct6_key *)key)->port_a ^ ((const struct ct6_key *)key)->port_b;
 		__u32 h = ports ^ (ports >> 8);
 
 		if (h % w->shards != w->shard)
-			return 0;
+			return GC_KEEP;
 	}
 
 	asm volatile("" : "+r"(st));
@@ -230,132 +228,149 @@ static __always_inline long gc_entry(struct bpf_map *map, void *key, struct ct_e
 		}
 		/* NAT entries go with their connection, in the same pass. */
 		if (e->flags & CT_F_SNAT)
-			w->nat_deleted += nat_delete_for_ct(family, key, e);
-		if (bpf_map_delete_elem(map, key) == 0) {
-			w->s.deleted++;
-			w->s.deleted_by_state[st]++;
-		}
-		return 0;
+			w->nat_deleted += nat_gc_for_ct(family, key, e, w->now, 1) == NAT_GC_DELETED;
+		return st;
+	}
+	if (e->flags & CT_F_SNAT) {
+		int r = nat_gc_for_ct(family, key, e, w->now, 0);
+
+		if (r == NAT_GC_RECREATED)
+			w->nat_recreated++;
+		else if (r == NAT_GC_LOST)
+			__sync_fetch_and_and(&e->flags, ~CT_F_SNAT);
 	}
 	w->s.alive++;
 	w->s.alive_by_state[st]++;
+	return GC_KEEP;
+}
+
+/* As global functions, one per family: verified once each, on their own,
+ * rather than again for every state the sweep's loop reaches them in. */
+__attribute__((noinline)) int tsct_gc_judge4(const struct ct4_key *key, struct ct_entry *e, struct gc_sweep *w)
+{
+	if (!key || !e || !w)
+		return GC_KEEP;
+	return gc_judge(4, key, e, w);
+}
+
+__attribute__((noinline)) int tsct_gc_judge6(const struct ct6_key *key, struct ct_entry *e, struct gc_sweep *w)
+{
+	if (!key || !e || !w)
+		return GC_KEEP;
+	return gc_judge(6, key, e, w);
+}
+
+/* The sweep's callbacks, one per family. The key is copied: a map's key is
+ * read only, and a global function's pointer arguments count as writable. */
+static __always_inline void gc_delete(struct bpf_map *map, void *key, int st, struct gc_sweep *w)
+{
+	if (st < 0 || st >= TCP_CT_MAX)
+		return;
+	if (bpf_map_delete_elem(map, key) == 0) {
+		w->s.deleted++;
+		w->s.deleted_by_state[st]++;
+	}
+}
+
+static long gc_entry4(struct bpf_map *map, struct ct4_key *key, struct ct_entry *e, struct gc_sweep *w)
+{
+	struct ct4_key k = *key;
+
+	gc_delete(map, key, tsct_gc_judge4(&k, e, w), w);
 	return 0;
 }
 
-/* One callback per family: the verifier sees the family as a constant. */
-static long gc_entry4(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w)
+static long gc_entry6(struct bpf_map *map, struct ct6_key *key, struct ct_entry *e, struct gc_sweep *w)
 {
-	return gc_entry(map, key, e, w, 4);
+	struct ct6_key k = *key;
+
+	gc_delete(map, key, tsct_gc_judge6(&k, e, w), w);
+	return 0;
 }
 
-static long gc_entry6(struct bpf_map *map, void *key, struct ct_entry *e, struct gc_sweep *w)
-{
-	return gc_entry(map, key, e, w, 6);
-}
-
-#define GC_SWEEP(table, map, fam)                                           \
+#define GC_SWEEP(table, map, callback)                              \
 	if (tables & (1 << (table))) {                                      \
 		__builtin_memset(&w.s, 0, sizeof(w.s));                     \
-		bpf_for_each_map_elem(&(map), (fam) == 4 ? gc_entry4 : gc_entry6, &w, 0); \
+		bpf_for_each_map_elem(&(map), callback, &w, 0);             \
 		args->stats[table] = w.s;                                   \
 	}
 
-/* NAT entries whose connection is gone (lost to a race, or a connection
- * flushed by hand) are removed: the OUT entry when its connection is, the IN
- * entry when its OUT entry is. */
+/* NAT entries whose connection is gone (lost to a race, a connection
+ * flushed by hand) are removed. An IN entry lives while its connection
+ * carries its mapping; one whose connection does not carry it yet is spared
+ * for NAT_ORPHAN_GRACE_NS, the time a mapping takes to be recorded after its
+ * port is claimed. OUT entries, which versions before the mapping moved into
+ * the connection kept, are removed on sight. */
+#define NAT_ORPHAN_GRACE_NS 1000000000ULL
+
 struct nat_sweep {
+	__u64 now;
 	__u64 orphans;
 	__u64 alive;
 };
 
+/* Whether an IN entry belongs to the connection it maps back to. */
+static __always_inline int nat_in_alive(const struct ct_entry *c, const __be32 *nat_addr, __be16 nat_port,
+					const struct nat_entry *e, __u64 now)
+{
+	if (!c)
+		return 0;
+	if (c->flags & CT_F_SNAT)
+		return c->nat_port == nat_port && !addr6_cmp(c->nat_addr, nat_addr);
+	return now < e->created_ns + NAT_ORPHAN_GRACE_NS;
+}
+
 static long nat4_orphan(struct bpf_map *map, struct nat4_key *k, struct nat_entry *e, struct nat_sweep *w)
 {
-	struct tuple t = { .family = 4, .proto = k->proto };
+	/* The connection's original tuple: the client's address and port the
+	 * entry maps back to, towards the peer that replies. */
+	struct tuple t = {
+		.family = 4,
+		.proto = k->proto,
+		.saddr = { e->to_addr[0] },
+		.daddr = { k->saddr },
+		.sport = e->to_port,
+		.dport = k->proto == IPPROTO_ICMP ? e->to_port : k->sport,
+	};
+	__be32 nat_addr[4] = { k->daddr };
+	struct ct4_key ck;
 
-	if (k->dir == NAT_DIR_OUT) {
-		struct ct4_key ck;
-
-		t.saddr[0] = k->saddr;
-		t.daddr[0] = k->daddr;
-		t.sport = k->sport;
-		t.dport = k->dport;
+	if (k->dir == NAT_DIR_IN) {
 		ct4_key_from(&ck, &t, e->zone);
-		if (bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct4_global : (void *)&tsct_ct_any4_global, &ck))
-			goto alive;
-		/* Its IN partner goes too, whichever the sweep meets first. */
-		{
-			struct nat4_key in = {
-				.saddr = k->daddr,
-				.daddr = e->to_addr[0],
-				.sport = k->proto == IPPROTO_ICMP ? e->to_port : k->dport,
-				.dport = e->to_port,
-				.proto = k->proto,
-				.dir = NAT_DIR_IN,
-			};
-
-			if (bpf_map_delete_elem(map, &in) == 0)
-				w->orphans++;
+		if (nat_in_alive(bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct4_global
+									      : (void *)&tsct_ct_any4_global,
+						     &ck),
+				 nat_addr, k->dport, e, w->now)) {
+			w->alive++;
+			return 0;
 		}
-	} else {
-		struct nat4_key out = {
-			.saddr = e->to_addr[0],
-			.daddr = k->saddr,
-			.sport = e->to_port,
-			.dport = k->proto == IPPROTO_ICMP ? e->to_port : k->sport,
-			.proto = k->proto,
-			.dir = NAT_DIR_OUT,
-		};
-
-		if (bpf_map_lookup_elem(&tsct_snat_v4_external, &out))
-			goto alive;
 	}
 	if (bpf_map_delete_elem(map, k) == 0)
 		w->orphans++;
-	return 0;
-alive:
-	w->alive++;
 	return 0;
 }
 
 static long nat6_orphan(struct bpf_map *map, struct nat6_key *k, struct nat_entry *e, struct nat_sweep *w)
 {
 	struct tuple t = { .family = 6, .proto = k->proto };
+	struct ct6_key ck;
 
-	if (k->dir == NAT_DIR_OUT) {
-		struct ct6_key ck;
-
-		__builtin_memcpy(t.saddr, k->saddr, 16);
-		__builtin_memcpy(t.daddr, k->daddr, 16);
-		t.sport = k->sport;
-		t.dport = k->dport;
+	if (k->dir == NAT_DIR_IN) {
+		__builtin_memcpy(t.saddr, e->to_addr, 16);
+		__builtin_memcpy(t.daddr, k->saddr, 16);
+		t.sport = e->to_port;
+		t.dport = k->proto == IPPROTO_ICMPV6_ ? e->to_port : k->sport;
 		ct6_key_from(&ck, &t, e->zone);
-		if (bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct6_global : (void *)&tsct_ct_any6_global, &ck))
-			goto alive;
-		{
-			struct nat6_key in = { .proto = k->proto, .dir = NAT_DIR_IN };
-
-			__builtin_memcpy(in.saddr, k->daddr, 16);
-			__builtin_memcpy(in.daddr, e->to_addr, 16);
-			in.sport = k->proto == IPPROTO_ICMPV6_ ? e->to_port : k->dport;
-			in.dport = e->to_port;
-			if (bpf_map_delete_elem(map, &in) == 0)
-				w->orphans++;
+		if (nat_in_alive(bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct6_global
+									      : (void *)&tsct_ct_any6_global,
+						     &ck),
+				 k->daddr, k->dport, e, w->now)) {
+			w->alive++;
+			return 0;
 		}
-	} else {
-		struct nat6_key out = { .proto = k->proto, .dir = NAT_DIR_OUT };
-
-		__builtin_memcpy(out.saddr, e->to_addr, 16);
-		__builtin_memcpy(out.daddr, k->saddr, 16);
-		out.sport = e->to_port;
-		out.dport = k->proto == IPPROTO_ICMPV6_ ? e->to_port : k->sport;
-		if (bpf_map_lookup_elem(&tsct_snat_v6_external, &out))
-			goto alive;
 	}
 	if (bpf_map_delete_elem(map, k) == 0)
 		w->orphans++;
-	return 0;
-alive:
-	w->alive++;
 	return 0;
 }
 
@@ -373,13 +388,15 @@ int tsct_gc(struct gc_args *args)
 	w.shards = args->shards;
 	__u32 tables = args->tables ? args->tables : 0xf;
 
-	struct nat_sweep n = {};
+	struct nat_sweep n = { .now = w.now };
 
-	GC_SWEEP(CT_TABLE_TCP4, tsct_ct4_global, 4);
-	GC_SWEEP(CT_TABLE_ANY4, tsct_ct_any4_global, 4);
-	GC_SWEEP(CT_TABLE_TCP6, tsct_ct6_global, 6);
-	GC_SWEEP(CT_TABLE_ANY6, tsct_ct_any6_global, 6);
+	GC_SWEEP(CT_TABLE_TCP4, tsct_ct4_global, gc_entry4);
+	GC_SWEEP(CT_TABLE_ANY4, tsct_ct_any4_global, gc_entry4);
+	GC_SWEEP(CT_TABLE_TCP6, tsct_ct6_global, gc_entry6);
+	GC_SWEEP(CT_TABLE_ANY6, tsct_ct_any6_global, gc_entry6);
 	args->nat_deleted[0] = w.nat_deleted;
+	args->nat_recreated = w.nat_recreated;
+	metrics_add(REASON_NAT_RECREATED, HOOK_EGRESS, w.nat_recreated, 0);
 	metrics_add(REASON_EVENT_LOST, HOOK_INGRESS,
 		    args->stats[0].events_lost + args->stats[1].events_lost + args->stats[2].events_lost + args->stats[3].events_lost, 0);
 	if (args->shards > 1 && args->shard != 0)

@@ -1,12 +1,16 @@
 // SNAT through the real programs (BPF_PROG_TEST_RUN): each translated packet's
 // addresses, ports and checksums, checked here independently of the datapath.
+import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { ExecutionContext } from 'ava';
 import { Datapath } from '../src/datapath/datapath';
 import { ethernet, frame, ipPacket, verifyChecksums, PROTO, ETH_HLEN } from '../src/lab/packetCraft';
-import { formatAddr } from '../src/net/addr';
+import { formatAddr, parseAddr } from '../src/net/addr';
+import { ENUMS, StructView } from '../src/bpf/layouts';
 import { CtFlag, encodeCtKey } from '../src/ct/ctEntry';
 import { gcSweep } from '../src/gc/gcSweep';
 import { privTest } from './helpers/privilege';
+import { TSCT_BIN } from '../src/lab/agentProcess';
 import { countConns, findConn, reasonCount, runPacket } from './helpers/datapath';
 
 const C = '10.200.1.2';
@@ -34,6 +38,13 @@ function ends(f: Buffer): { src: string; dst: string; sport: number; dport: numb
 
 function checksumsOk(t: ExecutionContext, f: Buffer, what: string): void {
   t.deepEqual(verifyChecksums(f), [], `${what}: every checksum verifies`);
+}
+
+/** Entries in the IPv4 NAT table. */
+async function natCount(dp: Datapath): Promise<number> {
+  let n = 0;
+  for await (const c of dp.maps.tsct_snat_v4_external.batches()) n += c.count;
+  return n;
 }
 
 async function natDatapath(config = {}) {
@@ -173,23 +184,98 @@ privTest('when the port range is used up, the next new connection is dropped and
   }
 });
 
-privTest('a live connection whose NAT entries were lost gets them back, on the same port', async (t) => {
+privTest('a live connection carries its mapping: packets out are translated from it, and a lost NAT entry is put back by the GC', async (t) => {
   const dp = await natDatapath();
   try {
     const pkt = (flags: string) => frame({ src: C, dst: S, l4: { tcp: { sport: 42000, dport: 443, flags } } });
+    const reply = frame({ src: S, dst: NAT4, l4: { tcp: { sport: 443, dport: 42000, flags: 'A' } } });
     await runPacket(dp, pkt('S'), { hook: 'egress' });
     await runPacket(dp, frame({ src: S, dst: NAT4, l4: { tcp: { sport: 443, dport: 42000, flags: 'SA' } } }));
-    // Both NAT entries disappear (pressure, a flush by hand); the connection lives on.
+    t.is(await natCount(dp), 1, 'the NAT table holds the reply direction only');
+    // The NAT entry disappears (deleted by hand); the connection lives on, and remembers its translation.
     for (const k of [...dp.maps.tsct_snat_v4_external.keys()]) dp.maps.tsct_snat_v4_external.delete(k);
-    // The connection remembers its translation.
     const e = findConn(dp, { family: 4, proto: PROTO.tcp, src: C, dst: S, sport: 42000, dport: 443, zone: 0 })!;
     t.is(e.natPort, 42000);
     const r = await runPacket(dp, pkt('A'), { hook: 'egress' });
     t.is(r.verdict, 0);
-    t.like(ends(r.data), { src: NAT4, sport: 42000 }, 'same address and port as before');
+    t.is(r.state, '+trk+est+snat');
+    t.like(ends(r.data), { src: NAT4, sport: 42000 }, 'same address and port as before, with no NAT entry to look up');
+    t.is(reasonCount(dp, 'NAT_NEW'), 1, 'no second mapping was made');
+    const g = await gcSweep(dp.gc);
+    t.is(g.natRecreated, 1, 'the sweep put the entry back');
     t.is(reasonCount(dp, 'NAT_RECREATED'), 1);
-    const back = await runPacket(dp, frame({ src: S, dst: NAT4, l4: { tcp: { sport: 443, dport: 42000, flags: 'A' } } }));
+    const back = await runPacket(dp, reply);
     t.like(ends(back.data), { dst: C, dport: 42000 }, 'and replies find their way back');
+    t.is((await gcSweep(dp.gc)).natRecreated, 0, 'once back, it stays');
+  } finally {
+    dp.close();
+  }
+});
+
+privTest('a connection reopened on the same tuple keeps its port instead of taking a second one', async (t) => {
+  const dp = await natDatapath();
+  try {
+    const pkt = (flags: string) => frame({ src: C, dst: S, l4: { tcp: { sport: 43000, dport: 443, flags } } });
+    t.like(ends((await runPacket(dp, pkt('S'), { hook: 'egress' })).data), { sport: 43000 });
+    await runPacket(dp, frame({ src: S, dst: NAT4, l4: { tcp: { sport: 443, dport: 43000, flags: 'SA' } } }));
+    await runPacket(dp, pkt('R'), { hook: 'egress' });
+    // The closed connection's tuple comes again: a new connection over the old entry.
+    const again = await runPacket(dp, pkt('S'), { hook: 'egress' });
+    t.is(again.state, '+trk+new+snat');
+    t.like(ends(again.data), { src: NAT4, sport: 43000 }, 'the port its old IN entry still holds is taken over, not probed around');
+    t.is(reasonCount(dp, 'NAT_PORT_RETRY'), 0);
+    t.is(await natCount(dp), 1);
+  } finally {
+    dp.close();
+  }
+});
+
+privTest('a connection whose mapping was forgotten (nat flush) takes a new one on its next packet, on the same port', async (t) => {
+  const root = `/sys/fs/bpf/tsct-natflush-${process.pid}-${Date.now()}`;
+  fs.mkdirSync(root);
+  let loaded: Datapath | undefined;
+  try {
+    const dp = (loaded = await Datapath.load({ sizes: { ctTcp: 1024, ctAny: 1024, nat: 1024 }, pinRoot: root }));
+    dp.setDevice(1, 0, { snat4: NAT4, snat6: NAT6 });
+    for (const sport of [7100, 7101]) await runPacket(dp, frame({ src: C, dst: S, l4: { udp: { sport, dport: 53 } } }), { hook: 'egress' });
+    const flush = spawnSync(process.execPath, [TSCT_BIN, 'bpf', 'nat', 'flush', '--sport', '7100', '--bpf-root', root], { encoding: 'utf8' });
+    t.is(flush.status, 0, flush.stderr);
+    t.is(flush.stdout.trim(), 'flushed 1 NAT mapping (2 entries, OUT and IN)');
+    const list = spawnSync(process.execPath, [TSCT_BIN, 'bpf', 'nat', 'list', '--bpf-root', root], { encoding: 'utf8' }).stdout.trim().split('\n');
+    t.is(list.length, 2, 'the other mapping is listed, as its OUT and IN lines');
+    t.regex(list[0], new RegExp(`^UDP OUT ${C}:7101 -> ${S}:53 XLATE_SRC ${NAT4}:7101 Created=\\d+sec ago NeedsCT=1$`));
+    t.regex(list[1], new RegExp(`^UDP IN ${S}:53 -> ${NAT4}:7101 XLATE_DST ${C}:7101 Created=`));
+    const c = findConn(dp, { family: 4, proto: PROTO.udp, src: C, dst: S, sport: 7100, dport: 53, zone: 0 })!;
+    t.false(!!(c.flags & CtFlag.CT_F_SNAT), 'the connection no longer carries the mapping');
+    // No sweep puts a flushed mapping back; the next packet out makes it again.
+    t.is((await gcSweep(dp.gc)).natRecreated, 0);
+    const r = await runPacket(dp, frame({ src: C, dst: S, l4: { udp: { sport: 7100, dport: 53 } } }), { hook: 'egress' });
+    t.is(r.state, '+trk+new+snat');
+    t.like(ends(r.data), { src: NAT4, sport: 7100 });
+    t.is(reasonCount(dp, 'NAT_RECREATED'), 1);
+    t.is(await natCount(dp), 2);
+  } finally {
+    loaded?.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+privTest('a new connection that finds the connection table full is dropped at masquerade, not translated without state', async (t) => {
+  const dp = await Datapath.load({ sizes: { ctTcp: 64, ctAny: 64, nat: 1024 } });
+  try {
+    dp.setDevice(1, 0, { snat4: NAT4, snat6: NAT6 });
+    for (let i = 0; i < 64; i++) {
+      const c = `10.200.1.${i + 1}`;
+      const out = await runPacket(dp, frame({ src: c, dst: S, l4: { udp: { sport: 7000, dport: 53 } } }), { hook: 'egress' });
+      await runPacket(dp, frame({ src: S, dst: NAT4, l4: { udp: { sport: 53, dport: ends(out.data).sport } } }));
+    }
+    const before = await natCount(dp);
+    const r = await runPacket(dp, frame({ src: '10.200.3.3', dst: S, l4: { udp: { sport: 7000, dport: 53 } } }), { hook: 'egress' });
+    t.is(r.verdict, 2, 'dropped');
+    t.is(r.reason, 'DROP_NAT_NO_CT');
+    t.is(reasonCount(dp, 'CT_INSERT_FAILED'), 1);
+    t.is(reasonCount(dp, 'DROP_NAT_NO_CT'), 1);
+    t.is(await natCount(dp), before, 'no mapping was left behind');
   } finally {
     dp.close();
   }
@@ -199,22 +285,25 @@ privTest('the GC removes NAT entries with their connection, and orphans', async 
   const dp = await natDatapath();
   try {
     for (let i = 0; i < 5; i++) await runPacket(dp, frame({ src: C, dst: S, l4: { udp: { sport: 7000 + i, dport: 53 } } }), { hook: 'egress' });
-    const natCount = async () => {
-      let n = 0;
-      for await (const c of dp.maps.tsct_snat_v4_external.batches()) n += c.count;
-      return n;
-    };
-    t.is(await natCount(), 10, 'an OUT and an IN entry per connection');
-    // An orphan: a connection removed by hand leaves its NAT pair behind until the sweep.
+    t.is(await natCount(dp), 5, 'an IN entry per connection');
+    // An orphan: a connection removed by hand leaves its NAT entry behind until the sweep.
     const { key } = encodeCtKey({ family: 4, proto: PROTO.udp, src: C, dst: S, sport: 7000, dport: 53, zone: 0 });
     t.true(dp.maps.tsct_ct_any4_global.delete(key));
+    // And an OUT entry, as versions that kept the forward direction in the NAT table left them.
+    const out = StructView.alloc('nat4_key').set('proto', PROTO.udp).set('dir', ENUMS.nat_dir.NAT_DIR_OUT);
+    parseAddr(C).copy(out.bytes('saddr'));
+    parseAddr(S).copy(out.bytes('daddr'));
+    out.bytes('sport').writeUInt16BE(7001);
+    out.bytes('dport').writeUInt16BE(53);
+    dp.maps.tsct_snat_v4_external.update(out.buf, StructView.alloc('nat_entry').set('needs_ct', 1).buf);
     let r = await gcSweep(dp.gc);
-    t.is(await natCount(), 8, 'the orphaned pair is gone, the live ones stay');
+    t.is(r.natOrphans, 2);
+    t.is(await natCount(dp), 4, 'the orphaned entry and the old OUT entry are gone, the live ones stay');
     t.is(r.deleted, 0);
     // Everything expires: connections and their NAT entries go in one sweep.
     r = await gcSweep(dp.gc, process.hrtime.bigint() + 3_600_000_000_000n);
     t.is(r.deleted, 4);
-    t.is(await natCount(), 0);
+    t.is(await natCount(dp), 0);
     t.is(await countConns(dp), 0);
   } finally {
     dp.close();

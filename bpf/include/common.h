@@ -107,6 +107,7 @@ enum tsct_reason {
 	REASON_DROP_INVALID = 128, /* an invalid packet dropped, by configuration */
 	REASON_DROP_NAT_PORT_EXHAUSTED = 129, /* no free port for a new mapping */
 	REASON_DROP_NAT_TABLE_FULL = 130,     /* the NAT table had no room */
+	REASON_DROP_NAT_NO_CT = 131,          /* a new mapping had no connection to keep it (connection table full) */
 	REASON_MAX = 256,
 };
 

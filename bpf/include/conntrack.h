@@ -36,8 +36,24 @@ struct ct_result {
 	__u32 state; /* ct_state bits */
 	__u32 mark;
 	__u8 dir;    /* enum ct_dir */
-	__u8 pad[3];
+	__u8 pad;
+	__be16 nat_port;    /* with +snat: the connection's source translation */
+	__be32 nat_addr[4];
 };
+
+/* What a packet of a known connection reports: its state as seen in this
+ * direction, and the source translation the connection carries, so that the
+ * NAT stage needs no lookup of its own. */
+static __always_inline void ct_result_of(struct ct_result *res, const struct ct_entry *e, __u32 state, __u32 dir)
+{
+	res->state = state;
+	res->mark = e->mark;
+	res->dir = dir;
+	if (e->flags & CT_F_SNAT) {
+		res->nat_port = e->nat_port;
+		__builtin_memcpy(res->nat_addr, e->nat_addr, 16);
+	}
+}
 
 enum tcp_index {
 	TCP_IDX_SYN = 0,
@@ -522,9 +538,7 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 		if (e) {
 			dir = ct_packet_dir(e, src_is_b);
 			if (c->lookup_only) {
-				c->res->state = ct_state_of(e->flags, dir);
-				c->res->mark = e->mark;
-				c->res->dir = dir;
+				ct_result_of(c->res, e, ct_state_of(e->flags, dir), dir);
 				return 0;
 			}
 			if (!ct_reusable(e, p, dir, c->now)) {
@@ -545,9 +559,7 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 					}
 					ct_event_emit(CT_EVENT_UPDATE, &orig, e, c->now, c->hook);
 				}
-				c->res->state = ct_state_of(e->flags, dir);
-				c->res->mark = e->mark;
-				c->res->dir = dir;
+				ct_result_of(c->res, e, ct_state_of(e->flags, dir), dir);
 				return 0;
 			}
 			reopened = 1;
@@ -598,10 +610,10 @@ static __always_inline __u32 ct_related(void *map, void *key, __u32 inner_src_is
 		return REASON_INV_ICMP_ERROR_UNKNOWN;
 	/* The error travels against the packet it is about. */
 	dir = ct_packet_dir(e, inner_src_is_b) ^ 1;
-	c->res->state = CT_STATE_TRK | CT_STATE_REL | (dir == CT_DIR_REPLY ? CT_STATE_RPL : 0) |
-			(e->flags & CT_F_SNAT ? CT_STATE_SNAT : 0) | (e->flags & CT_F_DNAT ? CT_STATE_DNAT : 0);
-	c->res->mark = e->mark;
-	c->res->dir = dir;
+	ct_result_of(c->res, e,
+		     CT_STATE_TRK | CT_STATE_REL | (dir == CT_DIR_REPLY ? CT_STATE_RPL : 0) |
+			     (e->flags & CT_F_SNAT ? CT_STATE_SNAT : 0) | (e->flags & CT_F_DNAT ? CT_STATE_DNAT : 0),
+		     dir);
 	if (!c->lookup_only) {
 		__sync_fetch_and_add(&e->packets[dir & 1], 1);
 		__sync_fetch_and_add(&e->bytes[dir & 1], c->p->l3_len);
@@ -716,7 +728,9 @@ struct ct_io {
 	__u8 hook;
 	__u8 lookup_only;
 	__u8 dir;    /* out */
-	__u8 pad[7];
+	__u8 pad;
+	__be16 nat_port;    /* out, with +snat: the connection's translation */
+	__be32 nat_addr[4]; /* out, with +snat */
 };
 
 __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
@@ -744,7 +758,35 @@ __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 	io->state = res.state;
 	io->mark = res.mark;
 	io->dir = res.dir;
+	io->nat_port = res.nat_port;
+	__builtin_memcpy(io->nat_addr, res.nat_addr, 16);
 	return c.ifindex;
+}
+
+/* A connection's tuple in its original direction, from its canonical key and
+ * the entry's flag. */
+static __always_inline void ct_orig_tuple(struct tuple *t, __u32 family, const void *key, const struct ct_entry *e)
+{
+	int b = (e->flags & CT_F_ORIG_IS_B) != 0;
+
+	t->family = family;
+	if (family == 4) {
+		const struct ct4_key *k = key;
+
+		t->saddr[0] = b ? k->addr_b : k->addr_a;
+		t->daddr[0] = b ? k->addr_a : k->addr_b;
+		t->sport = b ? k->port_b : k->port_a;
+		t->dport = b ? k->port_a : k->port_b;
+		t->proto = k->proto;
+	} else {
+		const struct ct6_key *k = key;
+
+		__builtin_memcpy(t->saddr, b ? k->addr_b : k->addr_a, 16);
+		__builtin_memcpy(t->daddr, b ? k->addr_a : k->addr_b, 16);
+		t->sport = b ? k->port_b : k->port_a;
+		t->dport = b ? k->port_a : k->port_b;
+		t->proto = k->proto;
+	}
 }
 
 /* The connection of a packet's tuple in a zone, or null. */

@@ -197,6 +197,7 @@ struct gc_args {
 	__u64 nat_deleted[2];
 	__u64 nat_orphans[2];
 	__u64 nat_alive[2];
+	__u64 nat_recreated; /* IN entries of live connections put back */
 };
 
 /* Shared by the agent (its GC schedule, its liveness), the CLI (status) and

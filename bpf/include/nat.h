@@ -262,22 +262,45 @@ struct nat_alloc {
 	__u8 icmp;
 };
 
-static __always_inline int nat_claim(struct nat_alloc *a, __u16 port)
+/* Completes the IN key with the port it claims (ICMP echo: the identifier
+ * is both of the reply's "ports"). */
+static __always_inline void nat_alloc_port(struct nat_alloc *a, __u16 port)
 {
-	long rc;
-
 	if (a->v6) {
 		a->in6.dport = bpf_htons(port);
 		if (a->icmp)
 			a->in6.sport = a->in6.dport;
-		rc = bpf_map_update_elem(&tsct_snat_v6_external, &a->in6, &a->in_val, BPF_NOEXIST);
 	} else {
 		a->in4.dport = bpf_htons(port);
 		if (a->icmp)
 			a->in4.sport = a->in4.dport;
-		rc = bpf_map_update_elem(&tsct_snat_v4_external, &a->in4, &a->in_val, BPF_NOEXIST);
 	}
-	if (rc && rc != -EEXIST)
+}
+
+/* Whether an IN entry maps back to the source a is mapping. */
+static __always_inline int nat_same_source(const struct nat_entry *cur, const struct nat_alloc *a)
+{
+	return cur->to_port == a->in_val.to_port && cur->zone == a->in_val.zone &&
+	       !addr6_cmp(cur->to_addr, a->in_val.to_addr);
+}
+
+static __always_inline int nat_claim(struct nat_alloc *a, __u16 port)
+{
+	void *map = a->v6 ? (void *)&tsct_snat_v6_external : (void *)&tsct_snat_v4_external;
+	void *key = a->v6 ? (void *)&a->in6 : (void *)&a->in4;
+	struct nat_entry *cur;
+	long rc;
+
+	nat_alloc_port(a, port);
+	rc = bpf_map_update_elem(map, key, &a->in_val, BPF_NOEXIST);
+	if (rc == -EEXIST) {
+		/* Taken by this very source: a connection reopened on the same
+		 * tuple, or another CPU mapping the same new connection. It
+		 * keeps the port rather than take a second one. */
+		cur = bpf_map_lookup_elem(map, key);
+		return cur && nat_same_source(cur, a);
+	}
+	if (rc)
 		a->table_full = 1;
 	return rc == 0;
 }
@@ -327,8 +350,6 @@ static __always_inline int masq_source(const struct tuple *t, const struct devic
 	}
 }
 
-/* Egress on a masquerading device: translate the source of the original
- * direction of a connection. Returns 0 to pass, or a drop reason. */
 /* What the NAT stage needs from the tracker, and gives back. Flat (no
  * pointers), because the NAT stage is a global function that the verifier
  * checks on its own. */
@@ -340,27 +361,63 @@ struct nat_io {
 	__u8 ct_dir;
 	__u8 xlate;     /* out: the packet is to be rewritten to to_addr, to_port */
 	struct device_info dev; /* the device's settings, as the caller found them */
-	__be32 to_addr[4];      /* out */
-	__be16 to_port;         /* out */
+	/* In, when ct_state has +snat: the translation the connection carries
+	 * (ct_io's nat_addr, nat_port). Out: what the packet is rewritten to. */
+	__be32 to_addr[4];
+	__be16 to_port;
 	__u16 pad;
 };
 
+/* The translation the tracker found on the packet's connection. */
+static __always_inline void nat_io_from_ct(struct nat_io *io, const struct ct_io *cio)
+{
+	__builtin_memcpy(io->to_addr, cio->nat_addr, 16);
+	io->to_port = cio->nat_port;
+}
+
+/* The IN entry of a new mapping of tuple t to snat: a reply's key, the
+ * original source as its value. */
+static __always_inline void nat_alloc_init(struct nat_alloc *a, const struct tuple *t, const __be32 *snat, __u16 zone,
+					   __u64 now)
+{
+	a->v6 = t->family == 6;
+	a->icmp = t->proto == IPPROTO_ICMP || t->proto == IPPROTO_ICMPV6_;
+	a->in_val.created_ns = now;
+	a->in_val.needs_ct = 1;
+	__builtin_memcpy(a->in_val.to_addr, t->saddr, 16);
+	a->in_val.to_port = t->sport;
+	a->in_val.zone = zone;
+	if (a->v6) {
+		__builtin_memcpy(a->in6.saddr, t->daddr, 16);
+		__builtin_memcpy(a->in6.daddr, snat, 16);
+		a->in6.sport = t->dport;
+		a->in6.proto = t->proto;
+		a->in6.dir = NAT_DIR_IN;
+	} else {
+		a->in4.saddr = t->daddr[0];
+		a->in4.daddr = snat[0];
+		a->in4.sport = t->dport;
+		a->in4.proto = t->proto;
+		a->in4.dir = NAT_DIR_IN;
+	}
+}
+
 /* Finds or creates the mapping of a packet leaving by a masquerading device;
- * the rewrite is the caller's (tc and XDP write packets differently). */
+ * the rewrite is the caller's (tc and XDP write packets differently).
+ *
+ * The mapping lives in the connection's entry (nat_addr, nat_port, CT_F_SNAT),
+ * as nf_conntrack keeps its NAT binding in the conntrack: a packet of a
+ * translated connection is translated from what the tracker's lookup
+ * returned, with no lookup here. The NAT table holds only the reverse index
+ * (the IN entries) that replies are looked up by; a new mapping claims its
+ * port by inserting that entry. */
 static __always_inline __u32 nat_snat_map(struct pkt *p, const struct device_info *dev, const struct tsct_config *cfg,
 					  struct nat_io *io)
 {
-	struct ct_entry *entry = 0;
-	union {
-		struct nat4_key out4;
-		struct nat6_key out6;
-	} k;
-	struct nat_entry *out;
+	struct ct_entry *entry;
 	struct nat_alloc a = {};
-	__be32 snat[4] = {}, to_addr[4] = {};
-	__be16 to_port;
+	__be32 snat[4] = {};
 	__u16 orig_port;
-	int v6 = p->t.family == 6;
 
 	if (!(io->ct_state & CT_STATE_TRK) || (io->ct_state & (CT_STATE_INV | CT_STATE_REL)) ||
 	    io->ct_dir != CT_DIR_ORIGINAL || !masq_source(&p->t, dev, cfg))
@@ -369,89 +426,53 @@ static __always_inline __u32 nat_snat_map(struct pkt *p, const struct device_inf
 		metrics_count(REASON_NAT_UNSUPPORTED, HOOK_EGRESS, 0);
 		return 0;
 	}
-	if (v6) {
-		nat6_key_of(&k.out6, &p->t, NAT_DIR_OUT);
-		out = bpf_map_lookup_elem(&tsct_snat_v6_external, &k.out6);
+	if ((io->ct_state & CT_STATE_SNAT) && io->to_port) {
+		io->xlate = 1;
+		return 0;
+	}
+
+	/* A new mapping, recorded in the connection, which the tracker has just
+	 * found or made: without it there is nowhere to keep the mapping. */
+	entry = ct_find(p, io->zone);
+	if (!entry)
+		return REASON_DROP_NAT_NO_CT;
+	if (p->t.family == 6)
 		__builtin_memcpy(snat, dev->snat6, 16);
-	} else {
-		nat4_key_of(&k.out4, &p->t, NAT_DIR_OUT);
-		out = bpf_map_lookup_elem(&tsct_snat_v4_external, &k.out4);
+	else
 		snat[0] = dev->snat4;
+	nat_alloc_init(&a, &p->t, snat, io->zone, io->now);
+	a.min = cfg && cfg->nat_port_min ? cfg->nat_port_min : NAT_PORT_MIN_DEFAULT;
+	a.range = (cfg && cfg->nat_port_max ? cfg->nat_port_max : NAT_PORT_MAX_DEFAULT) - a.min + 1;
+	orig_port = bpf_ntohs(p->t.sport);
+	/* A connection whose mapping was flushed keeps its port if it can. */
+	if (entry->nat_port && nat_claim(&a, bpf_ntohs(entry->nat_port))) {
+		a.port = bpf_ntohs(entry->nat_port);
+		metrics_count(REASON_NAT_RECREATED, HOOK_EGRESS, 0);
+	} else if ((!cfg || !(cfg->flags & CFG_F_NAT_RANGE_STRICT) || (orig_port >= a.min && orig_port < a.min + a.range)) &&
+		   orig_port && nat_claim(&a, orig_port)) {
+		a.port = orig_port;
+	} else if (!a.table_full) {
+		a.attempts = a.range < NAT_FIRST_ROUND ? a.range : NAT_FIRST_ROUND;
+		a.off = bpf_get_prandom_u32();
+		bpf_loop(NAT_MAX_TRIES, nat_try_port, &a, 0);
 	}
+	if (a.retries)
+		metrics_count(REASON_NAT_PORT_RETRY, HOOK_EGRESS, a.retries);
+	if (!a.port)
+		return a.table_full ? REASON_DROP_NAT_TABLE_FULL : REASON_DROP_NAT_PORT_EXHAUSTED;
+	metrics_count(REASON_NAT_NEW, HOOK_EGRESS, 0);
 
-	if (out) {
-		__builtin_memcpy(to_addr, out->to_addr, 16);
-		to_port = out->to_port;
-	} else {
-		/* A new mapping: claim a port through its IN entry, then add the OUT one. */
-		a.v6 = v6;
-		a.icmp = p->t.proto == IPPROTO_ICMP || p->t.proto == IPPROTO_ICMPV6_;
-		a.in_val.created_ns = io->now;
-		a.in_val.needs_ct = 1;
-		__builtin_memcpy(a.in_val.to_addr, p->t.saddr, 16);
-		a.in_val.to_port = p->t.sport;
-		a.in_val.zone = io->zone;
-		if (v6) {
-			__builtin_memcpy(a.in6.saddr, p->t.daddr, 16);
-			__builtin_memcpy(a.in6.daddr, snat, 16);
-			a.in6.sport = p->t.dport;
-			a.in6.proto = p->t.proto;
-			a.in6.dir = NAT_DIR_IN;
-		} else {
-			a.in4.saddr = p->t.daddr[0];
-			a.in4.daddr = snat[0];
-			a.in4.sport = p->t.dport;
-			a.in4.proto = p->t.proto;
-			a.in4.dir = NAT_DIR_IN;
-		}
-		a.min = cfg && cfg->nat_port_min ? cfg->nat_port_min : NAT_PORT_MIN_DEFAULT;
-		a.range = (cfg && cfg->nat_port_max ? cfg->nat_port_max : NAT_PORT_MAX_DEFAULT) - a.min + 1;
-		orig_port = bpf_ntohs(p->t.sport);
-		/* A live connection whose mapping was lost keeps its port if it can. */
-		entry = ct_find(p, io->zone);
-		if (entry && (entry->flags & CT_F_SNAT) && entry->nat_port && nat_claim(&a, bpf_ntohs(entry->nat_port))) {
-			a.port = bpf_ntohs(entry->nat_port);
-			metrics_count(REASON_NAT_RECREATED, HOOK_EGRESS, 0);
-		} else if ((!cfg || !(cfg->flags & CFG_F_NAT_RANGE_STRICT) ||
-			    (orig_port >= a.min && orig_port < a.min + a.range)) &&
-			   orig_port && nat_claim(&a, orig_port)) {
-			a.port = orig_port;
-		} else if (!a.table_full) {
-			a.attempts = a.range < NAT_FIRST_ROUND ? a.range : NAT_FIRST_ROUND;
-			a.off = bpf_get_prandom_u32();
-			bpf_loop(NAT_MAX_TRIES, nat_try_port, &a, 0);
-		}
-		if (a.retries)
-			metrics_count(REASON_NAT_PORT_RETRY, HOOK_EGRESS, a.retries);
-		if (!a.port)
-			return a.table_full ? REASON_DROP_NAT_TABLE_FULL : REASON_DROP_NAT_PORT_EXHAUSTED;
+	/* The translation before the flag: whoever sees +snat finds it. Two CPUs
+	 * mapping the same new connection at once both get here; the last
+	 * writer's mapping stays, and the GC removes the other's IN entry. */
+	__builtin_memcpy(entry->nat_addr, snat, 16);
+	entry->nat_port = bpf_htons(a.port);
+	if (!(entry->flags & CT_F_SNAT))
+		__sync_fetch_and_or(&entry->flags, CT_F_SNAT);
 
-		/* The IN entry is in the map: its value's memory becomes the OUT one's. */
-		__builtin_memcpy(a.in_val.to_addr, snat, 16);
-		a.in_val.to_port = bpf_htons(a.port);
-		if (v6 ? bpf_map_update_elem(&tsct_snat_v6_external, &k.out6, &a.in_val, BPF_ANY)
-		       : bpf_map_update_elem(&tsct_snat_v4_external, &k.out4, &a.in_val, BPF_ANY)) {
-			if (v6)
-				bpf_map_delete_elem(&tsct_snat_v6_external, &a.in6);
-			else
-				bpf_map_delete_elem(&tsct_snat_v4_external, &a.in4);
-			return REASON_DROP_NAT_TABLE_FULL;
-		}
-		__builtin_memcpy(to_addr, snat, 16);
-		to_port = a.in_val.to_port;
-		metrics_count(REASON_NAT_NEW, HOOK_EGRESS, 0);
-
-		/* The connection records its translation (ct_state +snat, GC, listing). */
-		if (entry) {
-			__builtin_memcpy(entry->nat_addr, to_addr, 16);
-			entry->nat_port = to_port;
-			if (!(entry->flags & CT_F_SNAT))
-				__sync_fetch_and_or(&entry->flags, CT_F_SNAT);
-		}
-	}
 	io->ct_state |= CT_STATE_SNAT;
-	__builtin_memcpy(io->to_addr, to_addr, 16);
-	io->to_port = to_port;
+	__builtin_memcpy(io->to_addr, snat, 16);
+	io->to_port = bpf_htons(a.port);
 	io->xlate = 1;
 	return 0;
 }
@@ -667,53 +688,48 @@ __attribute__((noinline)) int tsct_nat_ingress(struct __sk_buff *skb, struct pkt
 	return nat_rev(skb, p, io);
 }
 
-/* The two NAT entries of a translated connection, from its entry and its
- * canonical key: removed together with the connection. */
-static __always_inline __u32 nat_delete_for_ct(__u32 family, const void *key, const struct ct_entry *e)
+/* The IN entry of a translated connection, from its canonical key and its
+ * entry: the key a reply is looked up by, and the value it maps back to. */
+static __always_inline void nat_alloc_of_ct(struct nat_alloc *a, __u32 family, const void *key,
+					    const struct ct_entry *e, __u64 now)
 {
-	__u32 n = 0;
-	int orig_b = (e->flags & CT_F_ORIG_IS_B) != 0;
+	struct tuple t = {};
 
-	if (family == 4) {
-		const struct ct4_key *k = key;
-		struct nat4_key out = {
-			.saddr = orig_b ? k->addr_b : k->addr_a,
-			.daddr = orig_b ? k->addr_a : k->addr_b,
-			.sport = orig_b ? k->port_b : k->port_a,
-			.dport = orig_b ? k->port_a : k->port_b,
-			.proto = k->proto,
-			.dir = NAT_DIR_OUT,
-		};
-		struct nat4_key in = {
-			.saddr = out.daddr,
-			.daddr = e->nat_addr[0],
-			.sport = out.dport,
-			.dport = e->nat_port,
-			.proto = k->proto,
-			.dir = NAT_DIR_IN,
-		};
+	ct_orig_tuple(&t, family, key, e);
+	nat_alloc_init(a, &t, e->nat_addr, e->zone, now);
+	nat_alloc_port(a, bpf_ntohs(e->nat_port));
+}
 
-		if (k->proto == IPPROTO_ICMP)
-			in.sport = e->nat_port;
-		n += bpf_map_delete_elem(&tsct_snat_v4_external, &out) == 0;
-		n += bpf_map_delete_elem(&tsct_snat_v4_external, &in) == 0;
-	} else {
-		const struct ct6_key *k = key;
-		struct nat6_key out = { .proto = k->proto, .dir = NAT_DIR_OUT };
-		struct nat6_key in = { .proto = k->proto, .dir = NAT_DIR_IN };
+/* What the GC does with a translated connection's IN entry. */
+enum nat_gc_result {
+	NAT_GC_KEPT = 0,
+	NAT_GC_DELETED = 1,   /* removed, with its expired connection */
+	NAT_GC_RECREATED = 2, /* lost, and put back */
+	NAT_GC_LOST = 3,      /* lost, and its port taken since: the connection gives up its mapping */
+};
 
-		__builtin_memcpy(out.saddr, orig_b ? k->addr_b : k->addr_a, 16);
-		__builtin_memcpy(out.daddr, orig_b ? k->addr_a : k->addr_b, 16);
-		out.sport = orig_b ? k->port_b : k->port_a;
-		out.dport = orig_b ? k->port_a : k->port_b;
-		__builtin_memcpy(in.saddr, out.daddr, 16);
-		__builtin_memcpy(in.daddr, e->nat_addr, 16);
-		in.sport = k->proto == IPPROTO_ICMPV6_ ? e->nat_port : out.dport;
-		in.dport = e->nat_port;
-		n += bpf_map_delete_elem(&tsct_snat_v6_external, &out) == 0;
-		n += bpf_map_delete_elem(&tsct_snat_v6_external, &in) == 0;
-	}
-	return n;
+/* An expired connection's IN entry goes with it. A live one keeps its IN
+ * entry: one lost (deleted by hand, or by a race with the orphan sweep) is
+ * put back, so that replies find their way again; when its port has
+ * meanwhile gone to another connection, the caller clears CT_F_SNAT, and the
+ * connection's next packet out takes a new mapping. */
+static __always_inline int nat_gc_for_ct(__u32 family, const void *key, const struct ct_entry *e, __u64 now, int expired)
+{
+	void *map = family == 4 ? (void *)&tsct_snat_v4_external : (void *)&tsct_snat_v6_external;
+	struct nat_alloc a = {};
+	struct nat_entry *cur;
+	void *in;
+
+	nat_alloc_of_ct(&a, family, key, e, now);
+	in = family == 4 ? (void *)&a.in4 : (void *)&a.in6;
+	if (expired)
+		return bpf_map_delete_elem(map, in) == 0 ? NAT_GC_DELETED : NAT_GC_KEPT;
+	cur = bpf_map_lookup_elem(map, in);
+	if (cur && nat_same_source(cur, &a))
+		return NAT_GC_KEPT;
+	if (!cur && bpf_map_update_elem(map, in, &a.in_val, BPF_NOEXIST) == 0)
+		return NAT_GC_RECREATED;
+	return NAT_GC_LOST;
 }
 
 #endif

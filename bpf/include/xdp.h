@@ -222,6 +222,7 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 		nio.zone = cio.zone;
 		nio.ifindex = out_if;
 		nio.dev = *out_dev;
+		nat_io_from_ct(&nio, &cio);
 		reason = tsct_snat_map(p, &nio);
 		if (reason) {
 			metrics_count(reason, HOOK_EGRESS, p->l3_len);

@@ -176,7 +176,8 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       const interval = schedule.next(r.deleted, r.scanned);
       nextRunNs = lastRunNs + BigInt(interval) * 1_000_000_000n;
       log.info(
-        `gc (${why}): scanned ${r.scanned}, deleted ${r.deleted}, kept ${r.alive}, NAT entries removed ${r.natDeleted} with their connection and ${r.natOrphans} orphaned, ` +
+        `gc (${why}): scanned ${r.scanned}, deleted ${r.deleted}, kept ${r.alive}, NAT entries removed ${r.natDeleted} with their connection and ${r.natOrphans} orphaned` +
+          `${r.natRecreated ? `, ${r.natRecreated} lost ones put back` : ''}, ` +
           `in ${(r.durationNs / 1e6).toFixed(1)} ms; next in ${interval}s`,
       );
       for (const t of r.tables) {

@@ -1,7 +1,9 @@
 // `tsct bpf nat list` and `tsct bpf nat flush`.
-import { BpfMap } from 'libbpf-ts';
-import { openPinnedMap } from '../ct/ctTables';
-import { forEachNat, formatNatCilium, natToJson, NatEntry } from '../nat/natEntry';
+import { BpfMap, UpdateFlags, isBpfError } from 'libbpf-ts';
+import { ctMapFor, openCtTables, openPinnedMap } from '../ct/ctTables';
+import { CtFlag, decodeCtEntry, encodeCtKey } from '../ct/ctEntry';
+import { STRUCTS } from '../bpf/layouts';
+import { forEachNat, formatNatCilium, natConnection, natToJson, NatEntry } from '../nat/natEntry';
 import { UsageError } from '../agent/options';
 import { monotonicNs } from '../agent/state';
 import { canonicalAddr, family, port, proto } from '../ct/ctFilter';
@@ -53,10 +55,12 @@ export async function natList(o: NatListOptions): Promise<void> {
   const now = Number(monotonicNs());
   let n = 0;
   try {
-    await forEachNat(maps, (e) => {
-      if (!filter(e)) return;
-      n++;
-      if (!o.count) out.line(format === 'json' ? JSON.stringify(natToJson(e, now)) : formatNatCilium(e, now));
+    await forEachNat(maps, (lines) => {
+      for (const e of lines) {
+        if (!filter(e)) continue;
+        n++;
+        if (!o.count) out.line(format === 'json' ? JSON.stringify(natToJson(e, now)) : formatNatCilium(e, now));
+      }
     });
     if (o.count) out.line(String(n));
     out.flush();
@@ -65,18 +69,50 @@ export async function natList(o: NatListOptions): Promise<void> {
   }
 }
 
+/**
+ * Deletes the matching mappings: a mapping goes when its OUT or its IN line
+ * matches. Its connection forgets it too (CT_F_SNAT cleared; the port is
+ * remembered), so that the connection's next packet out takes a mapping
+ * afresh, on the same port while that is free, instead of the GC putting
+ * the deleted one back.
+ */
 export async function natFlush(o: NatListOptions): Promise<void> {
   const filter = natFilter(o);
   const maps = openNatMaps(o.bpfRoot);
+  const tables = openCtTables(o.bpfRoot);
   try {
-    const doomed: Array<[BpfMap, Buffer]> = [];
-    await forEachNat(maps, (e, keys, at, map) => {
-      if (filter(e)) doomed.push([map, Buffer.from(keys.subarray(at, at + map.keySize))]);
+    const doomed: Array<[BpfMap, Buffer, NatEntry]> = [];
+    await forEachNat(maps, (lines, keys, at, map) => {
+      if (lines.some(filter)) doomed.push([map, Buffer.from(keys.subarray(at, at + map.keySize)), lines[1]]);
     });
     let deleted = 0;
-    for (const [map, key] of doomed) if (map.delete(key)) deleted++;
-    process.stdout.write(`flushed ${deleted} NAT entr${deleted === 1 ? 'y' : 'ies'}\n`);
+    for (const [map, key, inEntry] of doomed) {
+      forgetMapping(tables, inEntry);
+      if (map.delete(key)) deleted++;
+    }
+    process.stdout.write(`flushed ${deleted} NAT mapping${deleted === 1 ? '' : 's'} (${deleted * 2} entries, OUT and IN)\n`);
   } finally {
     for (const m of maps) m.map.close();
+    for (const t of tables) t.map.close();
+  }
+}
+
+const FLAGS_AT = STRUCTS.ct_entry.fields.flags.offset;
+
+/** Clears CT_F_SNAT on the connection a mapping belongs to, when it still carries that mapping. */
+function forgetMapping(tables: ReturnType<typeof openCtTables>, inEntry: NatEntry): void {
+  const c = natConnection(inEntry);
+  const table = tables.find((t) => t.name === ctMapFor(c.family, c.proto))!;
+  const { key } = encodeCtKey(c);
+  const value = table.map.lookup(key);
+  if (!value) return;
+  const e = decodeCtEntry(c.family, key, value);
+  if (!(e.flags & CtFlag.CT_F_SNAT) || e.natPort !== inEntry.dport || e.natAddr !== inEntry.dst) return;
+  value.writeUInt32LE(e.flags & ~CtFlag.CT_F_SNAT, FLAGS_AT);
+  try {
+    table.map.update(key, value, UpdateFlags.exist);
+  } catch (err) {
+    // The connection went meanwhile: nothing is left to forget.
+    if (!isBpfError(err, 'ENOENT')) throw err;
   }
 }

@@ -14,6 +14,12 @@ export const CT_MAP_FAMILY: Record<CtMapName, Family> = {
   tsct_ct_any6_global: 6,
 };
 
+/** The table a connection of this family and protocol lives in. */
+export function ctMapFor(family: Family, proto: number): CtMapName {
+  if (proto === 6) return family === 4 ? 'tsct_ct4_global' : 'tsct_ct6_global';
+  return family === 4 ? 'tsct_ct_any4_global' : 'tsct_ct_any6_global';
+}
+
 /** Opens a pinned map of root, with the one-line error users expect when nothing is there. */
 export function openPinnedMap(root: string, name: string): BpfMap {
   const p = path.join(root, name);

@@ -28,6 +28,8 @@ export interface GcResult {
   /** NAT entries removed with their connection, and orphans (no connection) removed. */
   natDeleted: number;
   natOrphans: number;
+  /** Lost NAT entries of live connections put back. */
+  natRecreated: number;
   /** NAT entries kept, by family. */
   natAlive: { 4: number; 6: number };
   scanned: number;
@@ -91,6 +93,7 @@ export async function gcSweep(prog: BpfProgram, nowNs?: bigint, shards = DEFAULT
     alive: total('alive'),
     natDeleted: acrossShards('nat_deleted', 0) + acrossShards('nat_deleted', 1),
     natOrphans: acrossShards('nat_orphans', 0) + acrossShards('nat_orphans', 1),
+    natRecreated: outs.reduce((a, o) => a + o.u('nat_recreated'), 0),
     // Shard 0 sweeps the NAT tables.
     natAlive: { 4: outs[0].u('nat_alive', 0), 6: outs[0].u('nat_alive', 1) },
     durationNs,

@@ -1,7 +1,7 @@
 // Entries of tsct_snat_v4_external and tsct_snat_v6_external: decoding, the
 // pair a connection owns, and the line Cilium's `bpf nat list` prints.
 import { ENUMS, STRUCTS, StructView } from '../bpf/layouts';
-import { CtEntry, CtFlag, Family } from '../ct/ctEntry';
+import { CtEntry, CtFlag, CtTuple, Family } from '../ct/ctEntry';
 import { formatAddr, parseAddr } from '../net/addr';
 import { protoName } from '../ct/ctFormat';
 
@@ -58,14 +58,42 @@ function natKey(family: Family, dir: number, proto: number, src: string, dst: st
 
 const isIcmp = (proto: number) => proto === 1 || proto === 58;
 
-/** The OUT and IN keys of a translated connection (none when it is not translated). */
+/**
+ * The NAT table's key of a translated connection (none when it is not
+ * translated): its IN entry, the reverse index replies are found by. The
+ * mapping itself lives in the connection's entry.
+ */
 export function natKeysOf(e: CtEntry): Buffer[] {
   if (!(e.flags & CtFlag.CT_F_SNAT) || !e.natAddr) return [];
   const t = e.tuple;
-  return [
-    natKey(t.family, NatDir.NAT_DIR_OUT, t.proto, t.src, t.dst, t.sport, t.dport),
-    natKey(t.family, NatDir.NAT_DIR_IN, t.proto, t.dst, e.natAddr, isIcmp(t.proto) ? e.natPort : t.dport, e.natPort),
-  ];
+  return [natKey(t.family, NatDir.NAT_DIR_IN, t.proto, t.dst, e.natAddr, isIcmp(t.proto) ? e.natPort : t.dport, e.natPort)];
+}
+
+/**
+ * The connection an IN entry maps back to, in its original direction: the
+ * client's address and port (the entry's value) towards the peer whose
+ * replies the entry's key matches.
+ */
+export function natConnection(inEntry: NatEntry): CtTuple {
+  return {
+    family: inEntry.family,
+    proto: inEntry.proto,
+    src: inEntry.toAddr,
+    dst: inEntry.src,
+    sport: inEntry.toPort,
+    dport: isIcmp(inEntry.proto) ? inEntry.toPort : inEntry.sport,
+    zone: inEntry.zone,
+  };
+}
+
+/**
+ * The OUT line of a mapping, as Cilium lists it (XLATE_SRC), from its IN
+ * entry: the datapath keeps the forward direction in the connection's entry,
+ * not in the NAT table, so the line is derived.
+ */
+export function natOutOf(inEntry: NatEntry): NatEntry {
+  const c = natConnection(inEntry);
+  return { ...inEntry, dir: 'OUT', src: c.src, dst: c.dst, sport: c.sport, dport: c.dport, toAddr: inEntry.dst, toPort: inEntry.dport };
 }
 
 const hostPort = (family: Family, addr: string, port: number) => (family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`);
@@ -96,14 +124,22 @@ export function natToJson(n: NatEntry, nowNs: number): Record<string, unknown> {
   };
 }
 
-/** Decoded NAT entries of both families, a chunk at a time. */
+/**
+ * The mappings of both families, a chunk at a time: each as its OUT and IN
+ * lines, with where its IN entry's key sits in `keys`. OUT entries left in
+ * the table by versions that kept the forward direction there are skipped
+ * (the GC removes them).
+ */
 export async function forEachNat(
   maps: Array<{ family: Family; map: import('libbpf-ts').BpfMap }>,
-  each: (n: NatEntry, keys: Buffer, keyOffset: number, map: import('libbpf-ts').BpfMap) => void,
+  each: (lines: [NatEntry, NatEntry], keys: Buffer, keyOffset: number, map: import('libbpf-ts').BpfMap, family: Family) => void,
 ): Promise<void> {
   for (const { family, map } of maps) {
     for await (const chunk of map.batches({ chunkSize: 16384 })) {
-      for (let i = 0; i < chunk.count; i++) each(decodeNatEntry(family, chunk.keys, i * chunk.keySize, chunk.values, i * chunk.valueStride), chunk.keys, i * chunk.keySize, map);
+      for (let i = 0; i < chunk.count; i++) {
+        const n = decodeNatEntry(family, chunk.keys, i * chunk.keySize, chunk.values, i * chunk.valueStride);
+        if (n.dir === 'IN') each([natOutOf(n), n], chunk.keys, i * chunk.keySize, map, family);
+      }
     }
   }
 }

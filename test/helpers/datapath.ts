@@ -2,8 +2,8 @@
 // and reading back what they did.
 import { StructView, ENUMS } from '../../src/bpf/layouts';
 import { CtEntry, CtTuple, decodeCtEntry, encodeCtKey, formatCtState } from '../../src/ct/ctEntry';
-import { Datapath, REASON_NAMES, CtMapName, reasonTotal } from '../../src/datapath/datapath';
-import { PROTO } from '../../src/lab/packetCraft';
+import { Datapath, REASON_NAMES, reasonTotal } from '../../src/datapath/datapath';
+import { ctMapFor } from '../../src/ct/ctTables';
 
 const CB = ENUMS.tsct_cb_slot;
 
@@ -44,11 +44,6 @@ export async function runPacket(dp: Datapath, frame: Buffer, opts: RunOptions = 
     dir: (zd >> 8) & 0xff,
     data: r.data!,
   };
-}
-
-export function ctMapFor(family: 4 | 6, proto: number): CtMapName {
-  if (proto === PROTO.tcp) return family === 4 ? 'tsct_ct4_global' : 'tsct_ct6_global';
-  return family === 4 ? 'tsct_ct_any4_global' : 'tsct_ct_any6_global';
 }
 
 /** The connection entry of a tuple (either direction), or null. */
