@@ -463,8 +463,10 @@ static __always_inline __u32 nat_snat_map(struct pkt *p, const struct device_inf
 	metrics_count(REASON_NAT_NEW, HOOK_EGRESS, 0);
 
 	/* The translation before the flag: whoever sees +snat finds it. Two CPUs
-	 * mapping the same new connection at once both get here; the last
-	 * writer's mapping stays, and the GC removes the other's IN entry. */
+	 * mapping the same new connection at once both get here: on its original
+	 * port they share one IN entry (nat_claim); probing, they may take two
+	 * ports, and then the last writer's mapping stays and the orphan sweep
+	 * removes the other's IN entry. */
 	__builtin_memcpy(entry->nat_addr, snat, 16);
 	entry->nat_port = bpf_htons(a.port);
 	if (!(entry->flags & CT_F_SNAT))

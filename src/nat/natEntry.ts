@@ -132,13 +132,13 @@ export function natToJson(n: NatEntry, nowNs: number): Record<string, unknown> {
  */
 export async function forEachNat(
   maps: Array<{ family: Family; map: import('libbpf-ts').BpfMap }>,
-  each: (lines: [NatEntry, NatEntry], keys: Buffer, keyOffset: number, map: import('libbpf-ts').BpfMap, family: Family) => void,
+  each: (lines: [NatEntry, NatEntry], keys: Buffer, keyOffset: number, map: import('libbpf-ts').BpfMap) => void,
 ): Promise<void> {
   for (const { family, map } of maps) {
     for await (const chunk of map.batches({ chunkSize: 16384 })) {
       for (let i = 0; i < chunk.count; i++) {
         const n = decodeNatEntry(family, chunk.keys, i * chunk.keySize, chunk.values, i * chunk.valueStride);
-        if (n.dir === 'IN') each([natOutOf(n), n], chunk.keys, i * chunk.keySize, map, family);
+        if (n.dir === 'IN') each([natOutOf(n), n], chunk.keys, i * chunk.keySize, map);
       }
     }
   }
