@@ -240,7 +240,7 @@ privTest('a connection whose mapping was forgotten (nat flush) takes a new one o
     for (const sport of [7100, 7101]) await runPacket(dp, frame({ src: C, dst: S, l4: { udp: { sport, dport: 53 } } }), { hook: 'egress' });
     const flush = spawnSync(process.execPath, [TSCT_BIN, 'bpf', 'nat', 'flush', '--sport', '7100', '--bpf-root', root], { encoding: 'utf8' });
     t.is(flush.status, 0, flush.stderr);
-    t.is(flush.stdout.trim(), 'flushed 1 NAT mapping (2 entries, OUT and IN)');
+    t.is(flush.stdout.trim(), 'flushed 1 NAT mapping');
     const list = spawnSync(process.execPath, [TSCT_BIN, 'bpf', 'nat', 'list', '--bpf-root', root], { encoding: 'utf8' }).stdout.trim().split('\n');
     t.is(list.length, 2, 'the other mapping is listed, as its OUT and IN lines');
     t.regex(list[0], new RegExp(`^UDP OUT ${C}:7101 -> ${S}:53 XLATE_SRC ${NAT4}:7101 Created=\\d+sec ago NeedsCT=1$`));

@@ -100,7 +100,7 @@ export function buildProgram(): Command {
     .option('-o, --output <format>', 'json (one object per line)')
     .option('--count', 'print only how many match')
     .action(natList);
-  natFilters(natCmd.command('flush').description('delete the matching NAT entries')).action(natFlush);
+  natFilters(natCmd.command('flush').description('delete the matching NAT mappings; their connections take new ones with their next packet out')).action(natFlush);
 
   program
     .command('status')

@@ -90,7 +90,7 @@ export async function natFlush(o: NatListOptions): Promise<void> {
       forgetMapping(tables, inEntry);
       if (map.delete(key)) deleted++;
     }
-    process.stdout.write(`flushed ${deleted} NAT mapping${deleted === 1 ? '' : 's'} (${deleted * 2} entries, OUT and IN)\n`);
+    process.stdout.write(`flushed ${deleted} NAT mapping${deleted === 1 ? '' : 's'}\n`);
   } finally {
     for (const m of maps) m.map.close();
     for (const t of tables) t.map.close();

@@ -1,5 +1,6 @@
 // Entries of tsct_snat_v4_external and tsct_snat_v6_external: decoding, the
-// pair a connection owns, and the line Cilium's `bpf nat list` prints.
+// IN entry a translated connection owns, the OUT line derived from it, and the
+// lines Cilium's `bpf nat list` prints.
 import { ENUMS, STRUCTS, StructView } from '../bpf/layouts';
 import { CtEntry, CtFlag, CtTuple, Family } from '../ct/ctEntry';
 import { formatAddr, parseAddr } from '../net/addr';
