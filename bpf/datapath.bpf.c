@@ -228,15 +228,15 @@ static __always_inline int gc_judge(__u32 family, const void *key, struct ct_ent
 		}
 		/* NAT entries go with their connection, in the same pass. */
 		if (e->flags & CT_F_SNAT)
-			w->nat_deleted += nat_gc_for_ct(family, key, e, w->now, 1) == NAT_GC_DELETED;
+			w->nat_deleted += nat_delete_for_ct(family, key, e);
 		return st;
 	}
 	if (e->flags & CT_F_SNAT) {
-		int r = nat_gc_for_ct(family, key, e, w->now, 0);
+		int r = nat_keep_for_ct(family, key, e, w->now);
 
-		if (r == NAT_GC_RECREATED)
+		if (r == NAT_PUT_BACK)
 			w->nat_recreated++;
-		else if (r == NAT_GC_LOST)
+		else if (r == NAT_LOST)
 			__sync_fetch_and_and(&e->flags, ~CT_F_SNAT);
 	}
 	w->s.alive++;

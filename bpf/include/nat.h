@@ -284,10 +284,21 @@ static __always_inline int nat_same_source(const struct nat_entry *cur, const st
 	       !addr6_cmp(cur->to_addr, a->in_val.to_addr);
 }
 
+/* The table an allocation's IN entry goes to, and its key there. */
+static __always_inline void *nat_in_map(const struct nat_alloc *a)
+{
+	return a->v6 ? (void *)&tsct_snat_v6_external : (void *)&tsct_snat_v4_external;
+}
+
+static __always_inline void *nat_in_key(struct nat_alloc *a)
+{
+	return a->v6 ? (void *)&a->in6 : (void *)&a->in4;
+}
+
 static __always_inline int nat_claim(struct nat_alloc *a, __u16 port)
 {
-	void *map = a->v6 ? (void *)&tsct_snat_v6_external : (void *)&tsct_snat_v4_external;
-	void *key = a->v6 ? (void *)&a->in6 : (void *)&a->in4;
+	void *map = nat_in_map(a);
+	void *key = nat_in_key(a);
 	struct nat_entry *cur;
 	long rc;
 
@@ -702,36 +713,40 @@ static __always_inline void nat_alloc_of_ct(struct nat_alloc *a, __u32 family, c
 	nat_alloc_port(a, bpf_ntohs(e->nat_port));
 }
 
-/* What the GC does with a translated connection's IN entry. */
-enum nat_gc_result {
-	NAT_GC_KEPT = 0,
-	NAT_GC_DELETED = 1,   /* removed, with its expired connection */
-	NAT_GC_RECREATED = 2, /* lost, and put back */
-	NAT_GC_LOST = 3,      /* lost, and its port taken since: the connection gives up its mapping */
+/* Removes a translated connection's IN entry, with the connection. Returns 1
+ * when it was there. */
+static __always_inline int nat_delete_for_ct(__u32 family, const void *key, const struct ct_entry *e)
+{
+	struct nat_alloc a = {};
+
+	nat_alloc_of_ct(&a, family, key, e, 0);
+	return bpf_map_delete_elem(nat_in_map(&a), nat_in_key(&a)) == 0;
+}
+
+/* What the GC found of a live translated connection's IN entry. */
+enum nat_keep_result {
+	NAT_KEPT = 0,
+	NAT_PUT_BACK = 1, /* lost, and put back */
+	NAT_LOST = 2,     /* lost, and its port taken since: the connection gives up its mapping */
 };
 
-/* An expired connection's IN entry goes with it. A live one keeps its IN
- * entry: one lost (deleted by hand, or by a race with the orphan sweep) is
- * put back, so that replies find their way again; when its port has
- * meanwhile gone to another connection, the caller clears CT_F_SNAT, and the
- * connection's next packet out takes a new mapping. */
-static __always_inline int nat_gc_for_ct(__u32 family, const void *key, const struct ct_entry *e, __u64 now, int expired)
+/* A live translated connection keeps its IN entry: one lost (deleted by
+ * hand, or by a race with the orphan sweep) is put back, so that replies find
+ * their way again; when its port has meanwhile gone to another connection,
+ * the caller clears CT_F_SNAT, and the connection's next packet out takes a
+ * new mapping. */
+static __always_inline int nat_keep_for_ct(__u32 family, const void *key, const struct ct_entry *e, __u64 now)
 {
-	void *map = family == 4 ? (void *)&tsct_snat_v4_external : (void *)&tsct_snat_v6_external;
 	struct nat_alloc a = {};
 	struct nat_entry *cur;
-	void *in;
 
 	nat_alloc_of_ct(&a, family, key, e, now);
-	in = family == 4 ? (void *)&a.in4 : (void *)&a.in6;
-	if (expired)
-		return bpf_map_delete_elem(map, in) == 0 ? NAT_GC_DELETED : NAT_GC_KEPT;
-	cur = bpf_map_lookup_elem(map, in);
+	cur = bpf_map_lookup_elem(nat_in_map(&a), nat_in_key(&a));
 	if (cur && nat_same_source(cur, &a))
-		return NAT_GC_KEPT;
-	if (!cur && bpf_map_update_elem(map, in, &a.in_val, BPF_NOEXIST) == 0)
-		return NAT_GC_RECREATED;
-	return NAT_GC_LOST;
+		return NAT_KEPT;
+	if (!cur && bpf_map_update_elem(nat_in_map(&a), nat_in_key(&a), &a.in_val, BPF_NOEXIST) == 0)
+		return NAT_PUT_BACK;
+	return NAT_LOST;
 }
 
 #endif
