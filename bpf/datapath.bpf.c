@@ -117,7 +117,8 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		zone = nio.zone;
 	}
 	{
-		struct ct_io cio = { .now = now, .ifindex = ifindex, .zone = zone, .hook = hook, .lookup_only = lookup_only };
+		struct ct_io cio = {
+			.now = now, .ifindex = ifindex, .zone = zone, .hook = hook, .lookup_only = lookup_only};
 
 		reason = tsct_ct(&p, &cio);
 		state = cio.state;
@@ -158,7 +159,9 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		 * A failure leaves it to the stack, and to that hook, which
 		 * drops it for the same reason and counts it. */
 		if (act == FAST_PATH_SNAT)
-			act = tsct_snat_map(&p, &nio) || tsct_snat_rewrite(skb, &p, &nio) ? -1 : tsct_fast_path_send(skb, &p);
+			act = tsct_snat_map(&p, &nio) || tsct_snat_rewrite(skb, &p, &nio)
+				      ? -1
+				      : tsct_fast_path_send(skb, &p);
 
 		if (act == TC_ACT_REDIRECT) {
 			metrics_count(REASON_FAST_PATH, hook, 0);
@@ -205,8 +208,9 @@ static __always_inline int gc_judge(__u32 family, const void *key, struct ct_ent
 	__u32 st = e->tcp_state;
 
 	if (w->shards > 1) {
-		__u16 ports = family == 4 ? ((const struct ct4_key *)key)->port_a ^ ((const struct ct4_key *)key)->port_b
-					  : ((const struct ct6_key *)key)->port_a ^ ((const struct ct6_key *)key)->port_b;
+		__u16 ports = family == 4
+				      ? ((const struct ct4_key *)key)->port_a ^ ((const struct ct4_key *)key)->port_b
+				      : ((const struct ct6_key *)key)->port_a ^ ((const struct ct6_key *)key)->port_b;
 		__u32 h = ports ^ (ports >> 8);
 
 		if (h % w->shards != w->shard)
@@ -288,11 +292,11 @@ static long gc_entry6(struct bpf_map *map, struct ct6_key *key, struct ct_entry 
 	return 0;
 }
 
-#define GC_SWEEP(table, map, callback)                              \
-	if (tables & (1 << (table))) {                                      \
-		__builtin_memset(&w.s, 0, sizeof(w.s));                     \
-		bpf_for_each_map_elem(&(map), callback, &w, 0);             \
-		args->stats[table] = w.s;                                   \
+#define GC_SWEEP(table, map, callback)                          \
+	if (tables & (1 << (table))) {                          \
+		__builtin_memset(&w.s, 0, sizeof(w.s));         \
+		bpf_for_each_map_elem(&(map), callback, &w, 0); \
+		args->stats[table] = w.s;                       \
 	}
 
 /* NAT entries whose connection is gone (lost to a race, a connection
@@ -327,18 +331,18 @@ static long nat4_orphan(struct bpf_map *map, struct nat4_key *k, struct nat_entr
 	struct tuple t = {
 		.family = 4,
 		.proto = k->proto,
-		.saddr = { e->to_addr[0] },
-		.daddr = { k->saddr },
+		.saddr = {e->to_addr[0]},
+		.daddr = {k->saddr},
 		.sport = e->to_port,
 		.dport = k->proto == IPPROTO_ICMP ? e->to_port : k->sport,
 	};
-	__be32 nat_addr[4] = { k->daddr };
+	__be32 nat_addr[4] = {k->daddr};
 	struct ct4_key ck;
 
 	if (k->dir == NAT_DIR_IN) {
 		ct4_key_from(&ck, &t, e->zone);
 		if (nat_in_alive(bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct4_global
-									      : (void *)&tsct_ct_any4_global,
+									     : (void *)&tsct_ct_any4_global,
 						     &ck),
 				 nat_addr, k->dport, e, w->now)) {
 			w->alive++;
@@ -352,7 +356,7 @@ static long nat4_orphan(struct bpf_map *map, struct nat4_key *k, struct nat_entr
 
 static long nat6_orphan(struct bpf_map *map, struct nat6_key *k, struct nat_entry *e, struct nat_sweep *w)
 {
-	struct tuple t = { .family = 6, .proto = k->proto };
+	struct tuple t = {.family = 6, .proto = k->proto};
 	struct ct6_key ck;
 
 	if (k->dir == NAT_DIR_IN) {
@@ -362,7 +366,7 @@ static long nat6_orphan(struct bpf_map *map, struct nat6_key *k, struct nat_entr
 		t.dport = k->proto == IPPROTO_ICMPV6_ ? e->to_port : k->sport;
 		ct6_key_from(&ck, &t, e->zone);
 		if (nat_in_alive(bpf_map_lookup_elem(k->proto == IPPROTO_TCP ? (void *)&tsct_ct6_global
-									      : (void *)&tsct_ct_any6_global,
+									     : (void *)&tsct_ct_any6_global,
 						     &ck),
 				 k->daddr, k->dport, e, w->now)) {
 			w->alive++;
@@ -379,7 +383,7 @@ int tsct_gc(struct gc_args *args)
 {
 	/* The coarse clock the datapath stamps with is not offered to syscall
 	 * programs; the precise one runs at most a tick ahead of it. */
-	struct gc_sweep w = { .now = args->now_ns ? args->now_ns : bpf_ktime_get_ns() };
+	struct gc_sweep w = {.now = args->now_ns ? args->now_ns : bpf_ktime_get_ns()};
 	struct tsct_config *cfg = config_get();
 
 	/* The lease is on the real clock, whatever time the sweep judges by. */
@@ -388,7 +392,7 @@ int tsct_gc(struct gc_args *args)
 	w.shards = args->shards;
 	__u32 tables = args->tables ? args->tables : 0xf;
 
-	struct nat_sweep n = { .now = w.now };
+	struct nat_sweep n = {.now = w.now};
 
 	GC_SWEEP(CT_TABLE_TCP4, tsct_ct4_global, gc_entry4);
 	GC_SWEEP(CT_TABLE_ANY4, tsct_ct_any4_global, gc_entry4);
@@ -398,7 +402,9 @@ int tsct_gc(struct gc_args *args)
 	args->nat_recreated = w.nat_recreated;
 	metrics_add(REASON_NAT_RECREATED, HOOK_EGRESS, w.nat_recreated, 0);
 	metrics_add(REASON_EVENT_LOST, HOOK_INGRESS,
-		    args->stats[0].events_lost + args->stats[1].events_lost + args->stats[2].events_lost + args->stats[3].events_lost, 0);
+		    args->stats[0].events_lost + args->stats[1].events_lost + args->stats[2].events_lost +
+			    args->stats[3].events_lost,
+		    0);
 	if (args->shards > 1 && args->shard != 0)
 		return 0;
 	bpf_for_each_map_elem(&tsct_snat_v4_external, nat4_orphan, &n, 0);

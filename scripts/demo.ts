@@ -21,16 +21,38 @@ async function main(): Promise<void> {
     step(`lab ${lab.lab.id}: client ${lab.addr.client4} <-> router (eth1 | eth2) <-> server ${lab.addr.server4}`);
     step('tsct agent --devices eth1,eth2 --masquerade-devices eth2 (in the router)');
     agent = await startAgentIn(lab.router, [
-      '--devices', 'eth1,eth2', '--masquerade-devices', 'eth2', '--bpf-root', root,
-      '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '65536',
+      '--devices',
+      'eth1,eth2',
+      '--masquerade-devices',
+      'eth2',
+      '--bpf-root',
+      root,
+      '--bpf-ct-global-tcp-max',
+      '65536',
+      '--bpf-ct-global-any-max',
+      '65536',
     ]);
     for (const line of agent.log) process.stdout.write(`  ${line}\n`);
 
     step('traffic: TCP with data and a close, UDP request and reply, ping (IPv4 and IPv6)');
     await startEchoServer(lab.lab, lab.server, 8080, 60);
-    const tcp = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 8080, rounds: 5, bytes: 1000, gapMs: 20 });
-    process.stdout.write(`  TCP: ${tcp.ok ? `5 x 1000 bytes echoed, closed (client port ${tcp.localPort})` : `failed: ${tcp.why}`}\n`);
-    const tcp6 = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server6, port: 8080, rounds: 2, bytes: 200, gapMs: 20 });
+    const tcp = await tcpExchange(lab.lab, lab.client, {
+      host: lab.addr.server4,
+      port: 8080,
+      rounds: 5,
+      bytes: 1000,
+      gapMs: 20,
+    });
+    process.stdout.write(
+      `  TCP: ${tcp.ok ? `5 x 1000 bytes echoed, closed (client port ${tcp.localPort})` : `failed: ${tcp.why}`}\n`,
+    );
+    const tcp6 = await tcpExchange(lab.lab, lab.client, {
+      host: lab.addr.server6,
+      port: 8080,
+      rounds: 2,
+      bytes: 200,
+      gapMs: 20,
+    });
     process.stdout.write(`  TCP over IPv6: ${tcp6.ok ? 'echoed and closed' : `failed: ${tcp6.why}`}\n`);
     const udp = udpExchange(lab.lab, lab.client, lab.addr.server4, 8080, 3);
     process.stdout.write(`  UDP: ${udp.got} replies\n`);
@@ -39,12 +61,16 @@ async function main(): Promise<void> {
     process.stdout.write('  ping: 3 over IPv4, 2 over IPv6\n');
     const seen = whoami(lab.lab, lab.client, lab.addr.server4, 8080);
     const seen6 = whoami(lab.lab, lab.client, lab.addr.server6, 8080);
-    process.stdout.write(`  masquerade: the client is ${lab.addr.client4}; the server sees ${seen.addr} port ${seen.port}, and ${seen6.addr} over IPv6\n`);
+    process.stdout.write(
+      `  masquerade: the client is ${lab.addr.client4}; the server sees ${seen.addr} port ${seen.port}, and ${seen6.addr} over IPv6\n`,
+    );
 
     step('tsct bpf ct list global');
     process.stdout.write((await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '--bpf-root', root])).stdout);
     step('tsct bpf ct list global -o conntrack');
-    process.stdout.write((await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '-o', 'conntrack', '--bpf-root', root])).stdout);
+    process.stdout.write(
+      (await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '-o', 'conntrack', '--bpf-root', root])).stdout,
+    );
     step('tsct bpf nat list');
     process.stdout.write((await tsctIn(lab.router, ['bpf', 'nat', 'list', '--bpf-root', root])).stdout);
     step('tsct status');

@@ -27,19 +27,44 @@ privTest('the agent refuses bad flags, sizes, durations, devices, roots and conf
   try {
     oneLine(t, await agent('--devices', 'lo', '--bogus', '1'), /unknown option '--bogus'/, 'unknown flag');
     for (const bad of ['0', '-5', 'abc', '99999999', '1.5']) {
-      oneLine(t, await agent('--devices', 'lo', '--bpf-ct-global-tcp-max', bad), /--bpf-ct-global-tcp-max: .*(out of range|not a whole number)/, `size ${bad}`);
+      oneLine(
+        t,
+        await agent('--devices', 'lo', '--bpf-ct-global-tcp-max', bad),
+        /--bpf-ct-global-tcp-max: .*(out of range|not a whole number)/,
+        `size ${bad}`,
+      );
     }
     for (const bad of ['soon', '5x', '']) {
-      oneLine(t, await agent('--devices', 'lo', '--bpf-ct-timeout-regular-tcp', bad), /--bpf-ct-timeout-regular-tcp: '.*' is not a duration; write it like 30s/, `duration '${bad}'`);
+      oneLine(
+        t,
+        await agent('--devices', 'lo', '--bpf-ct-timeout-regular-tcp', bad),
+        /--bpf-ct-timeout-regular-tcp: '.*' is not a duration; write it like 30s/,
+        `duration '${bad}'`,
+      );
     }
     oneLine(t, await agent('--devices', 'lo', '--bpf-map-dynamic-size-ratio', '2'), /not a ratio/, 'ratio');
     oneLine(t, await agent('--devices', 'nosuchdev0'), /no interface named 'nosuchdev0'/, 'unknown device');
     oneLine(t, await agent(), /--devices is required/, 'no device');
     oneLine(t, await agent('--devices', 'lo', '--log-level', 'loud'), /--log-level: 'loud'/, 'log level');
-    oneLine(t, await agent('--devices', 'lo', '--bpf-fast-path', 'false', '--bpf-fast-path-new', 'true'), /--bpf-fast-path-new needs --bpf-fast-path true/, 'new connections on a fast path that is off');
-    oneLine(t, await agent('--devices', 'lo', '--bpf-fast-path-new', 'maybe'), /--bpf-fast-path-new: 'maybe'/, 'not a boolean');
+    oneLine(
+      t,
+      await agent('--devices', 'lo', '--bpf-fast-path', 'false', '--bpf-fast-path-new', 'true'),
+      /--bpf-fast-path-new needs --bpf-fast-path true/,
+      'new connections on a fast path that is off',
+    );
+    oneLine(
+      t,
+      await agent('--devices', 'lo', '--bpf-fast-path-new', 'maybe'),
+      /--bpf-fast-path-new: 'maybe'/,
+      'not a boolean',
+    );
     fs.mkdirSync(`/tmp/${lab.id}`, { recursive: true });
-    oneLine(t, await tsctIn(ns, ['agent', '--devices', 'lo', '--bpf-root', `/tmp/${lab.id}`]), /is not on a bpffs mount/, 'root not on bpffs');
+    oneLine(
+      t,
+      await tsctIn(ns, ['agent', '--devices', 'lo', '--bpf-root', `/tmp/${lab.id}`]),
+      /is not on a bpffs mount/,
+      'root not on bpffs',
+    );
     fs.rmSync(`/tmp/${lab.id}`, { recursive: true, force: true });
 
     const cfg = `/tmp/${lab.id}.json`;
@@ -48,7 +73,15 @@ privTest('the agent refuses bad flags, sizes, durations, devices, roots and conf
     fs.writeFileSync(cfg, '{ nope');
     oneLine(t, await agent('--devices', 'lo', '--config', cfg), /is not valid JSON/, 'config file syntax');
     fs.rmSync(cfg);
-    oneLine(t, await tsctIn(ns, ['agent', '--devices', 'lo', '--bpf-root', root], { ...process.env, TSCT_BPF_CT_GLOBAL_ANY_MAX: 'lots' }), /--bpf-ct-global-any-max: 'lots'/, 'environment variable');
+    oneLine(
+      t,
+      await tsctIn(ns, ['agent', '--devices', 'lo', '--bpf-root', root], {
+        ...process.env,
+        TSCT_BPF_CT_GLOBAL_ANY_MAX: 'lots',
+      }),
+      /--bpf-ct-global-any-max: 'lots'/,
+      'environment variable',
+    );
     t.false(fs.existsSync(root), 'no state was created by any of them');
   } finally {
     lab.destroy();
@@ -57,15 +90,46 @@ privTest('the agent refuses bad flags, sizes, durations, devices, roots and conf
 
 privTest('the CLI says when nothing is pinned, and refuses filters that do not parse', async (t) => {
   const root = `/sys/fs/bpf/tsct-empty-${process.pid}`;
-  oneLine(t, await tsctIn(null, ['bpf', 'ct', 'list', 'global', '--bpf-root', root]), new RegExp(`no tsct state under ${root}: is the agent running\\?`), 'list with nothing pinned');
+  oneLine(
+    t,
+    await tsctIn(null, ['bpf', 'ct', 'list', 'global', '--bpf-root', root]),
+    new RegExp(`no tsct state under ${root}: is the agent running\\?`),
+    'list with nothing pinned',
+  );
   oneLine(t, await tsctIn(null, ['status', '--bpf-root', root]), /no tsct state under/, 'status with nothing pinned');
-  oneLine(t, await tsctIn(null, ['uninstall', '--bpf-root', root]), /no tsct state under/, 'uninstall with nothing pinned');
+  oneLine(
+    t,
+    await tsctIn(null, ['uninstall', '--bpf-root', root]),
+    /no tsct state under/,
+    'uninstall with nothing pinned',
+  );
   const lab = new NamespaceLab('tsct-badf');
   const ns = lab.addNamespace('x');
   const live = `/sys/fs/bpf/${lab.id}`;
   try {
     // A real (empty) state to filter.
-    const child = spawnSync('nsenter', [`--net=${NamespaceLab.path(ns)}`, 'timeout', '-s', 'TERM', '4', process.execPath, TSCT_BIN, 'agent', '--devices', 'lo', '--bpf-root', live, '--bpf-ct-global-tcp-max', '4096', '--bpf-ct-global-any-max', '4096'], { encoding: 'utf8' });
+    const child = spawnSync(
+      'nsenter',
+      [
+        `--net=${NamespaceLab.path(ns)}`,
+        'timeout',
+        '-s',
+        'TERM',
+        '4',
+        process.execPath,
+        TSCT_BIN,
+        'agent',
+        '--devices',
+        'lo',
+        '--bpf-root',
+        live,
+        '--bpf-ct-global-tcp-max',
+        '4096',
+        '--bpf-ct-global-any-max',
+        '4096',
+      ],
+      { encoding: 'utf8' },
+    );
     t.regex(child.stderr, /SIGTERM: stopping; programs stay attached/, 'the agent ran and stopped on SIGTERM');
     const list = (...f: string[]) => tsctIn(ns, ['bpf', 'ct', 'list', 'global', '--bpf-root', live, ...f]);
     t.is((await list()).code, 0);
@@ -76,7 +140,12 @@ privTest('the CLI says when nothing is pinned, and refuses filters that do not p
     oneLine(t, await list('--proto', 'tcpp'), /--proto: 'tcpp' is not a protocol/, 'bad protocol');
     oneLine(t, await list('--state', 'OPEN'), /--state: 'OPEN' is not a TCP state/, 'bad state');
     oneLine(t, await list('-o', 'xml'), /-o: 'xml' is not an output format/, 'bad format');
-    oneLine(t, await tsctIn(ns, ['bpf', 'ct', 'list', 'local', '--bpf-root', live]), /unknown table 'local'/, 'bad table');
+    oneLine(
+      t,
+      await tsctIn(ns, ['bpf', 'ct', 'list', 'local', '--bpf-root', live]),
+      /unknown table 'local'/,
+      'bad table',
+    );
   } finally {
     await tsctIn(ns, ['uninstall', '--bpf-root', live]);
     lab.destroy();
@@ -98,7 +167,12 @@ privTest('a pinned map of another layout is refused with what differs, and kept'
     obj.close();
 
     const r = await tsctIn(ns, ['agent', '--devices', 'lo', '--bpf-root', root, '--bpf-ct-global-tcp-max', '4096']);
-    oneLine(t, r, /pinned map .*tsct_ct4_global was made by a version of tsct with another layout \(key size 8 vs 16, value size 16 vs 136\).*tsct uninstall/, 'layout mismatch');
+    oneLine(
+      t,
+      r,
+      /pinned map .*tsct_ct4_global was made by a version of tsct with another layout \(key size 8 vs 16, value size 16 vs 136\).*tsct uninstall/,
+      'layout mismatch',
+    );
     const kept = BpfMap.openPinned(`${root}/tsct_ct4_global`);
     t.deepEqual(kept.lookup(Buffer.alloc(8, 1)), Buffer.alloc(16, 2), 'the pinned map and its entry are untouched');
     kept.close();
@@ -115,10 +189,22 @@ privTest('without CAP_BPF the agent fails with one line that says to run as root
   try {
     const r = spawnSync(
       'nsenter',
-      [`--net=${NamespaceLab.path(ns)}`, 'capsh', '--drop=cap_bpf,cap_sys_admin,cap_perfmon,cap_net_admin', '--', '-c', `exec ${process.execPath} ${TSCT_BIN} agent --devices lo --bpf-root ${root} --bpf-ct-global-tcp-max 4096 --bpf-ct-global-any-max 4096`],
+      [
+        `--net=${NamespaceLab.path(ns)}`,
+        'capsh',
+        '--drop=cap_bpf,cap_sys_admin,cap_perfmon,cap_net_admin',
+        '--',
+        '-c',
+        `exec ${process.execPath} ${TSCT_BIN} agent --devices lo --bpf-root ${root} --bpf-ct-global-tcp-max 4096 --bpf-ct-global-any-max 4096`,
+      ],
       { encoding: 'utf8' },
     );
-    oneLine(t, { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr }, /EPERM: operation not permitted: run as root/, 'no privilege');
+    oneLine(
+      t,
+      { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr },
+      /EPERM: operation not permitted: run as root/,
+      'no privilege',
+    );
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
     lab.destroy();

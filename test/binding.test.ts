@@ -1,7 +1,20 @@
 // libbpf-ts against the real kernel: maps, pins, test runs, attach and detach, errors.
 import * as fs from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { BpfError, BpfObject, BpfMap, MapType, TcAction, UpdateFlags, detachTc, detachXdp, queryTc, queryXdp, destroyTcHook, ifindex } from 'libbpf-ts';
+import {
+  BpfError,
+  BpfObject,
+  BpfMap,
+  MapType,
+  TcAction,
+  UpdateFlags,
+  detachTc,
+  detachXdp,
+  queryTc,
+  queryXdp,
+  destroyTcHook,
+  ifindex,
+} from 'libbpf-ts';
 import { privTest } from './helpers/privilege';
 import { FIXTURE_OBJ, NODE, ROOT } from './helpers/paths';
 import { NamespaceLab } from '../src/lab/namespaceLab';
@@ -131,14 +144,18 @@ privTest('a map pinned by one process is reopened and read in another; max_entri
     t.deepEqual(out, { maxEntries: 4321, name: 'test_hash', value: testValue(7).toString('hex') });
 
     // The object can be told to use the pinned map instead of making its own.
-    const again = BpfObject.open(FIXTURE_OBJ).setMaxEntries('test_hash', 4321).reusePinnedMap('test_hash', `${dir}/test_hash`);
+    const again = BpfObject.open(FIXTURE_OBJ)
+      .setMaxEntries('test_hash', 4321)
+      .reusePinnedMap('test_hash', `${dir}/test_hash`);
     await again.load();
     t.deepEqual(again.map('test_hash').lookup(u64Key(7)), testValue(7));
     again.close();
 
     // A layout that differs is refused with what differs.
     const wrong = BpfObject.open(FIXTURE_OBJ).setMaxEntries('test_hash', 99);
-    const err = t.throws(() => wrong.reusePinnedMap('test_hash', `${dir}/test_hash`), { instanceOf: BpfError }) as BpfError;
+    const err = t.throws(() => wrong.reusePinnedMap('test_hash', `${dir}/test_hash`), {
+      instanceOf: BpfError,
+    }) as BpfError;
     t.is(err.code, 'EINVAL');
     t.regex(err.message, /max entries 4321 \(pinned\) vs 99 \(object\)/);
     wrong.close();
@@ -204,7 +221,9 @@ privTest('tc and XDP attach on a veth in namespaces, count a real ping, and leav
     const xdp = obj.program('count_xdp');
     xdp.attachXdp('vb', { mode: 'generic', netns });
     t.is(queryXdp('vb', { netns }), xdp.id);
-    const second = t.throws(() => xdp.attachXdp('vb', { mode: 'generic', netns }), { instanceOf: BpfError }) as BpfError;
+    const second = t.throws(() => xdp.attachXdp('vb', { mode: 'generic', netns }), {
+      instanceOf: BpfError,
+    }) as BpfError;
     t.regex(second.message, /already attached/);
     lab.exec(a, 'ping', ['-c', '2', '-i', '0.2', '-W', '2', '10.200.1.2']);
     t.is(slot(3), 2n, 'two echo requests seen at XDP');
@@ -244,11 +263,15 @@ privTest('bad input gives the right code and a readable message', async (t) => {
   t.is(noProg.code, 'ENOENT');
   t.regex(noProg.message, /no program named 'nope'.*count_tc/);
 
-  const noDev = t.throws(() => obj.program('count_tc').attachTc('tsct-no-such0', 'ingress'), { instanceOf: BpfError }) as BpfError;
+  const noDev = t.throws(() => obj.program('count_tc').attachTc('tsct-no-such0', 'ingress'), {
+    instanceOf: BpfError,
+  }) as BpfError;
   t.is(noDev.code, 'ENODEV');
   t.regex(noDev.message, /no interface named 'tsct-no-such0'/);
   t.is((t.throws(() => ifindex('tsct-no-such0'), { instanceOf: BpfError }) as BpfError).code, 'ENODEV');
-  const noNs = t.throws(() => queryTc('lo', 'ingress', { netns: '/run/netns/tsct-no-such-ns' }), { instanceOf: BpfError }) as BpfError;
+  const noNs = t.throws(() => queryTc('lo', 'ingress', { netns: '/run/netns/tsct-no-such-ns' }), {
+    instanceOf: BpfError,
+  }) as BpfError;
   t.is(noNs.code, 'ENOENT');
 
   const map = obj.map('test_hash');
@@ -277,10 +300,19 @@ privTest('without CAP_BPF and CAP_SYS_ADMIN a load fails with EPERM and says wha
     BpfObject.open(${JSON.stringify(FIXTURE_OBJ)}).load().then(
       () => console.log(JSON.stringify({ ok: true })),
       (e) => console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })));`;
-  const r = spawnSync('capsh', ['--drop=cap_bpf,cap_sys_admin,cap_perfmon,cap_net_admin', '--', '-c', `exec ${NODE} -e '${script.replace(/'/g, "'\\''")}'`], {
-    cwd: ROOT,
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    'capsh',
+    [
+      '--drop=cap_bpf,cap_sys_admin,cap_perfmon,cap_net_admin',
+      '--',
+      '-c',
+      `exec ${NODE} -e '${script.replace(/'/g, "'\\''")}'`,
+    ],
+    {
+      cwd: ROOT,
+      encoding: 'utf8',
+    },
+  );
   t.is(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
   t.is(out.name, 'BpfError');

@@ -30,7 +30,10 @@ privTest('established connections survive a flood of new flows ten times the tab
     const flood = TABLE * 10;
     for (let i = 0; i < flood; i++) {
       const src = `10.200.${100 + (i >> 8)}.${i & 0xff}`;
-      const r = await runPacket(dp, frame({ src, dst: S4, l4: { tcp: { sport: 1024 + (i % 60000), dport: 443, flags: 'S' } } }));
+      const r = await runPacket(
+        dp,
+        frame({ src, dst: S4, l4: { tcp: { sport: 1024 + (i % 60000), dport: 443, flags: 'S' } } }),
+      );
       if (r.state !== '+trk+new') t.fail(`flood SYN ${i}: ${r.state}`);
       await runPacket(dp, frame({ src, dst: S4, l4: { udp: { sport: 1024 + i, dport: 53 } } }));
     }

@@ -70,7 +70,10 @@ privTest('ICMP port unreachable is related to its UDP flow, and inv for an untra
     t.deepEqual(e.packets, [1, 1], 'the error is counted on its connection, in the reply direction');
     t.is(reasonCount(dp, 'CT_RELATED'), 1);
     // A time-exceeded from a hop on the way (another source) is related too.
-    t.is((await runPacket(dp, frame({ src: R4, dst: C4, l4: { icmp: { type: 11, code: 0, payload: req } } }))).state, '+trk+rel+rpl');
+    t.is(
+      (await runPacket(dp, frame({ src: R4, dst: C4, l4: { icmp: { type: 11, code: 0, payload: req } } }))).state,
+      '+trk+rel+rpl',
+    );
 
     const other = ipPacket({ src: C4, dst: S4, l4: { udp: { sport: 5001, dport: 9999 } } });
     const inv = await runPacket(dp, frame({ src: S4, dst: C4, l4: { icmp: { type: 3, code: 3, payload: other } } }));
@@ -88,9 +91,17 @@ privTest('ICMPv6 packet too big is related to its TCP flow', async (t) => {
     const syn = ipPacket({ src: C6, dst: S6, l4: { tcp: { sport: 40000, dport: 443, flags: 'S' } } });
     await runPacket(dp, ethernet(syn));
     await runPacket(dp, frame({ src: S6, dst: C6, l4: { tcp: { sport: 443, dport: 40000, flags: 'SA' } } }));
-    const data = ipPacket({ src: C6, dst: S6, l4: { tcp: { sport: 40000, dport: 443, flags: 'PA', payload: Buffer.alloc(1400) } } });
+    const data = ipPacket({
+      src: C6,
+      dst: S6,
+      l4: { tcp: { sport: 40000, dport: 443, flags: 'PA', payload: Buffer.alloc(1400) } },
+    });
     t.is((await runPacket(dp, ethernet(data))).state, '+trk+est');
-    const ptb = frame({ src: R6, dst: C6, l4: { icmp: { type: 2, code: 0, rest: 1280, payload: data.subarray(0, 1180) } } });
+    const ptb = frame({
+      src: R6,
+      dst: C6,
+      l4: { icmp: { type: 2, code: 0, rest: 1280, payload: data.subarray(0, 1180) } },
+    });
     const r = await runPacket(dp, ptb);
     t.is(r.state, '+trk+rel+rpl');
     t.is(r.reason, null);
@@ -109,7 +120,12 @@ privTest('IPv6 extension headers are walked to the transport header; too many ar
     t.truthy(e, 'found by its ports behind three extension headers');
     t.is(e!.bytes[0], 40 + 8 + 16 + 8 + 20);
 
-    const many = frame({ src: C6, dst: S6, ext: Array.from({ length: 7 }, () => ({ type: PROTO.dstopts })), l4: { udp: { sport: 1, dport: 2 } } });
+    const many = frame({
+      src: C6,
+      dst: S6,
+      ext: Array.from({ length: 7 }, () => ({ type: PROTO.dstopts })),
+      l4: { udp: { sport: 1, dport: 2 } },
+    });
     const r = await runPacket(dp, many);
     t.is(r.state, '+trk+inv');
     t.is(r.reason, 'INV_IPV6_EXT_HEADERS');
@@ -121,23 +137,45 @@ privTest('IPv6 extension headers are walked to the transport header; too many ar
 privTest('IPv4 and IPv6 fragments: later fragments find their datagram; unknown ones are inv', async (t) => {
   const dp = await Datapath.load(SMALL);
   try {
-    const dgram4 = ipPacket({ src: C4, dst: S4, id: 4242, l4: { udp: { sport: 6000, dport: 7000, payload: Buffer.alloc(100, 1) } } });
+    const dgram4 = ipPacket({
+      src: C4,
+      dst: S4,
+      id: 4242,
+      l4: { udp: { sport: 6000, dport: 7000, payload: Buffer.alloc(100, 1) } },
+    });
     const frags4 = fragment4(dgram4, 48);
     t.is(frags4.length, 3);
     for (const f of frags4) t.is((await runPacket(dp, ethernet(f))).state, '+trk+new');
     const e4 = findConn(dp, { family: 4, proto: PROTO.udp, src: C4, dst: S4, sport: 6000, dport: 7000, zone: 0 })!;
     t.is(e4.packets[0], 3, 'every fragment counted on the connection');
-    t.is(e4.bytes[0], frags4.reduce((s, f) => s + f.length, 0));
+    t.is(
+      e4.bytes[0],
+      frags4.reduce((s, f) => s + f.length, 0),
+    );
 
-    const dgram6 = ipPacket({ src: C6, dst: S6, l4: { udp: { sport: 6000, dport: 7000, payload: Buffer.alloc(100, 1) } } });
+    const dgram6 = ipPacket({
+      src: C6,
+      dst: S6,
+      l4: { udp: { sport: 6000, dport: 7000, payload: Buffer.alloc(100, 1) } },
+    });
     for (const f of fragment6(dgram6, 56)) t.is((await runPacket(dp, ethernet(f))).state, '+trk+new');
-    t.is(findConn(dp, { family: 6, proto: PROTO.udp, src: C6, dst: S6, sport: 6000, dport: 7000, zone: 0 })!.packets[0], 2);
+    t.is(
+      findConn(dp, { family: 6, proto: PROTO.udp, src: C6, dst: S6, sport: 6000, dport: 7000, zone: 0 })!.packets[0],
+      2,
+    );
 
-    const stray = fragment4(ipPacket({ src: C4, dst: S4, id: 999, l4: { udp: { sport: 1, dport: 2, payload: Buffer.alloc(100) } } }), 48)[1];
+    const stray = fragment4(
+      ipPacket({ src: C4, dst: S4, id: 999, l4: { udp: { sport: 1, dport: 2, payload: Buffer.alloc(100) } } }),
+      48,
+    )[1];
     const r = await runPacket(dp, ethernet(stray));
     t.is(r.state, '+trk+inv');
     t.is(r.reason, 'INV_FRAG_UNKNOWN');
-    const stray6 = fragment6(ipPacket({ src: C6, dst: S6, l4: { udp: { sport: 1, dport: 2, payload: Buffer.alloc(100) } } }), 56, 0x7777)[1];
+    const stray6 = fragment6(
+      ipPacket({ src: C6, dst: S6, l4: { udp: { sport: 1, dport: 2, payload: Buffer.alloc(100) } } }),
+      56,
+      0x7777,
+    )[1];
     t.is((await runPacket(dp, ethernet(stray6))).reason, 'INV_FRAG_UNKNOWN');
     t.is(await countConns(dp), 2);
   } finally {
@@ -182,7 +220,10 @@ privTest('a packet forwarded between two managed devices is counted once', async
     // A locally generated reply (no ingress device) is tracked at egress.
     const synack = frame({ src: S4, dst: C4, l4: { tcp: { sport: 80, dport: 4444, flags: 'SA' } } });
     t.is((await runPacket(dp, synack, { hook: 'egress' })).state, '+trk+est+rpl');
-    t.deepEqual(findConn(dp, { family: 4, proto: PROTO.tcp, src: C4, dst: S4, sport: 4444, dport: 80, zone: 0 })!.packets, [1, 1]);
+    t.deepEqual(
+      findConn(dp, { family: 4, proto: PROTO.tcp, src: C4, dst: S4, sport: 4444, dport: 80, zone: 0 })!.packets,
+      [1, 1],
+    );
   } finally {
     dp.close();
   }
@@ -194,7 +235,10 @@ privTest('with dropInvalid, inv packets are dropped and counted', async (t) => {
     const r = await runPacket(dp, frame({ src: C4, dst: S4, l4: { tcp: { sport: 1, dport: 2, flags: 'SF' } } }));
     t.is(r.verdict, 2, 'TC_ACT_SHOT');
     t.is(reasonCount(dp, 'DROP_INVALID'), 1);
-    t.is((await runPacket(dp, frame({ src: C4, dst: S4, l4: { tcp: { sport: 1, dport: 2, flags: 'S' } } }))).verdict, 0);
+    t.is(
+      (await runPacket(dp, frame({ src: C4, dst: S4, l4: { tcp: { sport: 1, dport: 2, flags: 'S' } } }))).verdict,
+      0,
+    );
   } finally {
     dp.close();
   }

@@ -10,7 +10,21 @@ import { AgentHandle, startAgentIn, tsctIn, TSCT_BIN } from '../src/lab/agentPro
 import { readPinnedMetrics, reasonTotal } from '../src/datapath/datapath';
 
 function startEvents(ns: string, root: string, json: boolean): { child: ChildProcess; lines: string[] } {
-  const child = spawn('nsenter', [`--net=${NamespaceLab.path(ns)}`, process.execPath, TSCT_BIN, 'bpf', 'ct', 'events', '--bpf-root', root, ...(json ? ['-o', 'json'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    'nsenter',
+    [
+      `--net=${NamespaceLab.path(ns)}`,
+      process.execPath,
+      TSCT_BIN,
+      'bpf',
+      'ct',
+      'events',
+      '--bpf-root',
+      root,
+      ...(json ? ['-o', 'json'] : []),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   const lines: string[] = [];
   let buf = '';
   child.stdout!.on('data', (d: Buffer) => {
@@ -32,7 +46,17 @@ async function withAgent(extra: string[], fn: (lab: RouterLab, root: string) => 
   const root = `/sys/fs/bpf/${lab.lab.id}`;
   let agent: AgentHandle | null = null;
   try {
-    agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '4096', '--bpf-ct-global-any-max', '4096', ...extra]);
+    agent = await startAgentIn(lab.router, [
+      '--devices',
+      'eth1,eth2',
+      '--bpf-root',
+      root,
+      '--bpf-ct-global-tcp-max',
+      '4096',
+      '--bpf-ct-global-any-max',
+      '4096',
+      ...extra,
+    ]);
     await startEchoServer(lab.lab, lab.server, 8080, 90);
     await fn(lab, root);
   } finally {
@@ -43,29 +67,59 @@ async function withAgent(extra: string[], fn: (lab: RouterLab, root: string) => 
 }
 
 privTest('the event stream shows [NEW] and [DESTROY] for a real connection', async (t) => {
-  const short = ['tcp-fin', 'tcp-close-wait', 'tcp-last-ack', 'tcp-time-wait', 'tcp-close'].flatMap((s) => [`--bpf-ct-timeout-regular-${s}`, '1s']);
+  const short = ['tcp-fin', 'tcp-close-wait', 'tcp-last-ack', 'tcp-time-wait', 'tcp-close'].flatMap((s) => [
+    `--bpf-ct-timeout-regular-${s}`,
+    '1s',
+  ]);
   await withAgent([...short, '--conntrack-gc-interval', '1s'], async (lab, root) => {
     // One reader at a time: readers of a ring share its consumer position.
     const plain = startEvents(lab.router, root, false);
     try {
       await new Promise((r) => setTimeout(r, 500));
-      const r = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 8080, rounds: 3, bytes: 100, gapMs: 10 });
+      const r = await tcpExchange(lab.lab, lab.client, {
+        host: lab.addr.server4,
+        port: 8080,
+        rounds: 3,
+        bytes: 100,
+        gapMs: 10,
+      });
       t.true(r.ok);
       const mine = (l: string) => l.includes(`sport=${r.localPort} `);
-      t.true(await until(() => plain.lines.some((l) => l.includes('[DESTROY]') && mine(l)), 15), plain.lines.join('\n'));
+      t.true(
+        await until(() => plain.lines.some((l) => l.includes('[DESTROY]') && mine(l)), 15),
+        plain.lines.join('\n'),
+      );
       const newLine = plain.lines.find((l) => l.includes('[NEW]') && mine(l))!;
-      t.regex(newLine, new RegExp(`^ +\\[NEW\\] tcp 6 \\d+ SYN_SENT src=${lab.addr.client4} dst=${lab.addr.server4} sport=${r.localPort} dport=8080 \\[UNREPLIED\\] src=${lab.addr.server4}`));
+      t.regex(
+        newLine,
+        new RegExp(
+          `^ +\\[NEW\\] tcp 6 \\d+ SYN_SENT src=${lab.addr.client4} dst=${lab.addr.server4} sport=${r.localPort} dport=8080 \\[UNREPLIED\\] src=${lab.addr.server4}`,
+        ),
+      );
       const destroy = plain.lines.find((l) => l.includes('[DESTROY]') && mine(l))!;
-      t.regex(destroy, /packets=\d+ bytes=\d+ .*packets=\d+ bytes=\d+ \[ASSURED\]/, 'the destroy line carries the final counters');
+      t.regex(
+        destroy,
+        /packets=\d+ bytes=\d+ .*packets=\d+ bytes=\d+ \[ASSURED\]/,
+        'the destroy line carries the final counters',
+      );
     } finally {
       plain.child.kill('SIGINT');
     }
     const json = startEvents(lab.router, root, true);
     try {
       await new Promise((r) => setTimeout(r, 500));
-      const r = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 8080, rounds: 1, bytes: 10, gapMs: 0 });
+      const r = await tcpExchange(lab.lab, lab.client, {
+        host: lab.addr.server4,
+        port: 8080,
+        rounds: 1,
+        bytes: 10,
+        gapMs: 0,
+      });
       const mine = (l: string) => l.includes(`"sport":${r.localPort},`);
-      t.true(await until(() => json.lines.some((l) => mine(l) && JSON.parse(l).type === 'DESTROY'), 15), json.lines.join('\n'));
+      t.true(
+        await until(() => json.lines.some((l) => mine(l) && JSON.parse(l).type === 'DESTROY'), 15),
+        json.lines.join('\n'),
+      );
       const first = JSON.parse(json.lines.find(mine)!);
       t.like(first, { type: 'NEW', proto: 'TCP', src: lab.addr.client4, dst: lab.addr.server4, dport: 8080 });
     } finally {
@@ -74,54 +128,78 @@ privTest('the event stream shows [NEW] and [DESTROY] for a real connection', asy
   });
 });
 
-privTest('with a tiny ring buffer and a burst of connections, events are lost and counted, and every packet is forwarded', async (t) => {
-  await withAgent(['--bpf-events-ring-size', '4096'], async (lab, root) => {
-    const events = startEvents(lab.router, root, false);
-    try {
-      await new Promise((r) => setTimeout(r, 500));
-      events.child.kill('SIGSTOP'); // a consumer that does not keep up
-      const replies = udpBurst(lab.lab, lab.client, lab.addr.server4, 8080, 300);
-      t.is(replies, 300, 'every request and every reply got through');
-      events.child.kill('SIGCONT');
-      t.true(await until(() => events.lines.some((l) => l.includes('[LOST]')), 10), events.lines.slice(-5).join('\n'));
-      const lostLine = events.lines.find((l) => l.includes('[LOST]'))!;
-      const lost = Number(/\[LOST\] (\d+) events lost/.exec(lostLine)![1]);
-      t.true(lost > 0 && lost < 300, `lost ${lost} of 300`);
-      const metrics = readPinnedMetrics(root);
-      const counted = reasonTotal(metrics, 'EVENT_LOST');
-      // Ephemeral ports can repeat within 300 sockets: count connections as the datapath created them.
-      const created = reasonTotal(metrics, 'CT_NEW');
-      t.is(counted, lost, 'the loss is counted in tsct_metrics');
-      t.true(created >= 290, `the burst created its connections (${created})`);
-      const reported = () => events.lines.filter((l) => l.includes('[NEW]')).length;
-      t.true(await until(() => reported() + lost === created, 10), `every connection was either reported or counted as lost: ${reported()} + ${lost} of ${created}`);
-    } finally {
-      events.child.kill('SIGCONT');
-      events.child.kill('SIGINT');
-    }
-  });
-});
+privTest(
+  'with a tiny ring buffer and a burst of connections, events are lost and counted, and every packet is forwarded',
+  async (t) => {
+    await withAgent(['--bpf-events-ring-size', '4096'], async (lab, root) => {
+      const events = startEvents(lab.router, root, false);
+      try {
+        await new Promise((r) => setTimeout(r, 500));
+        events.child.kill('SIGSTOP'); // a consumer that does not keep up
+        const replies = udpBurst(lab.lab, lab.client, lab.addr.server4, 8080, 300);
+        t.is(replies, 300, 'every request and every reply got through');
+        events.child.kill('SIGCONT');
+        t.true(
+          await until(() => events.lines.some((l) => l.includes('[LOST]')), 10),
+          events.lines.slice(-5).join('\n'),
+        );
+        const lostLine = events.lines.find((l) => l.includes('[LOST]'))!;
+        const lost = Number(/\[LOST\] (\d+) events lost/.exec(lostLine)![1]);
+        t.true(lost > 0 && lost < 300, `lost ${lost} of 300`);
+        const metrics = readPinnedMetrics(root);
+        const counted = reasonTotal(metrics, 'EVENT_LOST');
+        // Ephemeral ports can repeat within 300 sockets: count connections as the datapath created them.
+        const created = reasonTotal(metrics, 'CT_NEW');
+        t.is(counted, lost, 'the loss is counted in tsct_metrics');
+        t.true(created >= 290, `the burst created its connections (${created})`);
+        const reported = () => events.lines.filter((l) => l.includes('[NEW]')).length;
+        t.true(
+          await until(() => reported() + lost === created, 10),
+          `every connection was either reported or counted as lost: ${reported()} + ${lost} of ${created}`,
+        );
+      } finally {
+        events.child.kill('SIGCONT');
+        events.child.kill('SIGINT');
+      }
+    });
+  },
+);
 
-privTest('with no reader no events are written or lost, and a reader started later sees only what follows', async (t) => {
-  await withAgent(['--bpf-events-ring-size', '4096'], async (lab, root) => {
-    // Ten times what the ring holds, with nobody reading.
-    t.is(udpBurst(lab.lab, lab.client, lab.addr.server4, 8080, 300), 300);
-    const metrics = readPinnedMetrics(root);
-    t.true(reasonTotal(metrics, 'CT_NEW') >= 290, 'the burst created its connections');
-    t.is(reasonTotal(metrics, 'EVENT_LOST'), 0, 'no reader, so nothing was lost');
-    const events = startEvents(lab.router, root, false);
-    try {
-      await new Promise((r) => setTimeout(r, 500));
-      const r = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 8080, rounds: 1, bytes: 10, gapMs: 0 });
-      t.true(r.ok);
-      t.true(await until(() => events.lines.some((l) => l.includes('[NEW]') && l.includes(`sport=${r.localPort} `)), 10), events.lines.join('\n'));
-      t.false(
-        events.lines.some((l) => l.includes('[NEW] udp')),
-        `the burst before the reader started is not replayed: ${events.lines.filter((l) => l.includes('udp')).slice(0, 3).join(' | ')}`,
-      );
-      t.false(events.lines.some((l) => l.includes('[LOST]')));
-    } finally {
-      events.child.kill('SIGINT');
-    }
-  });
-});
+privTest(
+  'with no reader no events are written or lost, and a reader started later sees only what follows',
+  async (t) => {
+    await withAgent(['--bpf-events-ring-size', '4096'], async (lab, root) => {
+      // Ten times what the ring holds, with nobody reading.
+      t.is(udpBurst(lab.lab, lab.client, lab.addr.server4, 8080, 300), 300);
+      const metrics = readPinnedMetrics(root);
+      t.true(reasonTotal(metrics, 'CT_NEW') >= 290, 'the burst created its connections');
+      t.is(reasonTotal(metrics, 'EVENT_LOST'), 0, 'no reader, so nothing was lost');
+      const events = startEvents(lab.router, root, false);
+      try {
+        await new Promise((r) => setTimeout(r, 500));
+        const r = await tcpExchange(lab.lab, lab.client, {
+          host: lab.addr.server4,
+          port: 8080,
+          rounds: 1,
+          bytes: 10,
+          gapMs: 0,
+        });
+        t.true(r.ok);
+        t.true(
+          await until(() => events.lines.some((l) => l.includes('[NEW]') && l.includes(`sport=${r.localPort} `)), 10),
+          events.lines.join('\n'),
+        );
+        t.false(
+          events.lines.some((l) => l.includes('[NEW] udp')),
+          `the burst before the reader started is not replayed: ${events.lines
+            .filter((l) => l.includes('udp'))
+            .slice(0, 3)
+            .join(' | ')}`,
+        );
+        t.false(events.lines.some((l) => l.includes('[LOST]')));
+      } finally {
+        events.child.kill('SIGINT');
+      }
+    });
+  },
+);

@@ -38,7 +38,21 @@ async function run(fastPath: boolean, masquerade = false, fastPathNew = false) {
   const root = `/sys/fs/bpf/${lab.lab.id}`;
   let agent: AgentHandle | null = null;
   try {
-    agent = await startAgentIn(lab.router, ['--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '4096', '--bpf-ct-global-any-max', '4096', '--bpf-fast-path', String(fastPath), '--bpf-fast-path-new', String(fastPathNew), ...(masquerade ? ['--masquerade-devices', 'eth2'] : [])]);
+    agent = await startAgentIn(lab.router, [
+      '--devices',
+      'eth1,eth2',
+      '--bpf-root',
+      root,
+      '--bpf-ct-global-tcp-max',
+      '4096',
+      '--bpf-ct-global-any-max',
+      '4096',
+      '--bpf-fast-path',
+      String(fastPath),
+      '--bpf-fast-path-new',
+      String(fastPathNew),
+      ...(masquerade ? ['--masquerade-devices', 'eth2'] : []),
+    ]);
     // What reaches the stack's FORWARD chain, client to server (a rule with no target only counts).
     lab.lab.exec(lab.router, 'iptables', ['-A', 'FORWARD', '-i', 'eth1', '-p', 'udp', '--dport', '8080']);
     lab.lab.exec(lab.router, 'iptables', ['-A', 'FORWARD', '-i', 'eth1', '-p', 'tcp', '--dport', '8080']);
@@ -53,7 +67,13 @@ async function run(fastPath: boolean, masquerade = false, fastPathNew = false) {
       });
     });
     const udp = udpExchange(lab.lab, lab.client, lab.addr.server4, 8080, 5);
-    const tcp = await tcpExchange(lab.lab, lab.client, { host: lab.addr.server4, port: 8080, rounds: 10, bytes: 500, gapMs: 5 });
+    const tcp = await tcpExchange(lab.lab, lab.client, {
+      host: lab.addr.server4,
+      port: 8080,
+      rounds: 10,
+      bytes: 500,
+      gapMs: 5,
+    });
     await exited;
     const fast = reasonTotal(readPinnedMetrics(root), 'FAST_PATH');
     const stackForwarded = lab.lab
@@ -69,28 +89,48 @@ async function run(fastPath: boolean, masquerade = false, fastPathNew = false) {
   }
 }
 
-privTest('established flows take the fast path and arrive with the TTL decremented once and a valid header checksum', async (t) => {
-  const r = await run(true);
-  t.true(r.udp.ok && r.tcp.ok, `UDP and TCP work through the fast path: ${JSON.stringify([r.udp, r.tcp])}`);
-  t.true(r.fast >= 10, `packets were forwarded from tc ingress (${r.fast})`);
-  t.is(r.packets.length, 5);
-  t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.client4}`), 'TTL 64 - 1, header checksum valid');
-  t.true(r.stackForwarded >= 2, `each connection's first packet went through the stack's FORWARD chain (${r.stackForwarded})`);
-});
+privTest(
+  'established flows take the fast path and arrive with the TTL decremented once and a valid header checksum',
+  async (t) => {
+    const r = await run(true);
+    t.true(r.udp.ok && r.tcp.ok, `UDP and TCP work through the fast path: ${JSON.stringify([r.udp, r.tcp])}`);
+    t.true(r.fast >= 10, `packets were forwarded from tc ingress (${r.fast})`);
+    t.is(r.packets.length, 5);
+    t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.client4}`), 'TTL 64 - 1, header checksum valid');
+    t.true(
+      r.stackForwarded >= 2,
+      `each connection's first packet went through the stack's FORWARD chain (${r.stackForwarded})`,
+    );
+  },
+);
 
-privTest('with --bpf-fast-path-new, new connections are forwarded and masqueraded from tc ingress too, past the FORWARD chain', async (t) => {
-  const r = await run(true, true, true);
-  t.true(r.udp.ok && r.tcp.ok, `UDP and TCP replies come back translated: ${JSON.stringify([r.udp, r.tcp])}`);
-  t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.routerServer4}`), "TTL 64 - 1, header checksum valid, the router's address");
-  t.is(r.stackForwarded, 0, 'no packet of either connection reached the FORWARD chain');
-});
+privTest(
+  'with --bpf-fast-path-new, new connections are forwarded and masqueraded from tc ingress too, past the FORWARD chain',
+  async (t) => {
+    const r = await run(true, true, true);
+    t.true(r.udp.ok && r.tcp.ok, `UDP and TCP replies come back translated: ${JSON.stringify([r.udp, r.tcp])}`);
+    t.deepEqual(
+      r.packets,
+      Array(5).fill(`63 ok ${r.lab.addr.routerServer4}`),
+      "TTL 64 - 1, header checksum valid, the router's address",
+    );
+    t.is(r.stackForwarded, 0, 'no packet of either connection reached the FORWARD chain');
+  },
+);
 
-privTest('masqueraded established flows are translated on the fast path and arrive as the stack would have sent them', async (t) => {
-  const r = await run(true, true);
-  t.true(r.udp.ok && r.tcp.ok, `UDP and TCP replies come back translated: ${JSON.stringify([r.udp, r.tcp])}`);
-  t.true(r.fast >= 10, `packets were forwarded from tc ingress (${r.fast})`);
-  t.deepEqual(r.packets, Array(5).fill(`63 ok ${r.lab.addr.routerServer4}`), "TTL 64 - 1, header checksum valid, the router's address");
-});
+privTest(
+  'masqueraded established flows are translated on the fast path and arrive as the stack would have sent them',
+  async (t) => {
+    const r = await run(true, true);
+    t.true(r.udp.ok && r.tcp.ok, `UDP and TCP replies come back translated: ${JSON.stringify([r.udp, r.tcp])}`);
+    t.true(r.fast >= 10, `packets were forwarded from tc ingress (${r.fast})`);
+    t.deepEqual(
+      r.packets,
+      Array(5).fill(`63 ok ${r.lab.addr.routerServer4}`),
+      "TTL 64 - 1, header checksum valid, the router's address",
+    );
+  },
+);
 
 privTest('with --bpf-fast-path false the stack forwards everything', async (t) => {
   const r = await run(false);

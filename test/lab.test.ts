@@ -20,9 +20,9 @@ privTest('a new lab reaps the namespaces and pins of labs whose process died, an
     const live = mine.addNamespace('server');
     new NamespaceLab('tsct-reap').destroy();
     const names = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-    t.false(names.includes(stale), 'the dead process\'s namespace is gone');
+    t.false(names.includes(stale), "the dead process's namespace is gone");
     t.false(fs.existsSync(`/sys/fs/bpf/${staleId}`), 'and its pins');
-    t.true(names.includes(live), 'a live process\'s lab is left alone');
+    t.true(names.includes(live), "a live process's lab is left alone");
   } finally {
     mine.destroy();
     try {

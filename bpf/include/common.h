@@ -13,7 +13,7 @@
 #include <bpf/bpf_endian.h>
 
 #ifndef likely
-#define likely(x) __builtin_expect(!!(x), 1)
+#define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #endif
 
@@ -64,14 +64,14 @@ enum tcp_ct_state {
 /* Every packet the datapath counts is counted under one of these, per hook,
  * in tsct_metrics. Invalid kinds start at 64; drops at 128. */
 enum tsct_reason {
-	REASON_FORWARDED = 0,        /* passed, tracked or not */
-	REASON_CT_NEW = 1,           /* a connection was created */
-	REASON_CT_RELATED = 2,       /* an ICMP error matched a connection */
-	REASON_CT_EVICTED = 3,       /* an unassured entry made room for a new one */
+	REASON_FORWARDED = 0,	     /* passed, tracked or not */
+	REASON_CT_NEW = 1,	     /* a connection was created */
+	REASON_CT_RELATED = 2,	     /* an ICMP error matched a connection */
+	REASON_CT_EVICTED = 3,	     /* an unassured entry made room for a new one */
 	REASON_CT_INSERT_FAILED = 4, /* table full and nothing evictable: passed untracked */
-	REASON_CT_REOPENED = 5,      /* a SYN reused a closed connection's tuple */
+	REASON_CT_REOPENED = 5,	     /* a SYN reused a closed connection's tuple */
 	REASON_CT_PICKED_UP = 6,     /* a mid-stream TCP connection was adopted */
-	REASON_UNTRACKED = 7,        /* not IP, or not trackable by design (ARP, ND) */
+	REASON_UNTRACKED = 7,	     /* not IP, or not trackable by design (ARP, ND) */
 	REASON_FRAG_TRACKED = 8,     /* a non-first fragment matched its datagram */
 	REASON_TWICE_SKIPPED = 9,    /* forwarded between managed devices: counted at ingress only */
 
@@ -93,37 +93,37 @@ enum tsct_reason {
 	REASON_INV_FRAG_UNKNOWN = 79,
 	REASON_INV_FRAG_BAD = 80,
 
-	REASON_NAT_SNAT = 10,         /* a packet's source translated */
-	REASON_NAT_REVSNAT = 11,      /* a reply's destination translated back */
-	REASON_NAT_NEW = 12,          /* a mapping was created */
-	REASON_NAT_PORT_RETRY = 13,   /* a port was taken: another was tried */
-	REASON_NAT_RECREATED = 14,    /* a lost mapping of a live connection was made again */
-	REASON_NAT_RELATED = 15,      /* an ICMP error about a translated connection was translated */
-	REASON_NAT_UNSUPPORTED = 16,  /* a protocol NAT does not translate passed as is */
-	REASON_EVENT_LOST = 17,       /* a connection event found the ring buffer full */
-	REASON_FAST_PATH = 18,        /* forwarded by the datapath itself (fib lookup, redirect) */
-	REASON_XDP_FAST_PATH = 19,    /* forwarded from XDP, before any skb (counted under ingress) */
+	REASON_NAT_SNAT = 10,	     /* a packet's source translated */
+	REASON_NAT_REVSNAT = 11,     /* a reply's destination translated back */
+	REASON_NAT_NEW = 12,	     /* a mapping was created */
+	REASON_NAT_PORT_RETRY = 13,  /* a port was taken: another was tried */
+	REASON_NAT_RECREATED = 14,   /* a lost mapping of a live connection was made again */
+	REASON_NAT_RELATED = 15,     /* an ICMP error about a translated connection was translated */
+	REASON_NAT_UNSUPPORTED = 16, /* a protocol NAT does not translate passed as is */
+	REASON_EVENT_LOST = 17,	     /* a connection event found the ring buffer full */
+	REASON_FAST_PATH = 18,	     /* forwarded by the datapath itself (fib lookup, redirect) */
+	REASON_XDP_FAST_PATH = 19,   /* forwarded from XDP, before any skb (counted under ingress) */
 
-	REASON_DROP_INVALID = 128, /* an invalid packet dropped, by configuration */
+	REASON_DROP_INVALID = 128,	      /* an invalid packet dropped, by configuration */
 	REASON_DROP_NAT_PORT_EXHAUSTED = 129, /* no free port for a new mapping */
 	REASON_DROP_NAT_TABLE_FULL = 130,     /* the NAT table had no room */
-	REASON_DROP_NAT_NO_CT = 131,          /* a new mapping had no connection to keep it (connection table full) */
+	REASON_DROP_NAT_NO_CT = 131,	      /* a new mapping had no connection to keep it (connection table full) */
 	REASON_MAX = 256,
 };
 
 /* Flags of a connection entry. The low byte has Cilium's bit values, so that
  * Flags=0x.. in `tsct bpf ct list` reads as Cilium's does. */
 enum ct_entry_flag {
-	CT_F_RX_CLOSING = 0x0001,  /* FIN or RST seen in the reply direction */
-	CT_F_TX_CLOSING = 0x0002,  /* FIN or RST seen in the original direction */
+	CT_F_RX_CLOSING = 0x0001, /* FIN or RST seen in the reply direction */
+	CT_F_TX_CLOSING = 0x0002, /* FIN or RST seen in the original direction */
 	CT_F_SEEN_NON_SYN = 0x0010,
-	CT_F_SEEN_REPLY = 0x0100,  /* est: both directions seen */
-	CT_F_ASSURED = 0x0200,     /* never evicted to make room (nf_conntrack's assured) */
-	CT_F_ORIG_IS_B = 0x0400,   /* the originator is side b of the key */
+	CT_F_SEEN_REPLY = 0x0100, /* est: both directions seen */
+	CT_F_ASSURED = 0x0200,	  /* never evicted to make room (nf_conntrack's assured) */
+	CT_F_ORIG_IS_B = 0x0400,  /* the originator is side b of the key */
 	CT_F_SNAT = 0x0800,
 	CT_F_DNAT = 0x1000,
-	CT_F_PICKED_UP = 0x2000,   /* adopted mid-stream */
-	CT_F_EGRESS = 0x4000,      /* first seen at egress (OUT), else ingress (IN) */
+	CT_F_PICKED_UP = 0x2000, /* adopted mid-stream */
+	CT_F_EGRESS = 0x4000,	 /* first seen at egress (OUT), else ingress (IN) */
 };
 
 /* Connection events in tsct_events, as conntrack -E names them. */
@@ -135,13 +135,13 @@ enum ct_event_type {
 
 /* Configuration flags (struct tsct_config.flags). */
 enum tsct_config_flag {
-	CFG_F_TCP_LOOSE = 0x1,    /* adopt mid-stream TCP connections (nf_conntrack's tcp_loose) */
-	CFG_F_DROP_INVALID = 0x2, /* drop ct_state=inv packets instead of passing them */
+	CFG_F_TCP_LOOSE = 0x1,	      /* adopt mid-stream TCP connections (nf_conntrack's tcp_loose) */
+	CFG_F_DROP_INVALID = 0x2,     /* drop ct_state=inv packets instead of passing them */
 	CFG_F_MASQ_ALL_SOURCES = 0x4, /* masquerade every source but the device's own address */
 	CFG_F_NAT_RANGE_STRICT = 0x8, /* translate into the port range even when the original port is free */
-	CFG_F_EVENTS = 0x10,          /* connection events: new and destroy */
+	CFG_F_EVENTS = 0x10,	      /* connection events: new and destroy */
 	CFG_F_EVENTS_UPDATE = 0x20,   /* and TCP state changes */
-	CFG_F_FAST_PATH = 0x40,       /* forward established flows from tc ingress, past the stack */
+	CFG_F_FAST_PATH = 0x40,	      /* forward established flows from tc ingress, past the stack */
 	CFG_F_FAST_PATH_NEW = 0x80,   /* and new connections' packets too */
 };
 
@@ -149,8 +149,8 @@ enum tsct_config_flag {
  * later stages and for BPF_PROG_TEST_RUN. */
 enum tsct_cb_slot {
 	CB_CT_STATE = 0, /* ct_state bits */
-	CB_CT_MARK = 1,  /* the connection's mark */
-	CB_REASON = 2,   /* the invalid reason, 0 when valid */
+	CB_CT_MARK = 1,	 /* the connection's mark */
+	CB_REASON = 2,	 /* the invalid reason, 0 when valid */
 	CB_ZONE_DIR = 3, /* zone << 16 | direction << 8 | hook */
 };
 

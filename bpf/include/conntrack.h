@@ -16,16 +16,16 @@
 
 /* Default timeouts in seconds; the agent writes its own into tsct_config.
  * See docs/TIMEOUTS.md for why these values. */
-#define TIMEOUT_TCP_SYN_SENT 60
-#define TIMEOUT_TCP_SYN_RECV 60
+#define TIMEOUT_TCP_SYN_SENT	60
+#define TIMEOUT_TCP_SYN_RECV	60
 #define TIMEOUT_TCP_ESTABLISHED 21600
-#define TIMEOUT_TCP_FIN_WAIT 120
-#define TIMEOUT_TCP_CLOSE_WAIT 60
-#define TIMEOUT_TCP_LAST_ACK 30
-#define TIMEOUT_TCP_TIME_WAIT 60
-#define TIMEOUT_TCP_CLOSE 10
-#define TIMEOUT_ANY 60
-#define TIMEOUT_ICMP 30
+#define TIMEOUT_TCP_FIN_WAIT	120
+#define TIMEOUT_TCP_CLOSE_WAIT	60
+#define TIMEOUT_TCP_LAST_ACK	30
+#define TIMEOUT_TCP_TIME_WAIT	60
+#define TIMEOUT_TCP_CLOSE	10
+#define TIMEOUT_ANY		60
+#define TIMEOUT_ICMP		30
 
 /* Ring slots tried for an unassured victim when a table is full. Assured
  * connections created back to back sit in consecutive slots; the scan must
@@ -35,9 +35,9 @@
 struct ct_result {
 	__u32 state; /* ct_state bits */
 	__u32 mark;
-	__u8 dir;    /* enum ct_dir */
+	__u8 dir; /* enum ct_dir */
 	__u8 pad;
-	__be16 nat_port;    /* with +snat: the connection's source translation */
+	__be16 nat_port; /* with +snat: the connection's source translation */
 	__be32 nat_addr[4];
 };
 
@@ -83,21 +83,21 @@ enum tcp_index {
 static const __u8 tcp_transitions[2][TCP_IDX_MAX][TCP_CT_MAX] = {
 	{
 		/* ORIGINAL   sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2 */
-		/* syn    */ { sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2 },
-		/* synack */ { sIV, sIV, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR },
-		/* fin    */ { sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV },
-		/* ack    */ { sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV },
-		/* rst    */ { sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL },
-		/* none   */ { sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV },
+		/* syn    */ {sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2},
+		/* synack */ {sIV, sIV, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR},
+		/* fin    */ {sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+		/* ack    */ {sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV},
+		/* rst    */ {sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+		/* none   */ {sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
 	},
 	{
 		/* REPLY      sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2 */
-		/* syn    */ { sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2 },
-		/* synack */ { sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR },
-		/* fin    */ { sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV },
-		/* ack    */ { sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG },
-		/* rst    */ { sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL },
-		/* none   */ { sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV },
+		/* syn    */ {sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2},
+		/* synack */ {sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR},
+		/* fin    */ {sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV},
+		/* ack    */ {sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG},
+		/* rst    */ {sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL},
+		/* none   */ {sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV},
 	},
 };
 
@@ -305,7 +305,8 @@ static __always_inline int ct_event_write(__u8 type, const struct tuple *orig, c
 	return 0;
 }
 
-static __always_inline void ct_event_emit(__u8 type, const struct tuple *orig, const struct ct_entry *e, __u64 now, __u8 hook)
+static __always_inline void ct_event_emit(__u8 type, const struct tuple *orig, const struct ct_entry *e, __u64 now,
+					  __u8 hook)
 {
 	if (ct_event_write(type, orig, e, now))
 		metrics_count(REASON_EVENT_LOST, hook, 0);
@@ -335,12 +336,12 @@ struct ct_evict {
 	__u16 pad;
 };
 
-#define CT_EVICT_FROM(map, ring)                                                         \
-	do {                                                                             \
-		void *victim = bpf_map_lookup_elem(&(ring), &x->idx);                    \
-		struct ct_entry *v = victim ? bpf_map_lookup_elem(&(map), victim) : 0;   \
+#define CT_EVICT_FROM(map, ring)                                                                 \
+	do {                                                                                     \
+		void *victim = bpf_map_lookup_elem(&(ring), &x->idx);                            \
+		struct ct_entry *v = victim ? bpf_map_lookup_elem(&(map), victim) : 0;           \
 		if (v && !(v->flags & CT_F_ASSURED) && bpf_map_delete_elem(&(map), victim) == 0) \
-			x->evicted = 1;                                                  \
+			x->evicted = 1;                                                          \
 	} while (0)
 
 /* One ring slot: evicts its connection when it is there and not assured.
@@ -370,10 +371,10 @@ static long ct_evict_slot(__u32 i, struct ct_evict *x)
 /* Inserts a new connection. A full table gives up the oldest unassured entry
  * named in its ring; established (assured) connections are never evicted.
  * Returns 0, -EEXIST when another CPU created it first, or the failure. */
-static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 ring_sz, void *key,
-				      struct ct_entry *e, enum tsct_hook hook, __u32 bytes)
+static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 ring_sz, void *key, struct ct_entry *e,
+				      enum tsct_hook hook, __u32 bytes)
 {
-	struct ct_evict x = { .table = table, .ring_sz = ring_sz, .hook = hook };
+	struct ct_evict x = {.table = table, .ring_sz = ring_sz, .hook = hook};
 	long rc;
 
 	x.idx = ring_next(table, ring_sz);
@@ -547,7 +548,8 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 				reason = ct_on_packet(e, p, dir, c->now, c->cfg);
 				if (reason)
 					return reason;
-				if (e->tcp_state != before && events_on(c->cfg, CFG_F_EVENTS_UPDATE) && events_read(c->now)) {
+				if (e->tcp_state != before && events_on(c->cfg, CFG_F_EVENTS_UPDATE) &&
+				    events_read(c->now)) {
 					/* The event names the original direction. */
 					struct tuple orig = p->t;
 
@@ -630,7 +632,7 @@ static __always_inline __u32 frag4_ports(struct pkt *p, int record)
 		.id = (__be16)p->frag_id,
 		.proto = p->t.proto,
 	};
-	struct frag_ports fp = { .sport = p->t.sport, .dport = p->t.dport }, *found;
+	struct frag_ports fp = {.sport = p->t.sport, .dport = p->t.dport}, *found;
 
 	if (record)
 		return bpf_map_update_elem(&tsct_frag4, &k, &fp, BPF_ANY) ? REASON_INV_FRAG_BAD : 0;
@@ -644,8 +646,8 @@ static __always_inline __u32 frag4_ports(struct pkt *p, int record)
 
 static __always_inline __u32 frag6_ports(struct pkt *p, int record)
 {
-	struct frag6_key k = { .id = p->frag_id, .proto = p->t.proto };
-	struct frag_ports fp = { .sport = p->t.sport, .dport = p->t.dport }, *found;
+	struct frag6_key k = {.id = p->frag_id, .proto = p->t.proto};
+	struct frag_ports fp = {.sport = p->t.sport, .dport = p->t.dport}, *found;
 
 	__builtin_memcpy(k.saddr, p->t.saddr, 16);
 	__builtin_memcpy(k.daddr, p->t.daddr, 16);
@@ -727,7 +729,7 @@ struct ct_io {
 	__u16 zone;
 	__u8 hook;
 	__u8 lookup_only;
-	__u8 dir;    /* out */
+	__u8 dir; /* out */
 	__u8 pad;
 	__be16 nat_port;    /* out, with +snat: the connection's translation */
 	__be32 nat_addr[4]; /* out, with +snat */
@@ -796,12 +798,14 @@ static __always_inline struct ct_entry *ct_find(const struct pkt *p, __u16 zone)
 		struct ct4_key k;
 
 		ct4_key_from(&k, &p->t, zone);
-		return bpf_map_lookup_elem(p->t.proto == IPPROTO_TCP ? (void *)&tsct_ct4_global : (void *)&tsct_ct_any4_global, &k);
+		return bpf_map_lookup_elem(
+			p->t.proto == IPPROTO_TCP ? (void *)&tsct_ct4_global : (void *)&tsct_ct_any4_global, &k);
 	} else {
 		struct ct6_key k;
 
 		ct6_key_from(&k, &p->t, zone);
-		return bpf_map_lookup_elem(p->t.proto == IPPROTO_TCP ? (void *)&tsct_ct6_global : (void *)&tsct_ct_any6_global, &k);
+		return bpf_map_lookup_elem(
+			p->t.proto == IPPROTO_TCP ? (void *)&tsct_ct6_global : (void *)&tsct_ct_any6_global, &k);
 	}
 }
 #endif

@@ -17,7 +17,7 @@
 #include "nat.h" /* csum_replace16 */
 
 #ifndef AF_INET
-#define AF_INET 2
+#define AF_INET	 2
 #define AF_INET6 10
 #endif
 

@@ -10,8 +10,8 @@
 
 #define CT_MAP_TCP_DEFAULT 65536
 #define CT_MAP_ANY_DEFAULT 32768
-#define FRAG_MAP_DEFAULT 8192
-#define METRICS_MAX (REASON_MAX * 2)
+#define FRAG_MAP_DEFAULT   8192
+#define METRICS_MAX	   (REASON_MAX * 2)
 
 /* Connection keys are canonical: side a is the smaller (address, port), so a
  * packet finds its connection with one lookup whichever way it travels. ICMP
@@ -46,11 +46,11 @@ struct ct_entry {
 	__u64 packets[2];
 	__u64 bytes[2];
 	__u64 last_report_ns[2]; /* last packet per direction */
-	__u32 flags;     /* enum ct_entry_flag */
-	__u32 ifindex;   /* device the connection was first seen on */
+	__u32 flags;		 /* enum ct_entry_flag */
+	__u32 ifindex;		 /* device the connection was first seen on */
 	__u32 mark;
 	__u16 zone;
-	__u8 tcp_state;  /* enum tcp_ct_state */
+	__u8 tcp_state; /* enum tcp_ct_state */
 	__u8 pad0;
 	__u8 label[16];
 	__u8 tcp_flags_seen[2];
@@ -89,9 +89,9 @@ struct frag_ports {
 /* A managed device: its zone, and whether (and to what) it masquerades. */
 struct device_info {
 	__u16 zone;
-	__u16 flags;       /* enum device_flag */
-	__be32 snat4;      /* masquerade address, IPv4 */
-	__be32 snat6[4];   /* masquerade address, IPv6 */
+	__u16 flags;	 /* enum device_flag */
+	__be32 snat4;	 /* masquerade address, IPv4 */
+	__be32 snat6[4]; /* masquerade address, IPv6 */
 };
 
 enum device_flag {
@@ -131,10 +131,10 @@ struct nat6_key {
 
 struct nat_entry {
 	__u64 created_ns;
-	__u64 needs_ct;   /* always 1: the entry lives and dies with a connection */
+	__u64 needs_ct; /* always 1: the entry lives and dies with a connection */
 	__be32 to_addr[4];
 	__be16 to_port;
-	__u16 zone;       /* the connection's zone */
+	__u16 zone; /* the connection's zone */
 	__u32 pad;
 };
 
@@ -203,7 +203,7 @@ struct gc_args {
 /* Shared by the agent (its GC schedule, its liveness), the CLI (status) and
  * the datapath (asking for an early sweep when a table is full). */
 struct gc_state {
-	__u64 wake_ns;          /* datapath: a table was found full at this time */
+	__u64 wake_ns; /* datapath: a table was found full at this time */
 	__u64 last_run_ns;
 	__u64 next_run_ns;
 	__u64 last_duration_ns;
@@ -227,7 +227,7 @@ struct ct_event {
 	__u32 flags;
 	__u32 timeout_s;
 	__u16 zone;
-	__u8 type;   /* enum ct_event_type */
+	__u8 type; /* enum ct_event_type */
 	__u8 family;
 	__u8 proto;
 	__u8 tcp_state;

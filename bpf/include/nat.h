@@ -18,10 +18,10 @@
 /* nf_nat's probing: up to 128 candidates from a random offset, then half as
  * many from a new offset, down to 16. */
 #define NAT_FIRST_ROUND 128
-#define NAT_LAST_ROUND 16
-#define NAT_MAX_TRIES (128 + 64 + 32 + 16)
+#define NAT_LAST_ROUND	16
+#define NAT_MAX_TRIES	(128 + 64 + 32 + 16)
 
-#define IP4_CSUM_OFF (ETH_HLEN + 10)
+#define IP4_CSUM_OFF  (ETH_HLEN + 10)
 #define IP4_SADDR_OFF (ETH_HLEN + 12)
 #define IP4_DADDR_OFF (ETH_HLEN + 16)
 #define IP6_SADDR_OFF (ETH_HLEN + 8)
@@ -99,8 +99,10 @@ static __always_inline int rewrite_addr(struct __sk_buff *skb, const struct pkt 
 
 			if (p->t.proto == IPPROTO_UDP && (pkt_load(skb, csum_off, &cur, 2) || !cur))
 				has_l4 = 0;
-			if (has_l4 && bpf_l4_csum_replace(skb, csum_off, from[0], to[0],
-							  BPF_F_PSEUDO_HDR | 4 | (p->t.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0)))
+			if (has_l4 &&
+			    bpf_l4_csum_replace(skb, csum_off, from[0], to[0],
+						BPF_F_PSEUDO_HDR | 4 |
+							(p->t.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0)))
 				return -1;
 		}
 		return bpf_skb_store_bytes(skb, addr_off, to, 4, 0) ? -1 : 0;
@@ -125,7 +127,8 @@ static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt 
 
 		if (p->t.family == 4 && p->t.proto == IPPROTO_UDP && (pkt_load(skb, csum_off, &cur, 2) || !cur))
 			cur = 0;
-		if (cur && bpf_l4_csum_replace(skb, csum_off, from, to, 2 | (p->t.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0)))
+		if (cur && bpf_l4_csum_replace(skb, csum_off, from, to,
+					       2 | (p->t.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0)))
 			return -1;
 	}
 	return bpf_skb_store_bytes(skb, l4_port_off(p->t.proto, p->l4_off, src), &to, 2, 0) ? -1 : 0;
@@ -136,8 +139,8 @@ static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt 
  * checksums computed here (RFC 1624) instead of through four skb helpers: the
  * path every packet of a translated connection takes. Returns -1, leaving the packet untouched, when the headers
  * are not in the linear data; the helpers then do it. */
-static __always_inline int nat_rewrite_at(void *data, void *data_end, const struct pkt *p, int src, const __be32 *to_addr,
-					  __be16 to_port)
+static __always_inline int nat_rewrite_at(void *data, void *data_end, const struct pkt *p, int src,
+					  const __be32 *to_addr, __be16 to_port)
 {
 	__u64 off = p->l4_off;
 	__u8 proto = p->t.proto;
@@ -207,8 +210,8 @@ static __always_inline int nat_rewrite_at(void *data, void *data_end, const stru
 }
 
 /* The same on an skb (tc); XDP passes its own data pointers. */
-static __always_inline int nat_rewrite_direct(struct __sk_buff *skb, const struct pkt *p, int src, const __be32 *to_addr,
-					      __be16 to_port)
+static __always_inline int nat_rewrite_direct(struct __sk_buff *skb, const struct pkt *p, int src,
+					      const __be32 *to_addr, __be16 to_port)
 {
 	return nat_rewrite_at(ctx_data(skb), ctx_data_end(skb), p, src, to_addr, to_port);
 }
@@ -339,10 +342,11 @@ static long nat_try_port(__u32 idx, struct nat_alloc *a)
 }
 
 /* Whether a source is to be masqueraded on this device. */
-static __always_inline int masq_source(const struct tuple *t, const struct device_info *dev, const struct tsct_config *cfg)
+static __always_inline int masq_source(const struct tuple *t, const struct device_info *dev,
+				       const struct tsct_config *cfg)
 {
 	if (t->family == 4) {
-		struct masq4_key k = { .prefixlen = 32, .addr = t->saddr[0] };
+		struct masq4_key k = {.prefixlen = 32, .addr = t->saddr[0]};
 
 		if (t->saddr[0] == dev->snat4)
 			return 0;
@@ -350,7 +354,7 @@ static __always_inline int masq_source(const struct tuple *t, const struct devic
 			return 1;
 		return bpf_map_lookup_elem(&tsct_masq_src4, &k) != 0;
 	} else {
-		struct masq6_key k = { .prefixlen = 128 };
+		struct masq6_key k = {.prefixlen = 128};
 
 		__builtin_memcpy(k.addr, t->saddr, 16);
 		if (!addr6_cmp(t->saddr, dev->snat6))
@@ -367,10 +371,10 @@ static __always_inline int masq_source(const struct tuple *t, const struct devic
 struct nat_io {
 	__u64 now;
 	__u32 ct_state; /* in; +snat added */
-	__u32 ifindex;  /* the device */
-	__u16 zone;     /* in; for replies, the connection's zone out */
+	__u32 ifindex;	/* the device */
+	__u16 zone;	/* in; for replies, the connection's zone out */
 	__u8 ct_dir;
-	__u8 xlate;     /* out: the packet is to be rewritten to to_addr, to_port */
+	__u8 xlate;		/* out: the packet is to be rewritten to to_addr, to_port */
 	struct device_info dev; /* the device's settings, as the caller found them */
 	/* In, when ct_state has +snat: the translation the connection carries
 	 * (ct_io's nat_addr, nat_port). Out: what the packet is rewritten to. */
@@ -459,7 +463,8 @@ static __always_inline __u32 nat_snat_map(struct pkt *p, const struct device_inf
 	if (entry->nat_port && nat_claim(&a, bpf_ntohs(entry->nat_port))) {
 		a.port = bpf_ntohs(entry->nat_port);
 		metrics_count(REASON_NAT_RECREATED, HOOK_EGRESS, 0);
-	} else if ((!cfg || !(cfg->flags & CFG_F_NAT_RANGE_STRICT) || (orig_port >= a.min && orig_port < a.min + a.range)) &&
+	} else if ((!cfg || !(cfg->flags & CFG_F_NAT_RANGE_STRICT) ||
+		    (orig_port >= a.min && orig_port < a.min + a.range)) &&
 		   orig_port && nat_claim(&a, orig_port)) {
 		a.port = orig_port;
 	} else if (!a.table_full) {
@@ -585,7 +590,8 @@ static __always_inline __u32 nat_rev_icmp_error(struct __sk_buff *skb, struct pk
 	if (old_port != new_port) {
 		__u32 at = (in->proto == IPPROTO_ICMP || in->proto == IPPROTO_ICMPV6_) ? inner_l4 + 4 : inner_l4;
 
-		if (bpf_skb_store_bytes(skb, at, &new_port, 2, 0) || bpf_l4_csum_replace(skb, icmp_csum, old_port, new_port, 2))
+		if (bpf_skb_store_bytes(skb, at, &new_port, 2, 0) ||
+		    bpf_l4_csum_replace(skb, icmp_csum, old_port, new_port, 2))
 			return REASON_INV_ICMP_ERROR_TRUNCATED;
 	}
 	/* The outer destination: IPv4 header checksum; for ICMPv6, its pseudo-header. */
@@ -665,7 +671,6 @@ static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struc
 	return 0;
 }
 
-
 /* The NAT stages, as global functions: verified once each, on their own,
  * rather than along every path of the tracker that leads to them. Return 0
  * or a reason (an invalid one on ingress, a drop on egress). */
@@ -727,7 +732,7 @@ static __always_inline int nat_delete_for_ct(__u32 family, const void *key, cons
 enum nat_keep_result {
 	NAT_KEPT = 0,
 	NAT_PUT_BACK = 1, /* lost, and put back */
-	NAT_LOST = 2,     /* lost, and its port taken since: the connection gives up its mapping */
+	NAT_LOST = 2,	  /* lost, and its port taken since: the connection gives up its mapping */
 };
 
 /* A live translated connection keeps its IN entry: one lost (deleted by

@@ -18,32 +18,32 @@
 #include "maps.h"
 
 /* Protocol numbers and types not worth a libc-dependent header. */
-#define IPPROTO_HOPOPTS_ 0
-#define IPPROTO_ROUTING_ 43
+#define IPPROTO_HOPOPTS_  0
+#define IPPROTO_ROUTING_  43
 #define IPPROTO_FRAGMENT_ 44
-#define IPPROTO_ESP_ 50
-#define IPPROTO_AH_ 51
-#define IPPROTO_ICMPV6_ 58
-#define IPPROTO_NONE_ 59
-#define IPPROTO_DSTOPTS_ 60
+#define IPPROTO_ESP_	  50
+#define IPPROTO_AH_	  51
+#define IPPROTO_ICMPV6_	  58
+#define IPPROTO_NONE_	  59
+#define IPPROTO_DSTOPTS_  60
 
-#define ICMP_ECHOREPLY_ 0
-#define ICMP_DEST_UNREACH_ 3
-#define ICMP_ECHO_ 8
+#define ICMP_ECHOREPLY_	    0
+#define ICMP_DEST_UNREACH_  3
+#define ICMP_ECHO_	    8
 #define ICMP_TIME_EXCEEDED_ 11
 #define ICMP_PARAMETERPROB_ 12
 
 #define ICMPV6_DEST_UNREACH_ 1
-#define ICMPV6_PKT_TOOBIG_ 2
-#define ICMPV6_TIME_EXCEED_ 3
-#define ICMPV6_PARAMPROB_ 4
+#define ICMPV6_PKT_TOOBIG_   2
+#define ICMPV6_TIME_EXCEED_  3
+#define ICMPV6_PARAMPROB_    4
 #define ICMPV6_ECHO_REQUEST_ 128
-#define ICMPV6_ECHO_REPLY_ 129
-#define ICMPV6_MLD_QUERY_ 130
-#define ICMPV6_MLD_DONE_ 132
-#define ICMPV6_ND_FIRST_ 133 /* router solicitation */
-#define ICMPV6_ND_LAST_ 137  /* redirect */
-#define ICMPV6_MLD2_REPORT_ 143
+#define ICMPV6_ECHO_REPLY_   129
+#define ICMPV6_MLD_QUERY_    130
+#define ICMPV6_MLD_DONE_     132
+#define ICMPV6_ND_FIRST_     133 /* router solicitation */
+#define ICMPV6_ND_LAST_	     137 /* redirect */
+#define ICMPV6_MLD2_REPORT_  143
 
 #define TCP_F_FIN 0x01
 #define TCP_F_SYN 0x02
@@ -55,17 +55,15 @@
 #define TCP_F_JUDGED (TCP_F_FIN | TCP_F_SYN | TCP_F_RST | TCP_F_ACK | TCP_F_URG)
 /* Valid combinations of the judged flags, as nf_conntrack's tcp_valid_flags:
  * SYN, SYN|URG, SYN|ACK, RST, RST|ACK, FIN|ACK, FIN|ACK|URG, ACK, ACK|URG. */
-#define TCP_VALID_FLAGS_MASK                                                              \
-	((1ULL << TCP_F_SYN) | (1ULL << (TCP_F_SYN | TCP_F_URG)) |                        \
-	 (1ULL << (TCP_F_SYN | TCP_F_ACK)) | (1ULL << TCP_F_RST) |                        \
-	 (1ULL << (TCP_F_RST | TCP_F_ACK)) | (1ULL << (TCP_F_FIN | TCP_F_ACK)) |          \
-	 (1ULL << (TCP_F_FIN | TCP_F_ACK | TCP_F_URG)) | (1ULL << TCP_F_ACK) |            \
-	 (1ULL << (TCP_F_ACK | TCP_F_URG)))
+#define TCP_VALID_FLAGS_MASK                                                                           \
+	((1ULL << TCP_F_SYN) | (1ULL << (TCP_F_SYN | TCP_F_URG)) | (1ULL << (TCP_F_SYN | TCP_F_ACK)) | \
+	 (1ULL << TCP_F_RST) | (1ULL << (TCP_F_RST | TCP_F_ACK)) | (1ULL << (TCP_F_FIN | TCP_F_ACK)) | \
+	 (1ULL << (TCP_F_FIN | TCP_F_ACK | TCP_F_URG)) | (1ULL << TCP_F_ACK) | (1ULL << (TCP_F_ACK | TCP_F_URG)))
 
 #define IPV6_MAX_EXT_HEADERS 6
-#define MAX_L4_OFFSET 512
+#define MAX_L4_OFFSET	     512
 #define IP4_FRAG_OFFSET_MASK 0x1fff
-#define IP4_FRAG_MF 0x2000
+#define IP4_FRAG_MF	     0x2000
 
 struct icmp_hdr {
 	__u8 type;
@@ -114,12 +112,12 @@ enum pkt_frag {
 struct pkt {
 	struct tuple t;
 	struct tuple inner;
-	__u32 l3_len;   /* bytes counted: the IP packet's length */
+	__u32 l3_len; /* bytes counted: the IP packet's length */
 	__u32 frag_id;
 	__u16 l4_off;
 	__u8 tcp_flags;
-	__u8 kind;      /* enum pkt_kind */
-	__u8 frag;      /* enum pkt_frag */
+	__u8 kind; /* enum pkt_kind */
+	__u8 frag; /* enum pkt_frag */
 	__u8 icmp_type;
 	__u16 pad;
 };
@@ -138,7 +136,9 @@ static __always_inline void *ctx_data_end(struct __sk_buff *skb)
 {
 	void *d;
 
-	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(d) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
+	asm volatile("%0 = *(u32 *)(%1 + %2)"
+		     : "=r"(d)
+		     : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
 	return d;
 }
 
@@ -162,7 +162,6 @@ static __always_inline int pkt_load(struct __sk_buff *skb, __u32 off, void *to, 
 	}
 	return bpf_skb_load_bytes(skb, off, to, len);
 }
-
 
 /* Ports (or the ICMP identifier) of an L4 header at off; for the inner
  * header of an ICMP error too, where only 8 bytes are guaranteed. */
@@ -413,8 +412,8 @@ static __always_inline __u32 parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 		}
 		break;
 	}
-	if (next == IPPROTO_HOPOPTS_ || next == IPPROTO_ROUTING_ || next == IPPROTO_DSTOPTS_ ||
-	    next == IPPROTO_AH_ || next == IPPROTO_FRAGMENT_)
+	if (next == IPPROTO_HOPOPTS_ || next == IPPROTO_ROUTING_ || next == IPPROTO_DSTOPTS_ || next == IPPROTO_AH_ ||
+	    next == IPPROTO_FRAGMENT_)
 		return REASON_INV_IPV6_EXT_HEADERS;
 	p->t.proto = next;
 	p->l4_off = off;

@@ -14,7 +14,17 @@ export type { ObjectMap, ObjectProgram } from './object';
 export { BpfMap, MapChunk } from './map';
 export { RingBuffer } from './ringbuf';
 export type { MapInfo, DumpOptions } from './map';
-export { BpfProgram, detachTc, queryTc, destroyTcHook, queryXdp, detachXdp, ifindex, ifname, progInfo } from './program';
+export {
+  BpfProgram,
+  detachTc,
+  queryTc,
+  destroyTcHook,
+  queryXdp,
+  detachXdp,
+  ifindex,
+  ifname,
+  progInfo,
+} from './program';
 export type {
   TcAttachPoint,
   XdpMode,

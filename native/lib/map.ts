@@ -195,7 +195,11 @@ export class BpfMap {
   }
 
   /** Writes many entries in one syscall, off the event loop; resolves to how many were written. */
-  async updateBatch(keys: Buffer[] | Buffer, values: Buffer[] | Buffer, flags: number = UpdateFlags.any): Promise<number> {
+  async updateBatch(
+    keys: Buffer[] | Buffer,
+    values: Buffer[] | Buffer,
+    flags: number = UpdateFlags.any,
+  ): Promise<number> {
     const k = Array.isArray(keys) ? Buffer.concat(keys) : keys;
     const v = Array.isArray(values) ? Buffer.concat(values) : values;
     return this.native.updateBatch(k, v, k.length / this.keySize, flags);
@@ -240,7 +244,9 @@ export class BpfMap {
       throw this.error(
         'bpf_map_update_elem',
         'EINVAL',
-        this.perCpu ? `expected ${this.possibleCpus} per-CPU values, got ${values.length}` : 'an array of values is only for per-CPU maps',
+        this.perCpu
+          ? `expected ${this.possibleCpus} per-CPU values, got ${values.length}`
+          : 'an array of values is only for per-CPU maps',
       );
     }
     const stride = roundUp8(this.valueSize);

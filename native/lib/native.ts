@@ -119,6 +119,6 @@ export interface Addon {
   mapDelete(fd: number, key: Buffer, name: string): boolean;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 export const addon: Addon = require('../build/Release/addon.node');
 addon.setErrorClass(BpfError);

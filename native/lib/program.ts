@@ -99,7 +99,10 @@ export class BpfProgram {
     return { retval: r.retval, data: r.data, ctx: r.ctx, durationNs: r.duration };
   }
 
-  /** Runs a SEC("syscall") program with `ctx` as its argument; resolves to its return value and the context it wrote. */
+  /**
+   * Runs a SEC("syscall") program with `ctx` as its argument; resolves to its
+   * return value and the context it wrote.
+   */
   async run(ctx?: Buffer): Promise<{ retval: number; ctx: Buffer | null }> {
     const r = await this.native.testRun(ctx ? { ctxIn: ctx } : {});
     return { retval: r.retval, ctx: r.ctx };
@@ -120,7 +123,11 @@ export function detachTc(target: InterfaceRef, point: TcAttachPoint, opts: Omit<
 }
 
 /** The id of the program at handle/priority, or null. */
-export function queryTc(target: InterfaceRef, point: TcAttachPoint, opts: Omit<TcOptions, 'replace'> = {}): number | null {
+export function queryTc(
+  target: InterfaceRef,
+  point: TcAttachPoint,
+  opts: Omit<TcOptions, 'replace'> = {},
+): number | null {
   return addon.tcQuery(target, point, opts);
 }
 
@@ -138,7 +145,10 @@ export function queryXdp(target: InterfaceRef, opts: NetnsOption & { mode?: XdpM
  * Detaches XDP. With expectedProgId, only when that program is the one
  * attached, so a program attached by someone else is left alone.
  */
-export function detachXdp(target: InterfaceRef, opts: NetnsOption & { mode?: XdpMode; expectedProgId?: number } = {}): boolean {
+export function detachXdp(
+  target: InterfaceRef,
+  opts: NetnsOption & { mode?: XdpMode; expectedProgId?: number } = {},
+): boolean {
   return addon.xdpDetach(target, opts);
 }
 

@@ -12,8 +12,7 @@ AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
 // setErrorClass(BpfError): errors thrown by the addon are instances of it.
 static Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
-  if (!info[0].IsFunction())
-    Throw(info.Env(), EINVAL, "setErrorClass", "class", "expects a constructor");
+  if (!info[0].IsFunction()) Throw(info.Env(), EINVAL, "setErrorClass", "class", "expects a constructor");
   Data(info.Env()).errorClass = Napi::Persistent(info[0].As<Napi::Function>());
   return info.Env().Undefined();
 }

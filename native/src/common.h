@@ -23,10 +23,10 @@ AddonData& Data(Napi::Env env);
 
 // Errors ---------------------------------------------------------------------
 // err is a positive errno. The message reads "call(subject): CODE: detail".
-Napi::Error MakeError(Napi::Env env, int err, const std::string& call,
-                      const std::string& subject, const std::string& detail = "");
-[[noreturn]] void Throw(Napi::Env env, int err, const std::string& call,
-                        const std::string& subject, const std::string& detail = "");
+Napi::Error MakeError(Napi::Env env, int err, const std::string& call, const std::string& subject,
+                      const std::string& detail = "");
+[[noreturn]] void Throw(Napi::Env env, int err, const std::string& call, const std::string& subject,
+                        const std::string& detail = "");
 std::string ErrnoName(int err);
 std::string Describe(int err, const std::string& call);
 
@@ -60,8 +60,7 @@ class NetnsScope {
 };
 
 // Resolves an interface given by name or index; must run inside the NetnsScope.
-int ResolveIfindex(Napi::Env env, Napi::Value target, const std::string& call,
-                   const std::string& netns);
+int ResolveIfindex(Napi::Env env, Napi::Value target, const std::string& call, const std::string& netns);
 
 // Jobs off the event loop ------------------------------------------------------
 // `run` executes on a libuv worker thread and returns 0 or a negative errno;

@@ -49,8 +49,10 @@ std::string TakeLibbpfLog() {
 
 std::string ErrnoName(int err) {
   switch (err) {
-    case 524: return "ENOTSUPP";  // kernel-internal, not in libc
-    default: break;
+    case 524:
+      return "ENOTSUPP";  // kernel-internal, not in libc
+    default:
+      break;
   }
   const char* name = strerrorname_np(err);
   return name ? name : "E" + std::to_string(err);
@@ -78,8 +80,8 @@ std::string Describe(int err, const std::string& call) {
   }
 }
 
-Napi::Error MakeError(Napi::Env env, int err, const std::string& call,
-                      const std::string& subject, const std::string& detail) {
+Napi::Error MakeError(Napi::Env env, int err, const std::string& call, const std::string& subject,
+                      const std::string& detail) {
   if (err < 0) err = -err;
   std::string code = ErrnoName(err);
   std::string message = call + "(" + subject + "): " + code + ": " + (detail.empty() ? Describe(err, call) : detail);
@@ -97,8 +99,7 @@ Napi::Error MakeError(Napi::Env env, int err, const std::string& call,
   return Napi::Error(env, obj);
 }
 
-void Throw(Napi::Env env, int err, const std::string& call, const std::string& subject,
-           const std::string& detail) {
+void Throw(Napi::Env env, int err, const std::string& call, const std::string& subject, const std::string& detail) {
   throw MakeError(env, err, call, subject, detail);
 }
 
@@ -138,8 +139,8 @@ bool OptBool(Napi::Object opts, const char* key, bool dflt) {
 }
 
 bool IsPerCpu(uint32_t t) {
-  return t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_PERCPU_ARRAY ||
-         t == BPF_MAP_TYPE_LRU_PERCPU_HASH || t == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+  return t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_PERCPU_ARRAY || t == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+         t == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
 }
 
 uint32_t PossibleCpus() {

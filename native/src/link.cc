@@ -213,9 +213,7 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), PossibleCpus());
-}
+Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), PossibleCpus()); }
 
 void InitFastPath(Napi::Env env, Napi::Object exports);
 

@@ -146,10 +146,10 @@ Napi::Value NativeMap::LookupBatch(const Napi::CallbackInfo& info) {
       uint32_t n = want;
       LIBBPF_OPTS(bpf_map_batch_opts, opts);
       void* in = inToken->empty() ? nullptr : inToken->data();
-      int rc = andDelete ? bpf_map_lookup_and_delete_batch(fd, in, st->outToken.data(), st->keys.data(),
-                                                           st->values.data(), &n, &opts)
-                         : bpf_map_lookup_batch(fd, in, st->outToken.data(), st->keys.data(), st->values.data(),
-                                                &n, &opts);
+      int rc = andDelete
+                   ? bpf_map_lookup_and_delete_batch(fd, in, st->outToken.data(), st->keys.data(), st->values.data(),
+                                                     &n, &opts)
+                   : bpf_map_lookup_batch(fd, in, st->outToken.data(), st->keys.data(), st->values.data(), &n, &opts);
       int e = rc < 0 ? errno : 0;
       if (rc < 0 && e == ENOSPC && n == 0) {
         want *= 2;
@@ -158,8 +158,7 @@ Napi::Value NativeMap::LookupBatch(const Napi::CallbackInfo& info) {
       st->count = n;
       if (rc < 0 && e != ENOENT) {
         close(fd);
-        if (e == EINVAL || e == 524 || e == EOPNOTSUPP)
-          detail = "batch operations are not supported for this map type";
+        if (e == EINVAL || e == 524 || e == EOPNOTSUPP) detail = "batch operations are not supported for this map type";
         return -e;
       }
       st->done = rc < 0 && e == ENOENT;
@@ -175,7 +174,9 @@ Napi::Value NativeMap::LookupBatch(const Napi::CallbackInfo& info) {
     o.Set("count", st->count);
     o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, st->keys.data(), static_cast<size_t>(st->count) * keySize));
     o.Set("values", Napi::Buffer<uint8_t>::Copy(env, st->values.data(), static_cast<size_t>(st->count) * valueBufSize));
-    o.Set("token", st->done ? env.Null() : Napi::Buffer<uint8_t>::Copy(env, st->outToken.data(), st->outToken.size()).As<Napi::Value>());
+    o.Set("token", st->done
+                       ? env.Null()
+                       : Napi::Buffer<uint8_t>::Copy(env, st->outToken.data(), st->outToken.size()).As<Napi::Value>());
     o.Set("done", st->done);
     return o;
   };
@@ -196,7 +197,8 @@ Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo& info) {
     Throw(env, EINVAL, call, name_,
           "keys must hold count x " + std::to_string(keySize_) + " bytes and values count x " +
               std::to_string(valueBufSize_) + " bytes");
-  uint64_t flags = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : uint64_t{BPF_ANY};
+  uint64_t flags =
+      info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : uint64_t{BPF_ANY};
   auto keys = std::make_shared<std::vector<uint8_t>>(kb.Data(), kb.Data() + kb.Length());
   auto values = std::make_shared<std::vector<uint8_t>>(vb.Data(), vb.Data() + vb.Length());
   auto done = std::make_shared<uint32_t>(0);
@@ -212,7 +214,8 @@ Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo& info) {
     close(fd);
     *done = n;
     if (rc < 0) {
-      if (e == E2BIG || e == ENOMEM) detail = "map is full after " + std::to_string(n) + " of " + std::to_string(count) + " entries";
+      if (e == E2BIG || e == ENOMEM)
+        detail = "map is full after " + std::to_string(n) + " of " + std::to_string(count) + " entries";
       return -e;
     }
     return 0;
@@ -226,7 +229,8 @@ Napi::Value NativeMap::DeleteBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* call = "bpf_map_delete_batch";
   CheckOpen(env, call);
-  if (info.Length() < 2 || !info[0].IsBuffer()) Throw(env, EINVAL, call, name_, "expects (keys: Buffer, count: number)");
+  if (info.Length() < 2 || !info[0].IsBuffer())
+    Throw(env, EINVAL, call, name_, "expects (keys: Buffer, count: number)");
   uint32_t count = U32Arg(info, 1, "count");
   auto kb = info[0].As<Napi::Buffer<uint8_t>>();
   if (kb.Length() != static_cast<size_t>(count) * keySize_)
@@ -245,7 +249,9 @@ Napi::Value NativeMap::DeleteBatch(const Napi::CallbackInfo& info) {
     close(fd);
     *done = n;
     if (rc < 0) {
-      if (e == ENOENT) detail = "key " + std::to_string(n) + " of the batch does not exist; " + std::to_string(n) + " deleted before it";
+      if (e == ENOENT)
+        detail =
+            "key " + std::to_string(n) + " of the batch does not exist; " + std::to_string(n) + " deleted before it";
       return -e;
     }
     return 0;
@@ -281,4 +287,3 @@ Napi::Value NativeMap::Fd(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace lbt
-

@@ -33,7 +33,8 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     Napi::Env env = info.Env();
     path_ = StringArg(info, 0, "path");
     if (access(path_.c_str(), R_OK) != 0)
-      Throw(env, errno, "bpf_object__open_file", path_, "cannot read BPF object file " + path_ + ": " + strerror(errno));
+      Throw(env, errno, "bpf_object__open_file", path_,
+            "cannot read BPF object file " + path_ + ": " + strerror(errno));
     ClearLibbpfLog();
     obj_ = bpf_object__open_file(path_.c_str(), nullptr);
     if (!obj_) {
@@ -51,7 +52,8 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     size_t end = log.find_last_not_of("\n ");
     if (end == std::string::npos) return "no diagnostics from libbpf";
     size_t start = log.rfind('\n', end);
-    return log.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+    return log.substr(start == std::string::npos ? 0 : start + 1,
+                      end - (start == std::string::npos ? 0 : start + 1) + 1);
   }
 
   // The verifier's own reason: the line before "processed N insns", and
@@ -215,7 +217,8 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
       *log = TakeLibbpfLog();
       if (rc < 0) {
         detail = VerifierReason(*log);
-        if (rc == -EPERM) detail = "operation not permitted: run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN";
+        if (rc == -EPERM)
+          detail = "operation not permitted: run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN";
         if (rc == -EACCES || rc == -EINVAL) detail = "the verifier rejected a program: " + detail;
       }
       return rc;

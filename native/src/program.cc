@@ -83,7 +83,8 @@ Napi::Value NativeProgram::AttachTc(const Napi::CallbackInfo& info) {
   int rc = bpf_tc_hook_create(&hook);
   if (rc < 0 && rc != -EEXIST) Throw(env, -rc, "bpf_tc_hook_create", name_, "cannot create the clsact qdisc");
   hook.attach_point = point == "ingress" ? BPF_TC_INGRESS : BPF_TC_EGRESS;
-  LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = fd_, .flags = OptBool(opts, "replace", false) ? uint32_t{BPF_TC_F_REPLACE} : 0u,
+  LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = fd_,
+              .flags = OptBool(opts, "replace", false) ? uint32_t{BPF_TC_F_REPLACE} : 0u,
               .handle = OptU32(opts, "handle", 1), .priority = OptU32(opts, "priority", 1));
   rc = bpf_tc_attach(&hook, &tc);
   if (rc < 0) {
@@ -107,10 +108,14 @@ Napi::Value NativeProgram::AttachXdp(const Napi::CallbackInfo& info) {
   CheckOpen(env, call);
   std::string mode = StringArg(info, 1, "mode");
   uint32_t flags;
-  if (mode == "native") flags = XDP_FLAGS_DRV_MODE;
-  else if (mode == "generic") flags = XDP_FLAGS_SKB_MODE;
-  else if (mode == "auto") flags = 0;
-  else Throw(env, EINVAL, call, name_, "XDP mode must be 'native', 'generic' or 'auto', not '" + mode + "'");
+  if (mode == "native")
+    flags = XDP_FLAGS_DRV_MODE;
+  else if (mode == "generic")
+    flags = XDP_FLAGS_SKB_MODE;
+  else if (mode == "auto")
+    flags = 0;
+  else
+    Throw(env, EINVAL, call, name_, "XDP mode must be 'native', 'generic' or 'auto', not '" + mode + "'");
   Napi::Object opts = OptsArg(info, 2);
   if (!OptBool(opts, "replace", false)) flags |= XDP_FLAGS_UPDATE_IF_NOEXIST;
   std::string netns = OptString(opts, "netns");
@@ -210,8 +215,11 @@ Napi::Value NativeProgram::TestRun(const Napi::CallbackInfo& info) {
     Napi::Object out = Napi::Object::New(env);
     out.Set("retval", st->retval);
     out.Set("duration", st->duration);
-    out.Set("data", st->hasData ? Napi::Buffer<uint8_t>::Copy(env, st->dataOut.data(), st->dataSizeOut).As<Napi::Value>() : env.Null());
-    out.Set("ctx", st->hasCtx ? Napi::Buffer<uint8_t>::Copy(env, st->ctxOut.data(), st->ctxSizeOut).As<Napi::Value>() : env.Null());
+    out.Set("data", st->hasData
+                        ? Napi::Buffer<uint8_t>::Copy(env, st->dataOut.data(), st->dataSizeOut).As<Napi::Value>()
+                        : env.Null());
+    out.Set("ctx", st->hasCtx ? Napi::Buffer<uint8_t>::Copy(env, st->ctxOut.data(), st->ctxSizeOut).As<Napi::Value>()
+                              : env.Null());
     return out;
   };
   return QueueJob(env, std::move(spec));

@@ -94,7 +94,8 @@ class NativeRingBuffer : public Napi::ObjectWrap<NativeRingBuffer> {
       if (closing_) Release();
       Napi::Array out = Napi::Array::New(env, samples->size());
       for (size_t i = 0; i < samples->size(); i++)
-        out.Set(i, Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>((*samples)[i].data()), (*samples)[i].size()));
+        out.Set(i, Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>((*samples)[i].data()),
+                                               (*samples)[i].size()));
       return out;
     };
     // Keep this object alive until the poll completes.
@@ -104,15 +105,18 @@ class NativeRingBuffer : public Napi::ObjectWrap<NativeRingBuffer> {
       busy_ = false;
       if (closing_) Release();
       Unref();
-      if (cb.Length() > 0 && cb[0].IsObject() && cb[0].As<Napi::Object>().Has("errno")) throw Napi::Error(cb.Env(), cb[0]);
+      if (cb.Length() > 0 && cb[0].IsObject() && cb[0].As<Napi::Object>().Has("errno"))
+        throw Napi::Error(cb.Env(), cb[0]);
       return cb.Length() > 0 ? cb[0] : cb.Env().Undefined();
     });
     return p.Get("then").As<Napi::Function>().Call(p, {done, done});
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (busy_) closing_ = true;  // released when the poll returns
-    else Release();
+    if (busy_)
+      closing_ = true;  // released when the poll returns
+    else
+      Release();
     return info.Env().Undefined();
   }
 

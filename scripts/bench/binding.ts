@@ -70,7 +70,9 @@ async function main(): Promise<void> {
       if (n !== ENTRIES) throw new Error(`dump saw ${n} entries, expected ${ENTRIES}`);
       void check;
       t = nowNs();
-      const b = spawnSync('bpftool', ['map', 'dump', 'pinned', pin], { stdio: ['ignore', fs.openSync('/dev/null', 'w'), 'pipe'] });
+      const b = spawnSync('bpftool', ['map', 'dump', 'pinned', pin], {
+        stdio: ['ignore', fs.openSync('/dev/null', 'w'), 'pipe'],
+      });
       if (b.status !== 0) throw new Error(`bpftool map dump failed: ${b.stderr}`);
       bpftool.push((nowNs() - t) / 1e6);
     }

@@ -12,8 +12,16 @@ const ROUNDS = 5;
 const REPEAT = 200_000;
 const NEW_PER_ROUND = 3000;
 
-const est4 = frame({ src: '10.200.1.2', dst: '10.200.2.2', l4: { tcp: { sport: 40000, dport: 443, flags: 'PA', payload: Buffer.alloc(64) } } });
-const est6 = frame({ src: 'fd00:200::1:2', dst: 'fd00:200::2:2', l4: { tcp: { sport: 40000, dport: 443, flags: 'PA', payload: Buffer.alloc(64) } } });
+const est4 = frame({
+  src: '10.200.1.2',
+  dst: '10.200.2.2',
+  l4: { tcp: { sport: 40000, dport: 443, flags: 'PA', payload: Buffer.alloc(64) } },
+});
+const est6 = frame({
+  src: 'fd00:200::1:2',
+  dst: 'fd00:200::2:2',
+  l4: { tcp: { sport: 40000, dport: 443, flags: 'PA', payload: Buffer.alloc(64) } },
+});
 
 async function meanNs(prog: BpfProgram, data: Buffer, repeat = REPEAT): Promise<number> {
   return (await prog.testRun({ data, repeat, ctx: Buffer.alloc(192) })).durationNs;
@@ -24,7 +32,11 @@ async function newConnNs(prog: BpfProgram, round: number): Promise<number> {
   const xs: number[] = [];
   for (let i = 0; i < NEW_PER_ROUND; i++) {
     const n = round * NEW_PER_ROUND + i;
-    const syn = frame({ src: `10.201.${n >> 8 & 0xff}.${n & 0xff}`, dst: '10.200.2.2', l4: { tcp: { sport: 1024 + (n % 50000), dport: 80, flags: 'S' } } });
+    const syn = frame({
+      src: `10.201.${(n >> 8) & 0xff}.${n & 0xff}`,
+      dst: '10.200.2.2',
+      l4: { tcp: { sport: 1024 + (n % 50000), dport: 80, flags: 'S' } },
+    });
     xs.push((await prog.testRun({ data: syn, repeat: 1, ctx: Buffer.alloc(192) })).durationNs);
   }
   return median(xs);
@@ -47,7 +59,14 @@ async function main(): Promise<void> {
     await establish(dp, est4, false);
     await establish(dp, est6, true);
     await baseline.testRun({ data: est4 });
-    const r = { base4: [] as number[], base6: [] as number[], est4: [] as number[], est6: [] as number[], baseNew: [] as number[], ctNew: [] as number[] };
+    const r = {
+      base4: [] as number[],
+      base6: [] as number[],
+      est4: [] as number[],
+      est6: [] as number[],
+      baseNew: [] as number[],
+      ctNew: [] as number[],
+    };
     for (let round = 0; round < ROUNDS; round++) {
       r.base4.push(await meanNs(baseline, est4));
       r.est4.push(await meanNs(dp.ingress, est4));

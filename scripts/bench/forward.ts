@@ -35,18 +35,32 @@ const FLOWS = 64;
 const CONNS = Number(process.env.FORWARD_CONNS ?? 40_000);
 const IN_FLIGHT = 64;
 const TCP_PORT = 8080;
-const ALL_MODES = ['plain', 'nf', 'nf-masq', 'tsct', 'tsct-masq', 'tsct-new-masq', 'tsct-xdp', 'tsct-xdp-masq'] as const;
+const ALL_MODES = [
+  'plain',
+  'nf',
+  'nf-masq',
+  'tsct',
+  'tsct-masq',
+  'tsct-new-masq',
+  'tsct-xdp',
+  'tsct-xdp-masq',
+] as const;
 type Mode = (typeof ALL_MODES)[number];
 const ALL_PROFILES = ['established', 'newflow', 'tcpconnect'] as const;
 type Profile = (typeof ALL_PROFILES)[number];
 /** FORWARD_MODES / FORWARD_PROFILES (comma lists) narrow a run, for profiling one case. */
-const pick = <T extends string>(all: readonly T[], env?: string): T[] => (env ? all.filter((m) => env.split(',').includes(m)) : [...all]);
+const pick = <T extends string>(all: readonly T[], env?: string): T[] =>
+  env ? all.filter((m) => env.split(',').includes(m)) : [...all];
 const MODES = pick(ALL_MODES, process.env.FORWARD_MODES);
 const PROFILES = pick(ALL_PROFILES, process.env.FORWARD_PROFILES);
-/** FORWARD_PERF=DIR records `perf record -C 1 -g` of the router CPU during each measured send, to DIR/PROFILE_MODE_rROUND.data. */
+/**
+ * FORWARD_PERF=DIR records `perf record -C 1 -g` of the router CPU during each
+ * measured send, to DIR/PROFILE_MODE_rROUND.data.
+ */
 const PERF_DIR = process.env.FORWARD_PERF;
 
-const macOf = (lab: RouterLab, ns: string, dev: string) => JSON.parse(lab.lab.exec(ns, 'ip', ['-j', 'link', 'show', dev]))[0].address as string;
+const macOf = (lab: RouterLab, ns: string, dev: string) =>
+  JSON.parse(lab.lab.exec(ns, 'ip', ['-j', 'link', 'show', dev]))[0].address as string;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowNs = () => Number(process.hrtime.bigint());
@@ -85,7 +99,10 @@ function spareCounter(bin: string, cpu: number): SpareCounter {
   };
 }
 
-/** CPU time taken on the counted CPUs between start() and busyNs(), from their spare loops against an idle rate measured first. */
+/**
+ * CPU time taken on the counted CPUs between start() and busyNs(), from their
+ * spare loops against an idle rate measured first.
+ */
 async function cpuMeter(counters: SpareCounter[]) {
   const snap = () => ({ loops: counters.map((c) => c.count()), at: nowNs() });
   const idle0 = snap();
@@ -102,7 +119,10 @@ async function cpuMeter(counters: SpareCounter[]) {
     busyNs: () => {
       const end = snap();
       const wall = end.at - start.at;
-      return counters.reduce((sum, _, i) => sum + Math.max(0, 1 - (end.loops[i] - start.loops[i]) / wall / idleRate[i]) * wall, 0);
+      return counters.reduce(
+        (sum, _, i) => sum + Math.max(0, 1 - (end.loops[i] - start.loops[i]) / wall / idleRate[i]) * wall,
+        0,
+      );
     },
   };
 }
@@ -125,11 +145,32 @@ async function main(): Promise<void> {
     const rmac = macOf(lab, lab.router, 'eth1');
     const cmac = macOf(lab, lab.client, 'eth0');
     // The server's XDP sink drops ARP too: fixed neighbours both ways.
-    lab.lab.exec(lab.router, 'ip', ['neigh', 'replace', lab.addr.server4, 'lladdr', macOf(lab, lab.server, 'eth0'), 'dev', 'eth2', 'nud', 'permanent']);
-    lab.lab.exec(lab.server, 'ip', ['neigh', 'replace', lab.addr.routerServer4, 'lladdr', macOf(lab, lab.router, 'eth2'), 'dev', 'eth0', 'nud', 'permanent']);
+    lab.lab.exec(lab.router, 'ip', [
+      'neigh',
+      'replace',
+      lab.addr.server4,
+      'lladdr',
+      macOf(lab, lab.server, 'eth0'),
+      'dev',
+      'eth2',
+      'nud',
+      'permanent',
+    ]);
+    lab.lab.exec(lab.server, 'ip', [
+      'neigh',
+      'replace',
+      lab.addr.routerServer4,
+      'lladdr',
+      macOf(lab, lab.router, 'eth2'),
+      'dev',
+      'eth0',
+      'nud',
+      'permanent',
+    ]);
     /** Steers the router's receive processing, both directions, to the CPUs in MASK (0: where it arrives). */
     const routerRps = (mask: number) => {
-      for (const dev of ['eth1', 'eth2']) lab.lab.exec(lab.router, 'sh', ['-c', `echo ${mask} > /sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
+      for (const dev of ['eth1', 'eth2'])
+        lab.lab.exec(lab.router, 'sh', ['-c', `echo ${mask} > /sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
     };
     routerRps(2); // CPU 1
     // Ports enough for the TCP profile's connections: each ends in an RST, so none waits in TIME_WAIT.
@@ -140,13 +181,36 @@ async function main(): Promise<void> {
     // are set so for every mode (it matters for the replies only).
     for (const ns of [lab.client, lab.server]) lab.lab.exec(ns, 'ethtool', ['-K', 'eth0', 'gro', 'on', 'tx', 'off']);
     const send = (profile: string, n: number) => {
-      const r = spawnSync('ip', ['netns', 'exec', lab.client, 'taskset', '-c', '0', gen, 'eth0', rmac, cmac, lab.addr.client4, lab.addr.server4, '9', profile === 'newflow' ? 'newflow' : 'flows', String(FLOWS), String(n)], { encoding: 'utf8' });
+      const r = spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          lab.client,
+          'taskset',
+          '-c',
+          '0',
+          gen,
+          'eth0',
+          rmac,
+          cmac,
+          lab.addr.client4,
+          lab.addr.server4,
+          '9',
+          profile === 'newflow' ? 'newflow' : 'flows',
+          String(FLOWS),
+          String(n),
+        ],
+        { encoding: 'utf8' },
+      );
       if (r.status !== 0) throw new Error(`udpgen failed: ${r.stderr}`);
       return Number(/ns=(\d+)/.exec(r.stdout)![1]);
     };
     /** The TCP profile's server, answering until stopped; resolves once it listens. */
     const serveTcp = async () => {
-      const proc = spawn('ip', ['netns', 'exec', lab.server, tcpconn, 'server', String(TCP_PORT), '600'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const proc = spawn('ip', ['netns', 'exec', lab.server, tcpconn, 'server', String(TCP_PORT), '600'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       let out = '';
       proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
       const exited = new Promise((r) => proc.once('close', r));
@@ -170,14 +234,32 @@ async function main(): Promise<void> {
       };
     };
     const connectTcp = (n: number) => {
-      const r = spawnSync('ip', ['netns', 'exec', lab.client, tcpconn, 'client', lab.addr.server4, String(TCP_PORT), String(IN_FLIGHT), String(n), '120'], { encoding: 'utf8' });
+      const r = spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          lab.client,
+          tcpconn,
+          'client',
+          lab.addr.server4,
+          String(TCP_PORT),
+          String(IN_FLIGHT),
+          String(n),
+          '120',
+        ],
+        { encoding: 'utf8' },
+      );
       const m = /conns=(\d+) failed=(\d+) ns=(\d+)/.exec(r.stdout);
       if (r.status !== 0 || !m) throw new Error(`tcpconn failed: ${r.stderr}`);
       return { conns: Number(m[1]), failed: Number(m[2]), ns: Number(m[3]) };
     };
     const reply = (masq: boolean) => {
       const to = masq ? lab.addr.routerServer4 : lab.addr.client4;
-      lab.lab.exec(lab.server, 'python3', ['-c', `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',9))\nfor p in range(20000,${20000 + FLOWS}): s.sendto(b'r',('${to}',p))`]);
+      lab.lab.exec(lab.server, 'python3', [
+        '-c',
+        `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('',9))\nfor p in range(20000,${20000 + FLOWS}): s.sendto(b'r',('${to}',p))`,
+      ]);
     };
 
     const napiThreads = () =>
@@ -198,11 +280,16 @@ async function main(): Promise<void> {
       const before = new Set(napiThreads());
       for (const dev of ['eth1', 'eth2']) {
         // Without NAPI (GRO off, no XDP) there is no thread to stop, and the write fails.
-        if (!on) spawnSync('ip', ['netns', 'exec', lab.router, 'sh', '-c', `echo 0 > /sys/class/net/${dev}/threaded`], { stdio: 'ignore' });
+        if (!on)
+          spawnSync('ip', ['netns', 'exec', lab.router, 'sh', '-c', `echo 0 > /sys/class/net/${dev}/threaded`], {
+            stdio: 'ignore',
+          });
         lab.lab.exec(lab.router, 'ethtool', ['-K', dev, 'gro', on ? 'on' : 'off']);
         if (on) lab.lab.exec(lab.router, 'sh', ['-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
       }
-      if (on) for (const pid of napiThreads()) if (!before.has(pid)) spawnSync('taskset', ['-pc', '1', pid], { stdio: 'ignore' });
+      if (on)
+        for (const pid of napiThreads())
+          if (!before.has(pid)) spawnSync('taskset', ['-pc', '1', pid], { stdio: 'ignore' });
     };
     /**
      * The TCP profile cannot make the router the bottleneck: the client's and
@@ -224,12 +311,28 @@ async function main(): Promise<void> {
       if (mode.startsWith('nf')) {
         lab.lab.exec(lab.router, 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_max=1048576']);
         for (const rule of IPT) lab.lab.exec(lab.router, 'iptables', rule);
-        if (mode === 'nf-masq') lab.lab.exec(lab.router, 'iptables', ['-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth2', '-j', 'MASQUERADE']);
+        if (mode === 'nf-masq')
+          lab.lab.exec(lab.router, 'iptables', ['-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth2', '-j', 'MASQUERADE']);
       }
       if (mode.startsWith('tsct')) {
         agent = await startAgentIn(lab.router, [
-          '--devices', 'eth1,eth2', '--bpf-root', root, '--bpf-ct-global-tcp-max', '65536', '--bpf-ct-global-any-max', '1048576', '--bpf-nat-global-max', '1048576',
-          '--prometheus-serve-addr', 'off', '--bpf-xdp-fast-path', String(mode.startsWith('tsct-xdp')), '--bpf-fast-path-new', String(mode.startsWith('tsct-new')), ...(mode.endsWith('masq') ? ['--masquerade-devices', 'eth2'] : []),
+          '--devices',
+          'eth1,eth2',
+          '--bpf-root',
+          root,
+          '--bpf-ct-global-tcp-max',
+          '65536',
+          '--bpf-ct-global-any-max',
+          '1048576',
+          '--bpf-nat-global-max',
+          '1048576',
+          '--prometheus-serve-addr',
+          'off',
+          '--bpf-xdp-fast-path',
+          String(mode.startsWith('tsct-xdp')),
+          '--bpf-fast-path-new',
+          String(mode.startsWith('tsct-new')),
+          ...(mode.endsWith('masq') ? ['--masquerade-devices', 'eth2'] : []),
         ]);
       }
       if (mode.startsWith('tsct-xdp') && profile !== 'tcpconnect') routerNapi(true);
@@ -245,30 +348,60 @@ async function main(): Promise<void> {
     };
     /** What each mode claims, checked while it runs. */
     const verify = async (mode: Mode, profile: Profile) => {
-      const nfCount = Number(spawnSync('ip', ['netns', 'exec', lab.router, 'conntrack', '-C'], { encoding: 'utf8' }).stdout.trim() || 0);
+      const nfCount = Number(
+        spawnSync('ip', ['netns', 'exec', lab.router, 'conntrack', '-C'], { encoding: 'utf8' }).stdout.trim() || 0,
+      );
       if (mode === 'plain' && nfCount !== 0) throw new Error(`plain mode has ${nfCount} nf_conntrack entries`);
       if (mode.startsWith('nf') && nfCount < FLOWS) throw new Error(`${mode} has only ${nfCount} nf_conntrack entries`);
       if (mode.startsWith('tsct')) {
-        const n = Number((await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '--count', '--bpf-root', root])).stdout.trim());
+        const n = Number(
+          (await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '--count', '--bpf-root', root])).stdout.trim(),
+        );
         if (n < FLOWS) throw new Error(`${mode} tracks only ${n} connections`);
-        if (mode.startsWith('tsct-xdp') && xdpForwarded() < FLOWS) throw new Error(`${mode} forwarded fewer than ${FLOWS} packets from XDP`);
+        if (mode.startsWith('tsct-xdp') && xdpForwarded() < FLOWS)
+          throw new Error(`${mode} forwarded fewer than ${FLOWS} packets from XDP`);
         if (mode.endsWith('masq')) {
-          const m = Number((await tsctIn(lab.router, ['bpf', 'nat', 'list', '--count', '--host', lab.addr.routerServer4, '--bpf-root', root])).stdout.trim());
+          const m = Number(
+            (
+              await tsctIn(lab.router, [
+                'bpf',
+                'nat',
+                'list',
+                '--count',
+                '--host',
+                lab.addr.routerServer4,
+                '--bpf-root',
+                root,
+              ])
+            ).stdout.trim(),
+          );
           if (m < FLOWS) throw new Error(`tsct-masq has only ${m} NAT entries`);
         }
       }
       if (mode === 'nf-masq') {
-        const l = spawnSync('ip', ['netns', 'exec', lab.router, 'conntrack', '-L', '-p', profile === 'tcpconnect' ? 'tcp' : 'udp'], { encoding: 'utf8' }).stdout;
+        const l = spawnSync(
+          'ip',
+          ['netns', 'exec', lab.router, 'conntrack', '-L', '-p', profile === 'tcpconnect' ? 'tcp' : 'udp'],
+          { encoding: 'utf8' },
+        ).stdout;
         if (!l.includes(`dst=${lab.addr.routerServer4}`)) throw new Error('nf-masq did not masquerade');
       }
       if (process.env.FORWARD_DEBUG && mode.startsWith('tsct')) {
-        console.error(mode, profile, JSON.stringify(readPinnedMetrics(root).map((x) => `${x.reason}/${x.hook}=${x.count}`)));
+        console.error(
+          mode,
+          profile,
+          JSON.stringify(readPinnedMetrics(root).map((x) => `${x.reason}/${x.hook}=${x.count}`)),
+        );
       }
     };
 
     const xdpForwarded = () => reasonTotal(readPinnedMetrics(root), 'XDP_FAST_PATH');
 
-    /** Per profile and mode: what the receiver got per second (packets, or connections) and the CPU ns for each (the router's; in the TCP profile the whole machine's). */
+    /**
+     * Per profile and mode: what the receiver got per second (packets, or
+     * connections) and the CPU ns for each (the router's; in the TCP profile
+     * the whole machine's).
+     */
     const results: Record<string, { rate: number[]; ns: number[] }> = {};
     for (let round = 0; round < ROUNDS; round++) {
       for (const profile of PROFILES) {
@@ -282,7 +415,13 @@ async function main(): Promise<void> {
           const server = profile === 'tcpconnect' ? await serveTcp() : null;
           const meter = await cpuMeter([...spares.values()]);
           const before = sunk();
-          const perf = PERF_DIR ? spawn('perf', ['record', '-q', '-C', '1', '-g', '-o', path.join(PERF_DIR, `${profile}_${mode}_r${round}.data`)], { stdio: 'ignore' }) : null;
+          const perf = PERF_DIR
+            ? spawn(
+                'perf',
+                ['record', '-q', '-C', '1', '-g', '-o', path.join(PERF_DIR, `${profile}_${mode}_r${round}.data`)],
+                { stdio: 'ignore' },
+              )
+            : null;
           if (perf) await new Promise((r) => setTimeout(r, 300));
           meter.start();
           let ns: number;
@@ -305,7 +444,10 @@ async function main(): Promise<void> {
           if (server) {
             const { accepted, peer } = await server.stop();
             const expect = mode.endsWith('masq') ? lab.addr.routerServer4 : lab.addr.client4;
-            if (accepted < received || peer !== expect) throw new Error(`${mode}: the TCP server accepted ${accepted} connections from ${peer}, expected ${received} from ${expect}`);
+            if (accepted < received || peer !== expect)
+              throw new Error(
+                `${mode}: the TCP server accepted ${accepted} connections from ${peer}, expected ${received} from ${expect}`,
+              );
           }
           await verify(mode, profile);
           await teardown();
@@ -320,7 +462,9 @@ async function main(): Promise<void> {
     const med: Record<string, number> = {};
     const rateMed: Record<string, number> = {};
     for (const [key, r] of Object.entries(results)) {
-      const [rate, cost] = key.startsWith('tcpconnect') ? ['connections_per_second', 'cpu_ns_per_connection'] : ['received_pps', 'router_ns_per_packet'];
+      const [rate, cost] = key.startsWith('tcpconnect')
+        ? ['connections_per_second', 'cpu_ns_per_connection']
+        : ['received_pps', 'router_ns_per_packet'];
       figure(`${key}_${rate}_median`, Math.round(median(r.rate)));
       figure(`${key}_${cost}_median`, median(r.ns));
       figure(`${key}_${cost}_min`, Math.min(...r.ns));
@@ -334,7 +478,10 @@ async function main(): Promise<void> {
     const plainTcp = results.tcpconnect_plain?.ns;
     for (const [key, r] of Object.entries(results)) {
       if (!plainTcp || !key.startsWith('tcpconnect') || key === 'tcpconnect_plain') continue;
-      figure(`${key}_cpu_ns_per_connection_over_plain_median`, (overPlain[key] = median(r.ns.map((ns, i) => ns - plainTcp[i]))));
+      figure(
+        `${key}_cpu_ns_per_connection_over_plain_median`,
+        (overPlain[key] = median(r.ns.map((ns, i) => ns - plainTcp[i]))),
+      );
     }
     // Capacity ratios: a mode that spends fewer router nanoseconds per packet
     // forwards more. The TCP profile's are of connections per second.

@@ -39,7 +39,8 @@ async function main(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       await fillCt4(dp.maps.tsct_ct4_global, ENTRIES, now);
       const res = await gcSweep(dp.gc, now);
-      if (res.deleted !== ENTRIES / 2 || res.alive !== ENTRIES / 2) throw new Error(`kernel sweep deleted ${res.deleted}, kept ${res.alive}`);
+      if (res.deleted !== ENTRIES / 2 || res.alive !== ENTRIES / 2)
+        throw new Error(`kernel sweep deleted ${res.deleted}, kept ${res.alive}`);
       kernel.push(res.durationNs / 1e6);
 
       await fillCt4(dp.maps.tsct_ct4_global, ENTRIES, now);
@@ -51,7 +52,10 @@ async function main(): Promise<void> {
     const k = series('kernel_sweep_1m_ms', kernel);
     const u = series('userspace_sweep_1m_ms', user);
     figure('userspace_over_kernel', u / k);
-    figure('summary', `1M-entry sweep, half expired: ${fmt(k, 0)} ms in the kernel (<= 250: ${verdict(k <= 250)}), ${fmt(u / k, 1)}x faster than user space (>= 8: ${verdict(u / k >= 8)})`);
+    figure(
+      'summary',
+      `1M-entry sweep, half expired: ${fmt(k, 0)} ms in the kernel (<= 250: ${verdict(k <= 250)}), ${fmt(u / k, 1)}x faster than user space (>= 8: ${verdict(u / k >= 8)})`,
+    );
   } finally {
     dp.close();
   }

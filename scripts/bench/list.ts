@@ -34,7 +34,10 @@ async function main(): Promise<void> {
     const bpftool: number[] = [];
     let rss = 0;
     for (let r = 0; r < ROUNDS; r++) {
-      const c = timed([process.execPath, path.join(ROOT, 'bin', 'tsct'), 'bpf', 'ct', 'list', 'global', '--bpf-root', root], out);
+      const c = timed(
+        [process.execPath, path.join(ROOT, 'bin', 'tsct'), 'bpf', 'ct', 'list', 'global', '--bpf-root', root],
+        out,
+      );
       const lines = Number(execFileSync('wc', ['-l', out], { encoding: 'utf8' }).trim().split(' ')[0]);
       if (lines !== ENTRIES) throw new Error(`the CLI listed ${lines} lines, expected ${ENTRIES}`);
       cli.push(c.s);

@@ -18,14 +18,19 @@ const RANGE = { min: 41000, max: 41999 };
 const S = '10.200.2.2';
 const NAT = '10.200.2.1';
 
-const data = frame({ src: '10.200.1.2', dst: S, l4: { tcp: { sport: 40000, dport: 443, flags: 'PA', payload: Buffer.alloc(64) } } });
+const data = frame({
+  src: '10.200.1.2',
+  dst: S,
+  l4: { tcp: { sport: 40000, dport: 443, flags: 'PA', payload: Buffer.alloc(64) } },
+});
 
 async function single(dp: Datapath, pkt: Buffer): Promise<number> {
   return (await dp.egress.testRun({ data: pkt, ctx: Buffer.alloc(192) })).durationNs;
 }
 
 async function establish(dp: Datapath): Promise<void> {
-  const run = (p: Buffer, egress: boolean) => (egress ? dp.egress : dp.ingress).testRun({ data: p, ctx: Buffer.alloc(192) });
+  const run = (p: Buffer, egress: boolean) =>
+    (egress ? dp.egress : dp.ingress).testRun({ data: p, ctx: Buffer.alloc(192) });
   await run(frame({ src: '10.200.1.2', dst: S, l4: { tcp: { sport: 40000, dport: 443, flags: 'S' } } }), true);
   await run(frame({ src: S, dst: NAT, l4: { tcp: { sport: 443, dport: 40000, flags: 'SA' } } }), false);
   await run(frame({ src: S, dst: '10.200.1.2', l4: { tcp: { sport: 443, dport: 40000, flags: 'SA' } } }), false);
@@ -81,7 +86,11 @@ async function main(): Promise<void> {
       const pn: number[] = [];
       const nn: number[] = [];
       for (let i = 0; i < NEW_PER_ROUND; i++) {
-        const syn = frame({ src: `10.201.${round}.${i}`, dst: S, l4: { tcp: { sport: 50000, dport: 80, flags: 'S' } } });
+        const syn = frame({
+          src: `10.201.${round}.${i}`,
+          dst: S,
+          l4: { tcp: { sport: 50000, dport: 80, flags: 'S' } },
+        });
         pn.push(await single(plain, syn));
         nn.push(await single(nat, syn));
       }
@@ -96,7 +105,10 @@ async function main(): Promise<void> {
     const nn = series('new_translated_half_range_used_ns', r.natNew);
     figure('established_translated_over_untranslated', ne / pe);
     figure('new_translated_over_untranslated', nn / pn);
-    figure('summary', `established translated flow ${fmt(ne / pe)}x untranslated (<= 1.5: ${verdict(ne / pe <= 1.5)}); new translated connection with half the range in use ${fmt(nn, 0)} ns, ${fmt(nn / pn)}x a new untranslated one`);
+    figure(
+      'summary',
+      `established translated flow ${fmt(ne / pe)}x untranslated (<= 1.5: ${verdict(ne / pe <= 1.5)}); new translated connection with half the range in use ${fmt(nn, 0)} ns, ${fmt(nn / pn)}x a new untranslated one`,
+    );
   } finally {
     plain.close();
     nat.close();

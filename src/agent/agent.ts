@@ -27,24 +27,34 @@ export function preparePinRoot(root: string): void {
     throw new UsageError(`--bpf-root: cannot create ${root}: ${(e as NodeJS.ErrnoException).code}`);
   }
   if (!isOnBpffs(root)) {
-    throw new UsageError(`--bpf-root: ${root} is not on a bpffs mount; pick a folder under ${DEFAULT_BPFFS}, or mount one there: mount -t bpf bpf ${root}`);
+    throw new UsageError(
+      `--bpf-root: ${root} is not on a bpffs mount; pick a folder under ${DEFAULT_BPFFS}, or mount one there: mount -t bpf bpf ${root}`,
+    );
   }
 }
 
 /** The device's primary global addresses (or those given), to masquerade to. */
 export function masqueradeAddresses(dev: string, given: string[]): MasqueradeSpec {
-  const spec: MasqueradeSpec = { snat4: given.find((a) => !a.includes(':')), snat6: given.find((a) => a.includes(':')) };
+  const spec: MasqueradeSpec = {
+    snat4: given.find((a) => !a.includes(':')),
+    snat6: given.find((a) => a.includes(':')),
+  };
   if (spec.snat4 && spec.snat6) return spec;
   let info: Array<{ addr_info?: Array<{ family: string; local: string; scope: string }> }> = [];
   try {
-    info = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show', 'dev', dev], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+    info = JSON.parse(
+      execFileSync('ip', ['-j', 'addr', 'show', 'dev', dev], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
   } catch {
     // Reported below as "no address".
   }
   const addrs = info.flatMap((i) => i.addr_info ?? []).filter((a) => a.scope === 'global');
   spec.snat4 ??= addrs.find((a) => a.family === 'inet')?.local;
   spec.snat6 ??= addrs.find((a) => a.family === 'inet6')?.local;
-  if (!spec.snat4 && !spec.snat6) throw new UsageError(`--masquerade-devices: ${dev} has no global address to masquerade to; give one with --snat-ip`);
+  if (!spec.snat4 && !spec.snat6)
+    throw new UsageError(
+      `--masquerade-devices: ${dev} has no global address to masquerade to; give one with --snat-ip`,
+    );
   return spec;
 }
 
@@ -55,12 +65,16 @@ export interface RunningAgent {
 }
 
 export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
-  if (process.getuid?.() !== 0) throw new UsageError('the agent loads BPF programs and attaches them: run it as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)');
+  if (process.getuid?.() !== 0)
+    throw new UsageError(
+      'the agent loads BPF programs and attaches them: run it as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)',
+    );
   const devices = o.devices.map((d) => {
     try {
       return { ...d, ifindex: ifindexOf(d.name) };
     } catch (e) {
-      if (isBpfError(e, 'ENODEV')) throw new UsageError(`--devices: no interface named '${d.name}' here; 'ip link' lists the names`);
+      if (isBpfError(e, 'ENODEV'))
+        throw new UsageError(`--devices: no interface named '${d.name}' here; 'ip link' lists the names`);
       throw e;
     }
   });
@@ -84,12 +98,16 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     pinRoot: o.bpfRoot,
   });
   dp.setMasqueradeSources(o.masqueradeCidrs);
-  log.info(`tables: tsct_ct4_global and tsct_ct6_global ${o.ctTcpMax} entries, tsct_ct_any4_global and tsct_ct_any6_global ${o.ctAnyMax} (${o.sizeReason})`);
+  log.info(
+    `tables: tsct_ct4_global and tsct_ct6_global ${o.ctTcpMax} entries, tsct_ct_any4_global and tsct_ct_any6_global ${o.ctAnyMax} (${o.sizeReason})`,
+  );
   const reused = dp.pins.filter((p) => p.action === 'reuse').length;
   if (reused) log.info(`reused ${reused} pinned maps under ${o.bpfRoot}`);
   for (const m of dp.migrations) {
     const step = dp.pins.find((p) => p.map === m.map)!;
-    log.info(`resized ${m.map} from ${step.fromEntries} to ${step.toEntries} entries: moved ${m.moved} live entries${m.dropped ? `, ${m.dropped} did not fit` : ''}`);
+    log.info(
+      `resized ${m.map} from ${step.fromEntries} to ${step.toEntries} entries: moved ${m.moved} live entries${m.dropped ? `, ${m.dropped} did not fit` : ''}`,
+    );
   }
 
   // Devices no longer configured: take our filters off them.
@@ -114,12 +132,18 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       log.info(`detached the XDP fast path from ${d.name}: --bpf-xdp-fast-path is off`);
     }
     const tcFlows = o.fastPathNew ? 'all' : 'established';
-    const paths = o.xdpFastPath ? `, forwarding from XDP, and ${tcFlows} flows from tc ingress` : o.fastPath ? `, ${tcFlows} flows forwarded from tc ingress` : '';
-    log.info(`attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress${o.xdpFastPath ? ' and XDP' : ''}${paths}`);
+    const paths = o.xdpFastPath
+      ? `, forwarding from XDP, and ${tcFlows} flows from tc ingress`
+      : o.fastPath
+        ? `, ${tcFlows} flows forwarded from tc ingress`
+        : '';
+    log.info(
+      `attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress${o.xdpFastPath ? ' and XDP' : ''}${paths}`,
+    );
     if (masq) {
       log.info(
         `masquerading on ${d.name} to ${[masq.snat4, masq.snat6].filter(Boolean).join(' and ')}, ports ${o.natPortMin}-${o.natPortMax}, ` +
-          `sources ${o.masqueradeCidrs.length ? o.masqueradeCidrs.join(', ') : 'all but the device\'s own'}`,
+          `sources ${o.masqueradeCidrs.length ? o.masqueradeCidrs.join(', ') : "all but the device's own"}`,
       );
     }
   }
@@ -151,7 +175,16 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     });
 
   const sizes: Record<string, number> = Object.fromEntries(
-    (['tsct_ct4_global', 'tsct_ct_any4_global', 'tsct_ct6_global', 'tsct_ct_any6_global', 'tsct_snat_v4_external', 'tsct_snat_v6_external'] as const).map((m) => [m, dp.maps[m].maxEntries]),
+    (
+      [
+        'tsct_ct4_global',
+        'tsct_ct_any4_global',
+        'tsct_ct6_global',
+        'tsct_ct_any6_global',
+        'tsct_snat_v4_external',
+        'tsct_snat_v6_external',
+      ] as const
+    ).map((m) => [m, dp.maps[m].maxEntries]),
   );
   const { registry, gcDuration } = buildRegistry({
     reasons: () => dp.metrics(),
@@ -181,7 +214,10 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
           `in ${(r.durationNs / 1e6).toFixed(1)} ms; next in ${interval}s`,
       );
       for (const t of r.tables) {
-        if (t.scanned) log.debug(`gc ${t.map}: scanned ${t.scanned}, deleted ${t.deleted} ${JSON.stringify(t.deletedByState)}, kept ${t.alive} ${JSON.stringify(t.aliveByState)}`);
+        if (t.scanned)
+          log.debug(
+            `gc ${t.map}: scanned ${t.scanned}, deleted ${t.deleted} ${JSON.stringify(t.deletedByState)}, kept ${t.alive} ${JSON.stringify(t.aliveByState)}`,
+          );
       }
       publish();
     } catch (e) {
@@ -226,7 +262,9 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       throw e;
     }
   }
-  log.info(`gc: ${o.gcInterval ? `every ${o.gcInterval}s` : `adaptive, first in ${schedule.intervalS}s, at most every ${o.gcMaxInterval}s`}`);
+  log.info(
+    `gc: ${o.gcInterval ? `every ${o.gcInterval}s` : `adaptive, first in ${schedule.intervalS}s, at most every ${o.gcMaxInterval}s`}`,
+  );
 
   return {
     datapath: dp,
@@ -240,4 +278,3 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     },
   };
 }
-

@@ -23,12 +23,17 @@ export function attachXdpFastPath(xdp: BpfProgram, ifindex: number, name: string
   const cur = queryXdp(ifindex);
   const curName = cur === null ? null : progInfo(cur)?.name;
   if (cur !== null && curName !== XDP_PROGRAM) {
-    throw new UsageError(`--bpf-xdp-fast-path: ${name} already has an XDP program (${curName ?? '?'}, id ${cur}); detach it or run without the flag`);
+    throw new UsageError(
+      `--bpf-xdp-fast-path: ${name} already has an XDP program (${curName ?? '?'}, id ${cur}); detach it or run without the flag`,
+    );
   }
   try {
     xdp.attachXdp(ifindex, { mode: 'native' });
   } catch (e) {
-    if (isBpfError(e)) throw new UsageError(`--bpf-xdp-fast-path: ${name} does not take a native XDP program (${e.code}: ${e.message}); run without the flag`);
+    if (isBpfError(e))
+      throw new UsageError(
+        `--bpf-xdp-fast-path: ${name} does not take a native XDP program (${e.code}: ${e.message}); run without the flag`,
+      );
     throw e;
   }
 }
@@ -67,7 +72,12 @@ export function attachmentsOf(ifindex: number): Attachment[] {
 export function detachDevice(ifindex: number): number {
   let n = 0;
   for (const a of attachmentsOf(ifindex)) {
-    if (a.point === 'xdp' ? detachXdp(ifindex, { expectedProgId: a.progId }) : detachTc(ifindex, a.point, { handle: TC_HANDLE, priority: TC_PRIORITY })) n++;
+    if (
+      a.point === 'xdp'
+        ? detachXdp(ifindex, { expectedProgId: a.progId })
+        : detachTc(ifindex, a.point, { handle: TC_HANDLE, priority: TC_PRIORITY })
+    )
+      n++;
   }
   return n;
 }

@@ -12,7 +12,10 @@ export interface Health {
 /** '127.0.0.1:9962', '[::1]:9962', ':9962' (every address: an explicit choice). */
 export function parseServeAddr(text: string): { host: string | undefined; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(text.trim());
-  if (!m || Number(m[3]) > 65535) throw new UsageError(`--prometheus-serve-addr: '${text}' is not host:port, e.g. 127.0.0.1:9962 or :9962 for every address`);
+  if (!m || Number(m[3]) > 65535)
+    throw new UsageError(
+      `--prometheus-serve-addr: '${text}' is not host:port, e.g. 127.0.0.1:9962 or :9962 for every address`,
+    );
   const host = m[1] ?? m[2];
   return { host: host === '' ? undefined : host, port: Number(m[3]) };
 }
@@ -43,7 +46,11 @@ export async function serveHttp(addr: string, registry: Registry, health: Health
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(new UsageError(`--prometheus-serve-addr: cannot listen on ${addr}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.code}`)),
+      reject(
+        new UsageError(
+          `--prometheus-serve-addr: cannot listen on ${addr}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.code}`,
+        ),
+      ),
     );
     server.listen(port, host, () => resolve());
   });

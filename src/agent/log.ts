@@ -9,7 +9,10 @@ export interface Logger {
 }
 
 /** Lines of `time level message` on stderr, from `level` up. */
-export function makeLogger(level: Level, write: (line: string) => void = (l) => process.stderr.write(l + '\n')): Logger {
+export function makeLogger(
+  level: Level,
+  write: (line: string) => void = (l) => process.stderr.write(l + '\n'),
+): Logger {
   const at = (l: Level) => (msg: string) => {
     if (ORDER[l] >= ORDER[level]) write(`${new Date().toISOString()} ${l.padEnd(5)} ${msg}`);
   };

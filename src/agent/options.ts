@@ -74,19 +74,50 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { flag: 'bpf-root', help: 'folder on bpffs where maps are pinned', default: '/sys/fs/bpf/tsct' },
   { flag: 'bpf-ct-global-tcp-max', help: `TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
   { flag: 'bpf-ct-global-any-max', help: `non-TCP connection table size (${TABLE_MIN} to ${TABLE_MAX})` },
-  { flag: 'bpf-nat-global-max', help: 'NAT table size; by default two thirds of the two connection tables together, as Cilium' },
-  { flag: 'bpf-map-dynamic-size-ratio', help: 'size tables from this share of total memory (0 < ratio <= 1), as Cilium does', default: '0.0025' },
+  {
+    flag: 'bpf-nat-global-max',
+    help: 'NAT table size; by default two thirds of the two connection tables together, as Cilium',
+  },
+  {
+    flag: 'bpf-map-dynamic-size-ratio',
+    help: 'size tables from this share of total memory (0 < ratio <= 1), as Cilium does',
+    default: '0.0025',
+  },
   { flag: 'bpf-ct-timeout-regular-tcp', help: 'TCP ESTABLISHED timeout', default: d(DEFAULT_TIMEOUTS.tcpEstablished) },
-  { flag: 'bpf-ct-timeout-regular-tcp-syn', help: 'TCP SYN_SENT and SYN_RECV timeout', default: d(DEFAULT_TIMEOUTS.tcpSynSent) },
+  {
+    flag: 'bpf-ct-timeout-regular-tcp-syn',
+    help: 'TCP SYN_SENT and SYN_RECV timeout',
+    default: d(DEFAULT_TIMEOUTS.tcpSynSent),
+  },
   { flag: 'bpf-ct-timeout-regular-tcp-fin', help: 'TCP FIN_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpFinWait) },
-  { flag: 'bpf-ct-timeout-regular-tcp-close-wait', help: 'TCP CLOSE_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpCloseWait) },
-  { flag: 'bpf-ct-timeout-regular-tcp-last-ack', help: 'TCP LAST_ACK timeout', default: d(DEFAULT_TIMEOUTS.tcpLastAck) },
-  { flag: 'bpf-ct-timeout-regular-tcp-time-wait', help: 'TCP TIME_WAIT timeout', default: d(DEFAULT_TIMEOUTS.tcpTimeWait) },
-  { flag: 'bpf-ct-timeout-regular-tcp-close', help: 'TCP CLOSE (after RST) timeout', default: d(DEFAULT_TIMEOUTS.tcpClose) },
+  {
+    flag: 'bpf-ct-timeout-regular-tcp-close-wait',
+    help: 'TCP CLOSE_WAIT timeout',
+    default: d(DEFAULT_TIMEOUTS.tcpCloseWait),
+  },
+  {
+    flag: 'bpf-ct-timeout-regular-tcp-last-ack',
+    help: 'TCP LAST_ACK timeout',
+    default: d(DEFAULT_TIMEOUTS.tcpLastAck),
+  },
+  {
+    flag: 'bpf-ct-timeout-regular-tcp-time-wait',
+    help: 'TCP TIME_WAIT timeout',
+    default: d(DEFAULT_TIMEOUTS.tcpTimeWait),
+  },
+  {
+    flag: 'bpf-ct-timeout-regular-tcp-close',
+    help: 'TCP CLOSE (after RST) timeout',
+    default: d(DEFAULT_TIMEOUTS.tcpClose),
+  },
   { flag: 'bpf-ct-timeout-regular-any', help: 'UDP and other non-TCP timeout', default: d(DEFAULT_TIMEOUTS.any) },
   { flag: 'bpf-ct-timeout-regular-icmp', help: 'ICMP and ICMPv6 timeout', default: d(DEFAULT_TIMEOUTS.icmp) },
   { flag: 'bpf-ct-tcp-loose', help: 'adopt TCP connections first seen mid-stream (true or false)', default: 'true' },
-  { flag: 'bpf-fast-path', help: 'forward established connections from tc ingress past the stack (and its netfilter hooks); false for the stack path (true or false)', default: 'true' },
+  {
+    flag: 'bpf-fast-path',
+    help: 'forward established connections from tc ingress past the stack (and its netfilter hooks); false for the stack path (true or false)',
+    default: 'true',
+  },
   {
     flag: 'bpf-fast-path-new',
     help:
@@ -103,15 +134,37 @@ export const AGENT_FLAGS: FlagSpec[] = [
   },
   { flag: 'bpf-ct-drop-invalid', help: 'drop packets whose ct_state is inv (true or false)', default: 'false' },
   { flag: 'masquerade-devices', help: 'devices whose outgoing traffic is masqueraded (among --devices)' },
-  { flag: 'masquerade-cidrs', help: 'sources to masquerade, as CIDRs; by default every source but the device\'s own address' },
-  { flag: 'snat-ip', help: 'address(es) to masquerade to, at most one IPv4 and one IPv6; by default each device\'s primary address' },
-  { flag: 'nat-port-range', help: 'ports for masquerading, low-high; given, it is used even when the original port is free', default: '32768-60999' },
+  {
+    flag: 'masquerade-cidrs',
+    help: "sources to masquerade, as CIDRs; by default every source but the device's own address",
+  },
+  {
+    flag: 'snat-ip',
+    help: "address(es) to masquerade to, at most one IPv4 and one IPv6; by default each device's primary address",
+  },
+  {
+    flag: 'nat-port-range',
+    help: 'ports for masquerading, low-high; given, it is used even when the original port is free',
+    default: '32768-60999',
+  },
   { flag: 'conntrack-gc-interval', help: 'fixed GC interval; 0s for adaptive', default: '0s' },
   { flag: 'conntrack-gc-max-interval', help: 'upper bound of the adaptive GC interval', default: '12h' },
-  { flag: 'conntrack-events', help: "connection events for 'tsct bpf ct events': new,destroy; new,destroy,update; or none", default: 'new,destroy' },
-  { flag: 'bpf-events-ring-size', help: 'bytes of the event ring buffer, a power of 2 from 4096; when full, events are lost (and counted), never packets', default: String(1 << 20) },
+  {
+    flag: 'conntrack-events',
+    help: "connection events for 'tsct bpf ct events': new,destroy; new,destroy,update; or none",
+    default: 'new,destroy',
+  },
+  {
+    flag: 'bpf-events-ring-size',
+    help: 'bytes of the event ring buffer, a power of 2 from 4096; when full, events are lost (and counted), never packets',
+    default: String(1 << 20),
+  },
   { flag: 'log-level', help: 'debug, info, warn or error', default: 'info' },
-  { flag: 'prometheus-serve-addr', help: "where to serve /metrics, /healthz and /readyz (host:port; ':9962' for every address; 'off' for nowhere)", default: '127.0.0.1:9962' },
+  {
+    flag: 'prometheus-serve-addr',
+    help: "where to serve /metrics, /healthz and /readyz (host:port; ':9962' for every address; 'off' for nowhere)",
+    default: '127.0.0.1:9962',
+  },
 ];
 
 export function envName(flag: string): string {
@@ -129,15 +182,20 @@ export function parseDuration(flag: string, text: string): number {
 
 export function parseSize(flag: string, text: string): number {
   const t = text.trim();
-  if (!/^\d+$/.test(t)) throw new UsageError(`--${flag}: '${text}' is not a whole number; give a table size from ${TABLE_MIN} to ${TABLE_MAX}`);
+  if (!/^\d+$/.test(t))
+    throw new UsageError(
+      `--${flag}: '${text}' is not a whole number; give a table size from ${TABLE_MIN} to ${TABLE_MAX}`,
+    );
   const n = Number(t);
-  if (n < TABLE_MIN || n > TABLE_MAX) throw new UsageError(`--${flag}: ${n} is out of range; give a table size from ${TABLE_MIN} to ${TABLE_MAX}`);
+  if (n < TABLE_MIN || n > TABLE_MAX)
+    throw new UsageError(`--${flag}: ${n} is out of range; give a table size from ${TABLE_MIN} to ${TABLE_MAX}`);
   return n;
 }
 
 function parseRatio(flag: string, text: string): number {
   const n = Number(text);
-  if (!/^\d*\.?\d+$/.test(text.trim()) || !(n > 0 && n <= 1)) throw new UsageError(`--${flag}: '${text}' is not a ratio; give a number above 0 and at most 1, e.g. 0.0025`);
+  if (!/^\d*\.?\d+$/.test(text.trim()) || !(n > 0 && n <= 1))
+    throw new UsageError(`--${flag}: '${text}' is not a ratio; give a number above 0 and at most 1, e.g. 0.0025`);
   return n;
 }
 
@@ -149,7 +207,10 @@ function parseBool(flag: string, text: string): boolean {
 
 export function parseDevices(flag: string, text: string): DeviceSpec[] {
   const out: DeviceSpec[] = [];
-  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([A-Za-z0-9_.@-]{1,15})(?::(\d+))?$/.exec(part);
     if (!m) throw new UsageError(`--${flag}: '${part}' is not a device name, or name:zone with a zone from 0 to 65535`);
     const zone = Number(m[2] ?? 0);
@@ -174,18 +235,27 @@ function readConfigFile(file: string): Record<string, string> {
   } catch (e) {
     throw new UsageError(`--config: ${file} is not valid JSON (${(e as Error).message})`);
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`--config: ${file} must hold one JSON object of flag names and values`);
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new UsageError(`--config: ${file} must hold one JSON object of flag names and values`);
   const known = new Set(AGENT_FLAGS.map((f) => f.flag));
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
-    if (!known.has(k)) throw new UsageError(`--config: ${file} has an unknown setting '${k}'; settings are the agent's flag names, e.g. "bpf-ct-global-tcp-max"`);
+    if (!known.has(k))
+      throw new UsageError(
+        `--config: ${file} has an unknown setting '${k}'; settings are the agent's flag names, e.g. "bpf-ct-global-tcp-max"`,
+      );
     out[k] = Array.isArray(v) ? v.join(',') : String(v);
   }
   return out;
 }
 
 function parseEvents(text: string): AgentOptions['events'] {
-  const kinds = new Set(text.split(',').map((x) => x.trim().toLowerCase()).filter(Boolean));
+  const kinds = new Set(
+    text
+      .split(',')
+      .map((x) => x.trim().toLowerCase())
+      .filter(Boolean),
+  );
   if (kinds.size === 1 && kinds.has('none')) return 'none';
   const known = ['new', 'destroy', 'update'];
   const bad = [...kinds].find((k) => !known.includes(k));
@@ -225,8 +295,16 @@ function parseCidr(flag: string, text: string): string {
   return `${formatAddr(bytes)}/${n}`;
 }
 
-function natRangeGiven(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv, file: Record<string, string>): boolean {
-  return flags.natPortRange !== undefined || env[envName('nat-port-range')] !== undefined || file['nat-port-range'] !== undefined;
+function natRangeGiven(
+  flags: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv,
+  file: Record<string, string>,
+): boolean {
+  return (
+    flags.natPortRange !== undefined ||
+    env[envName('nat-port-range')] !== undefined ||
+    file['nat-port-range'] !== undefined
+  );
 }
 
 /** Table sizes from total memory, as Cilium's --bpf-map-dynamic-size-ratio does. */
@@ -245,7 +323,10 @@ export function dynamicSizes(ratio: number, totalMem = os.totalmem()): { tcp: nu
  * Resolves the agent's options from parsed flags (commander's camel-case
  * values, strings as typed), the environment and an optional config file.
  */
-export function resolveAgentOptions(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv = process.env): AgentOptions {
+export function resolveAgentOptions(
+  flags: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv = process.env,
+): AgentOptions {
   const file = flags.config ?? env.TSCT_CONFIG;
   const fromFile = file ? readConfigFile(file) : {};
   const get = (flag: string): string | undefined => {
@@ -254,7 +335,8 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
   };
   const dur = (flag: string) => parseDuration(flag, get(flag)!);
   const devicesText = get('devices');
-  if (!devicesText) throw new UsageError('--devices is required: name the devices to attach to, e.g. --devices eth0,eth1');
+  if (!devicesText)
+    throw new UsageError('--devices is required: name the devices to attach to, e.g. --devices eth0,eth1');
 
   const tcpText = get('bpf-ct-global-tcp-max');
   const anyText = get('bpf-ct-global-any-max');
@@ -262,7 +344,8 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
   const dyn = dynamicSizes(ratio);
   const ctTcpMax = tcpText ? parseSize('bpf-ct-global-tcp-max', tcpText) : dyn.tcp;
   const ctAnyMax = anyText ? parseSize('bpf-ct-global-any-max', anyText) : dyn.any;
-  const why = (given: string | undefined, name: string) => (given ? `${name} as given` : `${name} from ${ratio} of ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory`);
+  const why = (given: string | undefined, name: string) =>
+    given ? `${name} as given` : `${name} from ${ratio} of ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory`;
   const timeouts: CtTimeouts = {
     tcpEstablished: dur('bpf-ct-timeout-regular-tcp'),
     tcpSynSent: dur('bpf-ct-timeout-regular-tcp-syn'),
@@ -279,14 +362,20 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
     if (v < 1) throw new UsageError(`timeout ${k} is 0: connection timeouts must be at least 1s`);
   }
   const level = get('log-level')!;
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError(`--log-level: '${level}' is not one of debug, info, warn, error`);
+  if (!['debug', 'info', 'warn', 'error'].includes(level))
+    throw new UsageError(`--log-level: '${level}' is not one of debug, info, warn, error`);
   const gcMaxInterval = dur('conntrack-gc-max-interval');
   if (gcMaxInterval < 1) throw new UsageError('--conntrack-gc-max-interval must be at least 1s');
   const devices = parseDevices('devices', devicesText);
-  const list = (flag: string) => (get(flag) ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const list = (flag: string) =>
+    (get(flag) ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   const masqueradeDevices = list('masquerade-devices');
   for (const m of masqueradeDevices) {
-    if (!devices.some((d) => d.name === m)) throw new UsageError(`--masquerade-devices: ${m} is not in --devices; a device must be managed to masquerade`);
+    if (!devices.some((d) => d.name === m))
+      throw new UsageError(`--masquerade-devices: ${m} is not in --devices; a device must be managed to masquerade`);
   }
   const masqueradeCidrs = list('masquerade-cidrs').map((c) => parseCidr('masquerade-cidrs', c));
   const snatIps = list('snat-ip').map((a) => {
@@ -302,14 +391,19 @@ export function resolveAgentOptions(flags: Record<string, string | undefined>, e
   const rangeText = get('nat-port-range')!;
   const range = /^(\d+)-(\d+)$/.exec(rangeText.trim());
   const [pmin, pmax] = range ? [Number(range[1]), Number(range[2])] : [NaN, NaN];
-  if (!range || pmin < 1 || pmax > 65535 || pmin > pmax) throw new UsageError(`--nat-port-range: '${rangeText}' is not a port range; write it low-high, e.g. 32768-60999`);
+  if (!range || pmin < 1 || pmax > 65535 || pmin > pmax)
+    throw new UsageError(`--nat-port-range: '${rangeText}' is not a port range; write it low-high, e.g. 32768-60999`);
   const fastPath = parseBool('bpf-fast-path', get('bpf-fast-path')!);
   const xdpFastPath = parseBool('bpf-xdp-fast-path', get('bpf-xdp-fast-path')!);
-  if (xdpFastPath && !fastPath) throw new UsageError('--bpf-xdp-fast-path needs --bpf-fast-path true: the XDP path is the fast path, earlier');
+  if (xdpFastPath && !fastPath)
+    throw new UsageError('--bpf-xdp-fast-path needs --bpf-fast-path true: the XDP path is the fast path, earlier');
   const fastPathNew = parseBool('bpf-fast-path-new', get('bpf-fast-path-new')!);
-  if (fastPathNew && !fastPath) throw new UsageError('--bpf-fast-path-new needs --bpf-fast-path true: it widens the fast path to new connections');
+  if (fastPathNew && !fastPath)
+    throw new UsageError('--bpf-fast-path-new needs --bpf-fast-path true: it widens the fast path to new connections');
   const natText = get('bpf-nat-global-max');
-  const natMax = natText ? parseSize('bpf-nat-global-max', natText) : Math.min(TABLE_MAX, Math.max(TABLE_MIN, Math.round(((ctTcpMax + ctAnyMax) * 2) / 3)));
+  const natMax = natText
+    ? parseSize('bpf-nat-global-max', natText)
+    : Math.min(TABLE_MAX, Math.max(TABLE_MIN, Math.round(((ctTcpMax + ctAnyMax) * 2) / 3)));
   return {
     devices,
     masqueradeDevices,

@@ -87,6 +87,7 @@ export class StructView<S extends StructName> {
 /** Names of an enum's values by value, with the C prefix dropped: REASON_CT_NEW -> CT_NEW. */
 export function enumNames<E extends keyof typeof ENUMS>(e: E, prefix: string): Map<number, string> {
   const out = new Map<number, string>();
-  for (const [k, v] of Object.entries(ENUMS[e])) out.set(v as number, k.startsWith(prefix) ? k.slice(prefix.length) : k);
+  for (const [k, v] of Object.entries(ENUMS[e]))
+    out.set(v as number, k.startsWith(prefix) ? k.slice(prefix.length) : k);
   return out;
 }

@@ -21,19 +21,31 @@ export interface ListOptions extends CtFilterOptions {
 
 export async function ctList(o: ListOptions): Promise<void> {
   const format = o.output ?? 'cilium';
-  if (!['cilium', 'json', 'conntrack'].includes(format)) throw new UsageError(`-o: '${format}' is not an output format; use json, conntrack, or leave it out for Cilium's format`);
+  if (!['cilium', 'json', 'conntrack'].includes(format))
+    throw new UsageError(
+      `-o: '${format}' is not an output format; use json, conntrack, or leave it out for Cilium's format`,
+    );
   const filter = parseCtFilter(o);
   const tables = openCtTables(o.bpfRoot);
   const out = new LineWriter();
   const now = Number(monotonicNs());
   let n = 0;
   try {
-    const render = format === 'json' ? (e: CtEntry) => JSON.stringify(toJson(e, now)) : format === 'conntrack' ? (e: CtEntry) => formatConntrack(e, now) : formatCilium;
-    await forEachCt(tables, (entry) => {
-      if (!filter(entry)) return;
-      n++;
-      if (!o.count) out.line(render(entry));
-    }, () => out.gone);
+    const render =
+      format === 'json'
+        ? (e: CtEntry) => JSON.stringify(toJson(e, now))
+        : format === 'conntrack'
+          ? (e: CtEntry) => formatConntrack(e, now)
+          : formatCilium;
+    await forEachCt(
+      tables,
+      (entry) => {
+        if (!filter(entry)) return;
+        n++;
+        if (!o.count) out.line(render(entry));
+      },
+      () => out.gone,
+    );
     if (o.count) out.line(String(n));
     out.flush();
   } finally {
@@ -60,7 +72,9 @@ export async function ctFlush(o: ListOptions): Promise<void> {
         for (const nk of natKeys) if (nat[table.family].delete(nk)) natDeleted++;
       }
     }
-    process.stdout.write(`flushed ${deleted} connection${deleted === 1 ? '' : 's'}${natDeleted ? ` and ${natDeleted} NAT entries` : ''}\n`);
+    process.stdout.write(
+      `flushed ${deleted} connection${deleted === 1 ? '' : 's'}${natDeleted ? ` and ${natDeleted} NAT entries` : ''}\n`,
+    );
   } finally {
     for (const t of tables) t.map.close();
     nat[4].close();
@@ -76,9 +90,11 @@ const EVENT_CLOCK_SLACK_NS = 20_000_000n;
 /** `tsct bpf ct events`: connection events as they happen, until interrupted or --max-events. */
 export async function ctEvents(o: { bpfRoot: string; output?: string; maxEvents?: string }): Promise<void> {
   const format = o.output ?? 'conntrack';
-  if (!['conntrack', 'json'].includes(format)) throw new UsageError(`-o: '${format}' is not an output format; use json, or leave it out for conntrack -E's`);
+  if (!['conntrack', 'json'].includes(format))
+    throw new UsageError(`-o: '${format}' is not an output format; use json, or leave it out for conntrack -E's`);
   const max = o.maxEvents === undefined ? Infinity : Number(o.maxEvents);
-  if (!(max > 0) || !Number.isInteger(max === Infinity ? 1 : max)) throw new UsageError(`--max-events: '${o.maxEvents}' is not a positive whole number`);
+  if (!(max > 0) || !Number.isInteger(max === Infinity ? 1 : max))
+    throw new UsageError(`--max-events: '${o.maxEvents}' is not a positive whole number`);
   const ring = openPinnedMap(o.bpfRoot, 'tsct_events');
   const metrics = openPinnedMap(o.bpfRoot, 'tsct_metrics');
   const reader = openPinnedMap(o.bpfRoot, 'tsct_events_reader');
@@ -112,7 +128,11 @@ export async function ctEvents(o: { bpfRoot: string; output?: string; maxEvents?
       const samples = await rb.poll(200);
       const nowLost = lostSoFar();
       if (nowLost > lost) {
-        out(format === 'json' ? JSON.stringify({ type: 'LOST', count: nowLost - lost }) : `   [LOST] ${nowLost - lost} events lost: the ring buffer was full (--bpf-events-ring-size)`);
+        out(
+          format === 'json'
+            ? JSON.stringify({ type: 'LOST', count: nowLost - lost })
+            : `   [LOST] ${nowLost - lost} events lost: the ring buffer was full (--bpf-events-ring-size)`,
+        );
         lost = nowLost;
       }
       for (const s of samples) {

@@ -12,7 +12,9 @@ import { natFlush, natList } from './natCommands';
 const DEFAULT_ROOT = '/sys/fs/bpf/tsct';
 
 function rootOption(): Option {
-  return new Option('--bpf-root <dir>', 'folder on bpffs where the agent pins its maps').default(process.env.TSCT_BPF_ROOT ?? DEFAULT_ROOT);
+  return new Option('--bpf-root <dir>', 'folder on bpffs where the agent pins its maps').default(
+    process.env.TSCT_BPF_ROOT ?? DEFAULT_ROOT,
+  );
 }
 
 function filterOptions(cmd: Command): Command {
@@ -45,7 +47,12 @@ export function buildProgram(): Command {
     .description('load and attach the datapath, keep it pinned, run the garbage collection')
     .option('--config <file>', 'JSON file of settings, keyed by flag name');
   for (const f of AGENT_FLAGS) {
-    agent.addOption(new Option(`--${f.flag} <value>`, `${f.help}${f.default ? ` (default ${f.default})` : ''} [env ${envName(f.flag)}]`));
+    agent.addOption(
+      new Option(
+        `--${f.flag} <value>`,
+        `${f.help}${f.default ? ` (default ${f.default})` : ''} [env ${envName(f.flag)}]`,
+      ),
+    );
   }
   agent.action(async (flags: Record<string, string>) => {
     const o = resolveAgentOptions(flags);
@@ -62,7 +69,11 @@ export function buildProgram(): Command {
     });
   });
 
-  const ct = program.command('bpf').description('the BPF maps, read directly').command('ct').description('connection tracking tables');
+  const ct = program
+    .command('bpf')
+    .description('the BPF maps, read directly')
+    .command('ct')
+    .description('connection tracking tables');
   filterOptions(ct.command('list').argument('<table>', "'global'").description('list connections'))
     .addOption(rootOption())
     .option('-o, --output <format>', 'json (one object per line) or conntrack (as conntrack -L)')
@@ -79,13 +90,18 @@ export function buildProgram(): Command {
     });
 
   ct.command('events')
-    .description('connection events as they happen, as conntrack -E prints them (new, destroy; update with --conntrack-events); one reader at a time')
+    .description(
+      'connection events as they happen, as conntrack -E prints them (new, destroy; update with --conntrack-events); one reader at a time',
+    )
     .addOption(rootOption())
     .option('-o, --output <format>', 'json (one object per line)')
     .option('--max-events <n>', 'stop after n events')
     .action(ctEvents);
 
-  const natCmd = program.commands.find((c) => c.name() === 'bpf')!.command('nat').description('NAT table (masquerade)');
+  const natCmd = program.commands
+    .find((c) => c.name() === 'bpf')!
+    .command('nat')
+    .description('NAT table (masquerade)');
   const natFilters = (cmd: Command) =>
     cmd
       .addOption(rootOption())
@@ -100,7 +116,11 @@ export function buildProgram(): Command {
     .option('-o, --output <format>', 'json (one object per line)')
     .option('--count', 'print only how many match')
     .action(natList);
-  natFilters(natCmd.command('flush').description('delete the matching NAT mappings; their connections take new ones with their next packet out')).action(natFlush);
+  natFilters(
+    natCmd
+      .command('flush')
+      .description('delete the matching NAT mappings; their connections take new ones with their next packet out'),
+  ).action(natFlush);
 
   program
     .command('status')
@@ -108,14 +128,19 @@ export function buildProgram(): Command {
     .addOption(rootOption())
     .option('-o, --output <format>', 'json')
     .action(status);
-  program.command('uninstall').description('detach what the agent attached and remove its pins').addOption(rootOption()).action(uninstall);
+  program
+    .command('uninstall')
+    .description('detach what the agent attached and remove its pins')
+    .addOption(rootOption())
+    .action(uninstall);
   return program;
 }
 
 /** One line for every error a user can cause; a stack trace only with TSCT_DEBUG=1. */
 export function explain(e: unknown): { line: string; code: number } {
   if (e instanceof CommanderError) {
-    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return { line: '', code: 0 };
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+      return { line: '', code: 0 };
     return { line: `${e.message.replace(/^error: /, '')} (see tsct --help)`, code: 2 };
   }
   if (e instanceof UsageError || e instanceof PinnedLayoutError) return { line: e.message, code: 2 };

@@ -48,7 +48,8 @@ function natFilter(o: NatListOptions): (n: NatEntry) => boolean {
 
 export async function natList(o: NatListOptions): Promise<void> {
   const format = o.output ?? 'cilium';
-  if (!['cilium', 'json'].includes(format)) throw new UsageError(`-o: '${format}' is not an output format; use json, or leave it out for Cilium's format`);
+  if (!['cilium', 'json'].includes(format))
+    throw new UsageError(`-o: '${format}' is not an output format; use json, or leave it out for Cilium's format`);
   const filter = natFilter(o);
   const maps = openNatMaps(o.bpfRoot);
   const out = new LineWriter();

@@ -15,7 +15,7 @@ async function countEntries(m: BpfMap): Promise<number> {
   return n;
 }
 
-const ago = (ns: bigint, now: bigint) => (ns ? `${((Number(now - ns) / 1e9) | 0)}s ago` : 'never');
+const ago = (ns: bigint, now: bigint) => (ns ? `${(Number(now - ns) / 1e9) | 0}s ago` : 'never');
 
 export async function status(o: { bpfRoot: string; output?: string }): Promise<void> {
   const devicesMap = openPinnedMap(o.bpfRoot, 'tsct_devices');
@@ -43,7 +43,13 @@ export async function status(o: { bpfRoot: string; output?: string }): Promise<v
         const info = m.info();
         const isTable = /^tsct_(ct|ct_any)[46]_global$|^tsct_frag[46]$|^tsct_snat_v[46]_external$/.test(name);
         const entries = isTable ? await countEntries(m) : null;
-        maps.push({ name, type: info.typeName, maxEntries: info.maxEntries, entries, pressure: entries === null ? null : entries / info.maxEntries });
+        maps.push({
+          name,
+          type: info.typeName,
+          maxEntries: info.maxEntries,
+          entries,
+          pressure: entries === null ? null : entries / info.maxEntries,
+        });
       } finally {
         m.close();
       }
@@ -74,7 +80,9 @@ export async function status(o: { bpfRoot: string; output?: string }): Promise<v
       ...devices.map(
         (d) =>
           `  ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}): ${
-            (d.attached as Array<{ point: string; program: string; progId: number }>).map((a) => `${a.point} ${a.program} (prog ${a.progId})`).join(', ') || 'nothing attached'
+            (d.attached as Array<{ point: string; program: string; progId: number }>)
+              .map((a) => `${a.point} ${a.program} (prog ${a.progId})`)
+              .join(', ') || 'nothing attached'
           }`,
       ),
       'maps:',
@@ -107,5 +115,7 @@ export async function uninstall(o: { bpfRoot: string }): Promise<void> {
     devicesMap.close();
   }
   const removed = removePins(o.bpfRoot, MAP_NAMES);
-  process.stdout.write(`detached ${detached} program${detached === 1 ? '' : 's'}, removed ${removed.length} pins under ${o.bpfRoot}\n`);
+  process.stdout.write(
+    `detached ${detached} program${detached === 1 ? '' : 's'}, removed ${removed.length} pins under ${o.bpfRoot}\n`,
+  );
 }

@@ -145,5 +145,10 @@ export function formatCtState(state: number): string {
     [CtState.CT_STATE_SNAT, 'snat'],
     [CtState.CT_STATE_DNAT, 'dnat'],
   ];
-  return order.filter(([bit]) => state & bit).map(([, n]) => `+${n}`).join('') || '-trk';
+  return (
+    order
+      .filter(([bit]) => state & bit)
+      .map(([, n]) => `+${n}`)
+      .join('') || '-trk'
+  );
 }

@@ -6,7 +6,11 @@ import { formatConntrack, flagNames, protoName } from './ctFormat';
 
 const F = STRUCTS.ct_event.fields;
 const T = ENUMS.ct_event_type;
-export const EVENT_NAMES: Record<number, string> = { [T.CT_EVENT_NEW]: 'NEW', [T.CT_EVENT_UPDATE]: 'UPDATE', [T.CT_EVENT_DESTROY]: 'DESTROY' };
+export const EVENT_NAMES: Record<number, string> = {
+  [T.CT_EVENT_NEW]: 'NEW',
+  [T.CT_EVENT_UPDATE]: 'UPDATE',
+  [T.CT_EVENT_DESTROY]: 'DESTROY',
+};
 
 export interface CtEvent {
   type: 'NEW' | 'UPDATE' | 'DESTROY';

@@ -36,13 +36,15 @@ export function canonicalAddr(flag: string, text: string): string {
 }
 
 export function port(flag: string, text: string): number {
-  if (!/^\d+$/.test(text) || Number(text) > 65535) throw new UsageError(`--${flag}: '${text}' is not a port (0 to 65535)`);
+  if (!/^\d+$/.test(text) || Number(text) > 65535)
+    throw new UsageError(`--${flag}: '${text}' is not a port (0 to 65535)`);
   return Number(text);
 }
 
 export function proto(text: string): number {
   const p = /^\d+$/.test(text) ? Number(text) : PROTOS[text.toLowerCase()];
-  if (p === undefined || p > 255) throw new UsageError(`--proto: '${text}' is not a protocol; use tcp, udp, icmp, icmpv6 or a number`);
+  if (p === undefined || p > 255)
+    throw new UsageError(`--proto: '${text}' is not a protocol; use tcp, udp, icmp, icmpv6 or a number`);
   return p;
 }
 
@@ -96,25 +98,33 @@ export function parseCtFilter(o: CtFilterOptions): CtFilter {
     tests.push((e) => e.tuple.family === f);
   }
   if (o.zone) {
-    if (!/^\d+$/.test(o.zone) || Number(o.zone) > 65535) throw new UsageError(`--zone: '${o.zone}' is not a zone (0 to 65535)`);
+    if (!/^\d+$/.test(o.zone) || Number(o.zone) > 65535)
+      throw new UsageError(`--zone: '${o.zone}' is not a zone (0 to 65535)`);
     const z = Number(o.zone);
     tests.push((e) => e.tuple.zone === z);
   }
   if (o.state) {
     const want = o.state.toUpperCase();
     if (![...TCP_STATE_NAMES.values()].includes(want)) {
-      throw new UsageError(`--state: '${o.state}' is not a TCP state; use one of ${[...TCP_STATE_NAMES.values()].filter((n) => !/MAX|INVALID|IGNORE|NONE/.test(n)).join(', ')}`);
+      throw new UsageError(
+        `--state: '${o.state}' is not a TCP state; use one of ${[...TCP_STATE_NAMES.values()].filter((n) => !/MAX|INVALID|IGNORE|NONE/.test(n)).join(', ')}`,
+      );
     }
     tests.push((e) => e.tuple.proto === 6 && TCP_STATE_NAMES.get(e.tcpState) === want);
   }
   if (o.ctState) {
     const terms = o.ctState.match(/[+-][a-z]+/g);
     if (!terms || terms.join('') !== o.ctState.replace(/\s/g, '')) {
-      throw new UsageError(`--ct-state: '${o.ctState}' does not parse; write flags like +est, +new or -est+snat (flags: ${Object.keys(CT_STATE_TEST).join(', ')})`);
+      throw new UsageError(
+        `--ct-state: '${o.ctState}' does not parse; write flags like +est, +new or -est+snat (flags: ${Object.keys(CT_STATE_TEST).join(', ')})`,
+      );
     }
     for (const term of terms) {
       const test = CT_STATE_TEST[term.slice(1)];
-      if (!test) throw new UsageError(`--ct-state: unknown flag '${term.slice(1)}'; flags: ${Object.keys(CT_STATE_TEST).join(', ')}`);
+      if (!test)
+        throw new UsageError(
+          `--ct-state: unknown flag '${term.slice(1)}'; flags: ${Object.keys(CT_STATE_TEST).join(', ')}`,
+        );
       tests.push(term[0] === '+' ? test : (e) => !test(e));
     }
   }

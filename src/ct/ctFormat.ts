@@ -38,7 +38,8 @@ function flagsPart(flags: number): string {
   }
   return text;
 }
-const hostPort = (family: 4 | 6, addr: string, port: number) => (family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`);
+const hostPort = (family: 4 | 6, addr: string, port: number) =>
+  family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 
 export function direction(e: CtEntry): 'IN' | 'OUT' {
   return e.flags & CtFlag.CT_F_EGRESS ? 'OUT' : 'IN';

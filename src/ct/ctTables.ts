@@ -23,7 +23,10 @@ export function ctMapFor(family: Family, proto: number): CtMapName {
 /** Opens a pinned map of root, with the one-line error users expect when nothing is there. */
 export function openPinnedMap(root: string, name: string): BpfMap {
   const p = path.join(root, name);
-  if (!fs.existsSync(p)) throw new UsageError(`no tsct state under ${root}: is the agent running? (start it with tsct agent --devices ..., or point --bpf-root at its folder)`);
+  if (!fs.existsSync(p))
+    throw new UsageError(
+      `no tsct state under ${root}: is the agent running? (start it with tsct agent --devices ..., or point --bpf-root at its folder)`,
+    );
   return BpfMap.openPinned(p);
 }
 
@@ -53,7 +56,8 @@ export async function forEachCt(
     for await (const chunk of table.map.batches({ chunkSize })) {
       const ks = chunk.keySize;
       const vs = chunk.valueStride;
-      for (let i = 0; i < chunk.count; i++) each(decodeCtEntryAt(table.family, chunk.keys, i * ks, chunk.values, i * vs), table, chunk.keys, i * ks);
+      for (let i = 0; i < chunk.count; i++)
+        each(decodeCtEntryAt(table.family, chunk.keys, i * ks, chunk.values, i * vs), table, chunk.keys, i * ks);
       if (stop()) return;
     }
   }

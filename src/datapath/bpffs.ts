@@ -24,7 +24,10 @@ export function ensureBpffs(mountPoint: string = DEFAULT_BPFFS): void {
     execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
     const why = e instanceof Error && 'stderr' in e ? String((e as { stderr: Buffer }).stderr).trim() : String(e);
-    throw new Error(`bpffs is not mounted at ${mountPoint} and mounting it failed (${why}): run as root, or mount it: mount -t bpf bpf ${mountPoint}`);
+    throw new Error(
+      `bpffs is not mounted at ${mountPoint} and mounting it failed (${why}): run as root, or mount it: mount -t bpf bpf ${mountPoint}`,
+    );
   }
-  if (!isOnBpffs(mountPoint)) throw new Error(`${mountPoint} is still not a bpffs mount after mounting one: mount -t bpf bpf ${mountPoint}`);
+  if (!isOnBpffs(mountPoint))
+    throw new Error(`${mountPoint} is still not a bpffs mount after mounting one: mount -t bpf bpf ${mountPoint}`);
 }

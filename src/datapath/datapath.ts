@@ -48,7 +48,13 @@ export interface MapSizes {
 }
 
 /** Cilium's defaults. */
-export const DEFAULT_SIZES: MapSizes = { ctTcp: 512 * 1024, ctAny: 256 * 1024, frag: 8192, nat: 512 * 1024, events: 1 << 20 };
+export const DEFAULT_SIZES: MapSizes = {
+  ctTcp: 512 * 1024,
+  ctAny: 256 * 1024,
+  frag: 8192,
+  nat: 512 * 1024,
+  events: 1 << 20,
+};
 
 export interface MasqueradeSpec {
   /** The address to translate IPv4 sources to (the device's primary address). */
@@ -98,8 +104,17 @@ export class Datapath {
       await obj.load();
       const migrations = await applyPins(obj, pins);
       const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
-      const config = { ...DEFAULT_CONFIG, ...opts.config, timeouts: { ...DEFAULT_CONFIG.timeouts, ...opts.config?.timeouts } };
-      const progs = [obj.program('tsct_ingress'), obj.program('tsct_egress'), obj.program('tsct_gc'), obj.program('tsct_xdp')] as const;
+      const config = {
+        ...DEFAULT_CONFIG,
+        ...opts.config,
+        timeouts: { ...DEFAULT_CONFIG.timeouts, ...opts.config?.timeouts },
+      };
+      const progs = [
+        obj.program('tsct_ingress'),
+        obj.program('tsct_egress'),
+        obj.program('tsct_gc'),
+        obj.program('tsct_xdp'),
+      ] as const;
       const dp = new Datapath(obj, maps, ...progs, sizes, config, pins, migrations);
       dp.writeConfig(dp.config);
       return dp;
@@ -111,7 +126,12 @@ export class Datapath {
 
   writeConfig(cfg: DatapathConfig): void {
     this.config = cfg;
-    const rings: [number, number, number, number] = [this.sizes.ctTcp, this.sizes.ctAny, this.sizes.ctTcp, this.sizes.ctAny];
+    const rings: [number, number, number, number] = [
+      this.sizes.ctTcp,
+      this.sizes.ctAny,
+      this.sizes.ctTcp,
+      this.sizes.ctAny,
+    ];
     this.maps.tsct_config.update(Buffer.alloc(4), encodeConfig(cfg, rings));
   }
 
@@ -207,7 +227,13 @@ export function readMetrics(map: BpfMap): ReasonCount[] {
     }
     if (count === 0) continue;
     const code = idx >> 1;
-    out.push({ reason: REASON_NAMES.get(code) ?? `REASON_${code}`, code, hook: idx & 1 ? 'egress' : 'ingress', count, bytes });
+    out.push({
+      reason: REASON_NAMES.get(code) ?? `REASON_${code}`,
+      code,
+      hook: idx & 1 ? 'egress' : 'ingress',
+      count,
+      bytes,
+    });
   }
   return out;
 }

@@ -37,7 +37,8 @@ export function planPins(obj: BpfObject, root: string, maps: readonly string[]):
     const have = pinned.info();
     pinned.close();
     const diffs: string[] = [];
-    if (have.type !== want.type) diffs.push(`type ${mapTypeName(have.type)} (pinned) vs ${want.typeName} (this version)`);
+    if (have.type !== want.type)
+      diffs.push(`type ${mapTypeName(have.type)} (pinned) vs ${want.typeName} (this version)`);
     if (have.keySize !== want.keySize) diffs.push(`key size ${have.keySize} vs ${want.keySize}`);
     if (have.valueSize !== want.valueSize) diffs.push(`value size ${have.valueSize} vs ${want.valueSize}`);
     if (have.flags !== want.flags) diffs.push(`flags ${have.flags} vs ${want.flags}`);
@@ -76,7 +77,10 @@ export async function applyPins(obj: BpfObject, plan: PinPlanEntry[]): Promise<M
         const old = BpfMap.openPinned(step.path);
         try {
           // A ring buffer holds events in flight, not state: a resized one starts empty.
-          results.push({ map: step.map, ...(old.type === MapType.ringbuf ? { moved: 0, dropped: 0 } : await copyEntries(old, map)) });
+          results.push({
+            map: step.map,
+            ...(old.type === MapType.ringbuf ? { moved: 0, dropped: 0 } : await copyEntries(old, map)),
+          });
         } finally {
           old.close();
         }

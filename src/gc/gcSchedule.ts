@@ -37,7 +37,8 @@ export class GcSchedule {
 
   /** A table filled up: sweep soon. */
   pressure(): number {
-    if (!this.o.fixedS) this.current = Math.max(Math.min(this.o.minS ?? GC_MIN_INTERVAL_S, this.o.maxS), Math.floor(this.current / 2));
+    if (!this.o.fixedS)
+      this.current = Math.max(Math.min(this.o.minS ?? GC_MIN_INTERVAL_S, this.o.maxS), Math.floor(this.current / 2));
     return this.current;
   }
 }

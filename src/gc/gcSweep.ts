@@ -41,7 +41,12 @@ export interface GcResult {
 /** Sweeps in parallel: one per CPU, each over a shard of the connections. */
 export const DEFAULT_GC_SHARDS = Math.max(1, Math.min(os.availableParallelism(), 8));
 
-async function sweepShard(prog: BpfProgram, shard: number, shards: number, nowNs?: bigint): Promise<StructView<'gc_args'>> {
+async function sweepShard(
+  prog: BpfProgram,
+  shard: number,
+  shards: number,
+  nowNs?: bigint,
+): Promise<StructView<'gc_args'>> {
   const args = StructView.alloc('gc_args');
   if (nowNs !== undefined) args.set('now_ns', nowNs);
   args.set('shard', shard).set('shards', shards);
@@ -61,7 +66,9 @@ export async function gcSweep(prog: BpfProgram, nowNs?: bigint, shards = DEFAULT
   const statsAt = STRUCTS.gc_args.fields.stats.offset;
   const size = STRUCTS.gc_table_stats.size;
   const tables = GC_TABLES.map(({ table, map, family, proto }) => {
-    const views = outs.map((out) => new StructView('gc_table_stats', out.buf.subarray(statsAt + table * size, statsAt + (table + 1) * size)));
+    const views = outs.map(
+      (out) => new StructView('gc_table_stats', out.buf.subarray(statsAt + table * size, statsAt + (table + 1) * size)),
+    );
     const sum = (f: 'scanned' | 'deleted' | 'alive') => views.reduce((a, v) => a + v.u(f), 0);
     const byState = (f: 'alive_by_state' | 'deleted_by_state') => {
       const r: Record<string, number> = {};

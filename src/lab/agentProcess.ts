@@ -15,7 +15,9 @@ export interface AgentHandle {
 
 /** Starts the agent in `ns`; resolves when it has attached to every device. */
 export function startAgentIn(ns: string, args: string[], timeoutMs = 30_000): Promise<AgentHandle> {
-  const child = spawn('nsenter', [`--net=${NamespaceLab.path(ns)}`, process.execPath, TSCT_BIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('nsenter', [`--net=${NamespaceLab.path(ns)}`, process.execPath, TSCT_BIN, 'agent', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const log: string[] = [];
   const devices = (args[args.indexOf('--devices') + 1] ?? '').split(',').length;
   return new Promise((resolve, reject) => {
@@ -60,7 +62,9 @@ export interface CliResult {
 
 /** Runs `tsct ...` inside `ns` (or here, with ns null). */
 export function tsctIn(ns: string | null, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<CliResult> {
-  const [cmd, argv] = ns ? ['nsenter', [`--net=${NamespaceLab.path(ns)}`, process.execPath, TSCT_BIN, ...args]] : [process.execPath, [TSCT_BIN, ...args]];
+  const [cmd, argv] = ns
+    ? ['nsenter', [`--net=${NamespaceLab.path(ns)}`, process.execPath, TSCT_BIN, ...args]]
+    : [process.execPath, [TSCT_BIN, ...args]];
   return new Promise((resolve) => {
     execFile(cmd, argv as string[], { env, maxBuffer: 1 << 28, timeout: 120_000 }, (err, stdout, stderr) => {
       const code = err ? ((err as { code?: number }).code ?? 1) : 0;

@@ -19,9 +19,14 @@ export interface HttpResult {
 
 export function httpGetIn(ns: string, url: string): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    execFile('nsenter', [`--net=${NamespaceLab.path(ns)}`, process.execPath, '-e', GET, url], { maxBuffer: 1 << 26, timeout: 20_000 }, (err, stdout) => {
-      if (err && !stdout) return reject(err);
-      resolve(JSON.parse(stdout));
-    });
+    execFile(
+      'nsenter',
+      [`--net=${NamespaceLab.path(ns)}`, process.execPath, '-e', GET, url],
+      { maxBuffer: 1 << 26, timeout: 20_000 },
+      (err, stdout) => {
+        if (err && !stdout) return reject(err);
+        resolve(JSON.parse(stdout));
+      },
+    );
   });
 }

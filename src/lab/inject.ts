@@ -18,6 +18,9 @@ print(n)
 
 /** Sends each frame once out of `dev` in namespace `ns`; returns how many were sent. */
 export function injectFrames(lab: NamespaceLab, ns: string, dev: string, frames: Buffer[]): number {
-  const out = lab.exec(ns, 'python3', ['-c', SENDER, dev], { input: frames.map((f) => f.toString('hex')).join('\n') + '\n', timeoutMs: 10_000 });
+  const out = lab.exec(ns, 'python3', ['-c', SENDER, dev], {
+    input: frames.map((f) => f.toString('hex')).join('\n') + '\n',
+    timeoutMs: 10_000,
+  });
   return Number(out.trim());
 }

@@ -4,12 +4,31 @@
 // of the datapath.
 import { familyOf, parseAddr } from '../net/addr';
 
-export const PROTO = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58, hopopts: 0, routing: 43, fragment: 44, dstopts: 60, none: 59 } as const;
+export const PROTO = {
+  icmp: 1,
+  tcp: 6,
+  udp: 17,
+  icmpv6: 58,
+  hopopts: 0,
+  routing: 43,
+  fragment: 44,
+  dstopts: 60,
+  none: 59,
+} as const;
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
 export const ETH_HLEN = 14;
 
-const TCP_FLAG_BITS: Record<string, number> = { F: 0x01, S: 0x02, R: 0x04, P: 0x08, A: 0x10, U: 0x20, E: 0x40, C: 0x80 };
+const TCP_FLAG_BITS: Record<string, number> = {
+  F: 0x01,
+  S: 0x02,
+  R: 0x04,
+  P: 0x08,
+  A: 0x10,
+  U: 0x20,
+  E: 0x40,
+  C: 0x80,
+};
 
 /** 'SA' -> SYN|ACK; a number passes through. */
 export function tcpFlags(f: string | number): number {
@@ -24,9 +43,23 @@ export function tcpFlags(f: string | number): number {
 }
 
 export type L4Spec =
-  | { tcp: { sport: number; dport: number; flags: string | number; seq?: number; ack?: number; window?: number; payload?: Buffer; doff?: number } }
+  | {
+      tcp: {
+        sport: number;
+        dport: number;
+        flags: string | number;
+        seq?: number;
+        ack?: number;
+        window?: number;
+        payload?: Buffer;
+        doff?: number;
+      };
+    }
   | { udp: { sport: number; dport: number; payload?: Buffer; zeroChecksum?: boolean } }
-  /** ICMP for IPv4, ICMPv6 for IPv6. For errors, `payload` is the offending IP packet; rest is the 4 bytes after the checksum. */
+  /**
+   * ICMP for IPv4, ICMPv6 for IPv6. For errors, `payload` is the offending IP
+   * packet; rest is the 4 bytes after the checksum.
+   */
   | { icmp: { type: number; code?: number; id?: number; seq?: number; rest?: number; payload?: Buffer } }
   | { raw: { proto: number; data: Buffer } };
 
@@ -130,7 +163,16 @@ function buildL4(l4: L4Spec, src: Buffer, dst: Buffer): Buffer {
 }
 
 /** An IPv4 header for a payload. */
-export function ipv4Header(o: { src: Buffer; dst: Buffer; proto: number; payloadLen: number; ttl?: number; id?: number; fragOffset?: number; moreFragments?: boolean }): Buffer {
+export function ipv4Header(o: {
+  src: Buffer;
+  dst: Buffer;
+  proto: number;
+  payloadLen: number;
+  ttl?: number;
+  id?: number;
+  fragOffset?: number;
+  moreFragments?: boolean;
+}): Buffer {
   const h = Buffer.alloc(20);
   h[0] = 0x45;
   h.writeUInt16BE(20 + o.payloadLen, 2);
@@ -169,7 +211,8 @@ export function ipPacket(spec: IpSpec): Buffer {
   const v6 = src.length === 16;
   const l4 = buildL4(spec.l4, src, dst);
   const proto = l4Proto(spec.l4, v6);
-  if (!v6) return Buffer.concat([ipv4Header({ src, dst, proto, payloadLen: l4.length, ttl: spec.ttl, id: spec.id }), l4]);
+  if (!v6)
+    return Buffer.concat([ipv4Header({ src, dst, proto, payloadLen: l4.length, ttl: spec.ttl, id: spec.id }), l4]);
   const ext = spec.ext ?? [];
   const exts = ext.map((e, i) => extHeader(e.type, i + 1 < ext.length ? ext[i + 1].type : proto, e.data));
   const payload = Buffer.concat([...exts, l4]);
@@ -212,7 +255,16 @@ export function fragment4(ip: Buffer, size: number): Buffer[] {
     const more = off + size < payload.length;
     out.push(
       Buffer.concat([
-        ipv4Header({ src, dst, proto: ip[9], payloadLen: part.length, ttl: ip[8], id: ip.readUInt16BE(4), fragOffset: off, moreFragments: more }),
+        ipv4Header({
+          src,
+          dst,
+          proto: ip[9],
+          payloadLen: part.length,
+          ttl: ip[8],
+          id: ip.readUInt16BE(4),
+          fragOffset: off,
+          moreFragments: more,
+        }),
         part,
       ]),
     );
@@ -268,13 +320,19 @@ export function verifyChecksums(frameBuf: Buffer): string[] {
     proto = ip[6];
     l4 = ip.subarray(40, 40 + ip.readUInt16BE(4));
   }
-  if (proto === PROTO.tcp || (proto === PROTO.udp && !(v === 4 && l4.readUInt16BE(6) === 0)) || proto === PROTO.icmpv6) {
-    if (checksum(pseudoHeader(src, dst, proto, l4.length), l4) !== 0) problems.push(`${proto === PROTO.tcp ? 'TCP' : proto === PROTO.udp ? 'UDP' : 'ICMPv6'} checksum`);
+  if (
+    proto === PROTO.tcp ||
+    (proto === PROTO.udp && !(v === 4 && l4.readUInt16BE(6) === 0)) ||
+    proto === PROTO.icmpv6
+  ) {
+    if (checksum(pseudoHeader(src, dst, proto, l4.length), l4) !== 0)
+      problems.push(`${proto === PROTO.tcp ? 'TCP' : proto === PROTO.udp ? 'UDP' : 'ICMPv6'} checksum`);
   } else if (proto === PROTO.icmp) {
     if (checksum(l4) !== 0) problems.push('ICMP checksum');
   }
   // An ICMP error quotes an IP packet: its IPv4 header is complete and must verify.
-  const isError = (proto === PROTO.icmp && [3, 11, 12].includes(l4[0])) || (proto === PROTO.icmpv6 && l4[0] >= 1 && l4[0] <= 4);
+  const isError =
+    (proto === PROTO.icmp && [3, 11, 12].includes(l4[0])) || (proto === PROTO.icmpv6 && l4[0] >= 1 && l4[0] <= 4);
   if (isError && l4.length >= 28 && l4[8] >> 4 === 4) {
     const ihl = (l4[8] & 0xf) * 4;
     if (l4.length >= 8 + ihl && checksum(l4.subarray(8, 8 + ihl)) !== 0) problems.push('inner IPv4 header checksum');

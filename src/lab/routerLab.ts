@@ -49,19 +49,32 @@ export function buildRouterLab(prefix = 'tsct', o: RouterLabOptions = {}): Route
     const hop = o.hop ? lab.addNamespace('hop') : null;
     const serverNet = hop ? '10.200.4' : '10.200.2';
     const serverNet6 = hop ? 'fd00:200:4' : 'fd00:200:2';
-    const route = (ns: string, v6: boolean, to: string, via: string) => lab.exec(ns, 'ip', [...(v6 ? ['-6'] : []), 'route', 'add', to, 'via', via]);
+    const route = (ns: string, v6: boolean, to: string, via: string) =>
+      lab.exec(ns, 'ip', [...(v6 ? ['-6'] : []), 'route', 'add', to, 'via', via]);
 
-    lab.link({ ns: client, dev: 'eth0', addrs: ['10.200.1.2/24', 'fd00:200:1::2/64'] }, { ns: router, dev: 'eth1', addrs: ['10.200.1.1/24', 'fd00:200:1::1/64'] });
+    lab.link(
+      { ns: client, dev: 'eth0', addrs: ['10.200.1.2/24', 'fd00:200:1::2/64'] },
+      { ns: router, dev: 'eth1', addrs: ['10.200.1.1/24', 'fd00:200:1::1/64'] },
+    );
     route(client, false, 'default', '10.200.1.1');
     route(client, true, 'default', 'fd00:200:1::1');
     if (client2) {
-      lab.link({ ns: client2, dev: 'eth0', addrs: ['10.200.3.2/24', 'fd00:200:3::2/64'] }, { ns: router, dev: 'eth3', addrs: ['10.200.3.1/24', 'fd00:200:3::1/64'] });
+      lab.link(
+        { ns: client2, dev: 'eth0', addrs: ['10.200.3.2/24', 'fd00:200:3::2/64'] },
+        { ns: router, dev: 'eth3', addrs: ['10.200.3.1/24', 'fd00:200:3::1/64'] },
+      );
       route(client2, false, 'default', '10.200.3.1');
       route(client2, true, 'default', 'fd00:200:3::1');
     }
     if (hop) {
-      lab.link({ ns: hop, dev: 'eth0', addrs: ['10.200.2.3/24', 'fd00:200:2::3/64'] }, { ns: router, dev: 'eth2', addrs: ['10.200.2.1/24', 'fd00:200:2::1/64'] });
-      lab.link({ ns: server, dev: 'eth0', addrs: ['10.200.4.2/24', 'fd00:200:4::2/64'] }, { ns: hop, dev: 'eth1', addrs: ['10.200.4.1/24', 'fd00:200:4::1/64'] });
+      lab.link(
+        { ns: hop, dev: 'eth0', addrs: ['10.200.2.3/24', 'fd00:200:2::3/64'] },
+        { ns: router, dev: 'eth2', addrs: ['10.200.2.1/24', 'fd00:200:2::1/64'] },
+      );
+      lab.link(
+        { ns: server, dev: 'eth0', addrs: ['10.200.4.2/24', 'fd00:200:4::2/64'] },
+        { ns: hop, dev: 'eth1', addrs: ['10.200.4.1/24', 'fd00:200:4::1/64'] },
+      );
       route(router, false, '10.200.4.0/24', '10.200.2.3');
       route(router, true, 'fd00:200:4::/64', 'fd00:200:2::3');
       route(hop, false, '10.200.0.0/16', '10.200.2.1');
@@ -70,12 +83,17 @@ export function buildRouterLab(prefix = 'tsct', o: RouterLabOptions = {}): Route
       route(server, false, 'default', '10.200.4.1');
       route(server, true, 'default', 'fd00:200:4::1');
     } else {
-      lab.link({ ns: server, dev: 'eth0', addrs: ['10.200.2.2/24', 'fd00:200:2::2/64'] }, { ns: router, dev: 'eth2', addrs: ['10.200.2.1/24', 'fd00:200:2::1/64'] });
+      lab.link(
+        { ns: server, dev: 'eth0', addrs: ['10.200.2.2/24', 'fd00:200:2::2/64'] },
+        { ns: router, dev: 'eth2', addrs: ['10.200.2.1/24', 'fd00:200:2::1/64'] },
+      );
       route(server, false, 'default', '10.200.2.1');
       route(server, true, 'default', 'fd00:200:2::1');
     }
     lab.exec(router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-    if (o.xdpPeers) for (const ns of [client, client2, hop ?? server]) if (ns) lab.exec(ns, 'ethtool', ['-K', 'eth0', 'gro', 'on', 'tx', 'off']);
+    if (o.xdpPeers)
+      for (const ns of [client, client2, hop ?? server])
+        if (ns) lab.exec(ns, 'ethtool', ['-K', 'eth0', 'gro', 'on', 'tx', 'off']);
     return {
       lab,
       client,

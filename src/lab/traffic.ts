@@ -74,10 +74,28 @@ export interface TcpClientResult {
 export function tcpExchange(
   lab: NamespaceLab,
   ns: string,
-  o: { host: string; port: number; rounds: number; bytes: number; gapMs: number; localPort?: number; deadlineMs?: number },
+  o: {
+    host: string;
+    port: number;
+    rounds: number;
+    bytes: number;
+    gapMs: number;
+    localPort?: number;
+    deadlineMs?: number;
+  },
   onConnect?: (localPort: number) => void,
 ): Promise<TcpClientResult> {
-  const child = lab.spawn(ns, process.execPath, ['-e', TCP_CLIENT, o.host, String(o.port), String(o.rounds), String(o.bytes), String(o.gapMs), String(o.localPort ?? 0), String(o.deadlineMs ?? 60000)]);
+  const child = lab.spawn(ns, process.execPath, [
+    '-e',
+    TCP_CLIENT,
+    o.host,
+    String(o.port),
+    String(o.rounds),
+    String(o.bytes),
+    String(o.gapMs),
+    String(o.localPort ?? 0),
+    String(o.deadlineMs ?? 60000),
+  ]);
   return new Promise((resolve) => {
     let localPort: number | undefined;
     let last: TcpClientResult = { ok: false, why: 'no output' };
@@ -102,19 +120,30 @@ export function tcpExchange(
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     // 'close', not 'exit': only then has all of its output been read.
     child.on('close', (code, signal) => {
-      if (last.why === 'no output') last = { ...last, why: `no output (exit ${code ?? signal}${err ? `: ${err.trim().slice(-300)}` : ''})` };
+      if (last.why === 'no output')
+        last = { ...last, why: `no output (exit ${code ?? signal}${err ? `: ${err.trim().slice(-300)}` : ''})` };
       resolve({ ...last, localPort });
     });
   });
 }
 
-export function udpExchange(lab: NamespaceLab, ns: string, host: string, port: number, count: number): { ok: boolean; got: number; localPort?: number } {
-  const out = lab.exec(ns, process.execPath, ['-e', UDP_CLIENT, host, String(port), String(count)], { timeoutMs: 15_000 });
+export function udpExchange(
+  lab: NamespaceLab,
+  ns: string,
+  host: string,
+  port: number,
+  count: number,
+): { ok: boolean; got: number; localPort?: number } {
+  const out = lab.exec(ns, process.execPath, ['-e', UDP_CLIENT, host, String(port), String(count)], {
+    timeoutMs: 15_000,
+  });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
 export function ping(lab: NamespaceLab, ns: string, host: string, count = 3): void {
-  lab.exec(ns, 'ping', [...(host.includes(':') ? ['-6'] : []), '-c', String(count), '-i', '0.2', '-W', '2', host], { timeoutMs: 15_000 });
+  lab.exec(ns, 'ping', [...(host.includes(':') ? ['-6'] : []), '-c', String(count), '-i', '0.2', '-W', '2', host], {
+    timeoutMs: 15_000,
+  });
 }
 
 const WHOAMI_CLIENT = `
@@ -129,8 +158,18 @@ setTimeout(() => { console.log('error timeout'); process.exit(1); }, 5000);
 `;
 
 /** The peer address and port the echo server's whoami port (port + 1) sees for a connection from ns. */
-export function whoami(lab: NamespaceLab, ns: string, host: string, port: number, localPort?: number): { addr: string; port: number } {
-  const out = lab.exec(ns, process.execPath, ['-e', WHOAMI_CLIENT, host, String(port + 1), String(localPort ?? 0)], { timeoutMs: 10_000 }).trim();
+export function whoami(
+  lab: NamespaceLab,
+  ns: string,
+  host: string,
+  port: number,
+  localPort?: number,
+): { addr: string; port: number } {
+  const out = lab
+    .exec(ns, process.execPath, ['-e', WHOAMI_CLIENT, host, String(port + 1), String(localPort ?? 0)], {
+      timeoutMs: 10_000,
+    })
+    .trim();
   const [addr, p] = out.split(' ');
   return { addr, port: Number(p) };
 }
@@ -176,5 +215,7 @@ print(got)
 
 /** n UDP request/reply exchanges, each from a new socket (a new connection); returns how many replies came back. */
 export function udpBurst(lab: NamespaceLab, ns: string, host: string, port: number, n: number): number {
-  return Number(lab.exec(ns, 'python3', ['-c', UDP_BURST, host, String(port), String(n)], { timeoutMs: 120_000 }).trim());
+  return Number(
+    lab.exec(ns, 'python3', ['-c', UDP_BURST, host, String(port), String(n)], { timeoutMs: 120_000 }).trim(),
+  );
 }

@@ -26,7 +26,8 @@ export function buildRegistry(src: MetricsSource): { registry: Registry; gcDurat
   // prom-client names three gauges *_total (active handles, requests,
   // resources); promtool rightly flags that, and they say little here.
   for (const m of registry.getMetricsAsArray()) {
-    if (m.name.endsWith('_total') && (m as unknown as { type?: string }).type !== 'counter') registry.removeSingleMetric(m.name);
+    if (m.name.endsWith('_total') && (m as unknown as { type?: string }).type !== 'counter')
+      registry.removeSingleMetric(m.name);
   }
 
   // One read of tsct_metrics per scrape, shared by the collectors below.
@@ -59,24 +60,48 @@ export function buildRegistry(src: MetricsSource): { registry: Registry; gcDurat
     'Packets dropped or judged invalid, by reason and direction (INV_* reasons count invalid packets, passed unless --bpf-ct-drop-invalid; DROP_* are drops)',
     ['reason', 'direction'],
     (c) => {
-      for (const r of rows()) if (isDropReason(r.code)) c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.count);
+      for (const r of rows())
+        if (isDropReason(r.code)) c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.count);
     },
   );
-  counterFrom('tsct_drop_bytes_total', 'Bytes of the packets counted in tsct_drop_count_total', ['reason', 'direction'], (c) => {
-    for (const r of rows()) if (isDropReason(r.code)) c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.bytes);
-  });
-  counterFrom('tsct_datapath_conntrack_created_total', 'Connections created; its rate is new connections per second', ['direction'], (c) => {
-    for (const r of rows()) if (r.reason === 'CT_NEW') c.inc({ direction: r.hook.toUpperCase() }, r.count);
-  });
-  counterFrom('tsct_datapath_events_total', 'Other datapath events, by kind (related ICMP, evictions, NAT translations, ...)', ['event', 'direction'], (c) => {
-    for (const r of rows()) if (!isDropReason(r.code) && r.reason !== 'FORWARDED' && r.reason !== 'CT_NEW') c.inc({ event: r.reason, direction: r.hook.toUpperCase() }, r.count);
-  });
+  counterFrom(
+    'tsct_drop_bytes_total',
+    'Bytes of the packets counted in tsct_drop_count_total',
+    ['reason', 'direction'],
+    (c) => {
+      for (const r of rows())
+        if (isDropReason(r.code)) c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.bytes);
+    },
+  );
+  counterFrom(
+    'tsct_datapath_conntrack_created_total',
+    'Connections created; its rate is new connections per second',
+    ['direction'],
+    (c) => {
+      for (const r of rows()) if (r.reason === 'CT_NEW') c.inc({ direction: r.hook.toUpperCase() }, r.count);
+    },
+  );
+  counterFrom(
+    'tsct_datapath_events_total',
+    'Other datapath events, by kind (related ICMP, evictions, NAT translations, ...)',
+    ['event', 'direction'],
+    (c) => {
+      for (const r of rows())
+        if (!isDropReason(r.code) && r.reason !== 'FORWARDED' && r.reason !== 'CT_NEW')
+          c.inc({ event: r.reason, direction: r.hook.toUpperCase() }, r.count);
+    },
+  );
   counterFrom('tsct_nat_port_allocation_retries_total', 'Ports tried and found taken while masquerading', [], (c) => {
     for (const r of rows()) if (r.reason === 'NAT_PORT_RETRY') c.inc(r.bytes);
   });
-  counterFrom('tsct_nat_port_allocation_failures_total', 'New connections dropped because no NAT port was free', [], (c) => {
-    for (const r of rows()) if (r.reason === 'DROP_NAT_PORT_EXHAUSTED') c.inc(r.count);
-  });
+  counterFrom(
+    'tsct_nat_port_allocation_failures_total',
+    'New connections dropped because no NAT port was free',
+    [],
+    (c) => {
+      for (const r of rows()) if (r.reason === 'DROP_NAT_PORT_EXHAUSTED') c.inc(r.count);
+    },
+  );
 
   counterFrom('tsct_datapath_conntrack_gc_runs_total', 'Garbage collection sweeps', ['status'], (c) => {
     c.inc({ status: 'completed' }, src.gcRuns());
@@ -103,7 +128,9 @@ export function buildRegistry(src: MetricsSource): { registry: Registry; gcDurat
     collect() {
       this.reset();
       for (const t of src.lastGc()?.tables ?? []) {
-        if (t.proto === 'TCP') for (const [state, n] of Object.entries(t.aliveByState)) this.set({ family: `ipv${t.family}`, protocol: 'TCP', state }, n);
+        if (t.proto === 'TCP')
+          for (const [state, n] of Object.entries(t.aliveByState))
+            this.set({ family: `ipv${t.family}`, protocol: 'TCP', state }, n);
         else this.set({ family: `ipv${t.family}`, protocol: t.proto, state: 'none' }, t.alive);
       }
     },
@@ -134,7 +161,10 @@ export function buildRegistry(src: MetricsSource): { registry: Registry; gcDurat
       if (!gc) return;
       const sizes = src.mapSizes();
       for (const t of gc.tables) if (sizes[t.map]) this.set({ map_name: t.map }, t.alive / sizes[t.map]);
-      for (const [fam, map] of [[4, 'tsct_snat_v4_external'], [6, 'tsct_snat_v6_external']] as const) {
+      for (const [fam, map] of [
+        [4, 'tsct_snat_v4_external'],
+        [6, 'tsct_snat_v6_external'],
+      ] as const) {
         if (sizes[map]) this.set({ map_name: map }, gc.natAlive[fam] / sizes[map]);
       }
     },

@@ -42,12 +42,21 @@ export function decodeNatEntry(family: Family, key: Buffer, koff: number, value:
     dport: key.readUInt16BE(koff + K.dport.offset),
     toAddr: formatAddr(value.subarray(voff + E.to_addr.offset, voff + E.to_addr.offset + len)),
     toPort: value.readUInt16BE(voff + E.to_port.offset),
-    createdNs: value.readUInt32LE(voff + E.created_ns.offset) + value.readUInt32LE(voff + E.created_ns.offset + 4) * 0x100000000,
+    createdNs:
+      value.readUInt32LE(voff + E.created_ns.offset) + value.readUInt32LE(voff + E.created_ns.offset + 4) * 0x100000000,
     zone: value.readUInt16LE(voff + E.zone.offset),
   };
 }
 
-function natKey(family: Family, dir: number, proto: number, src: string, dst: string, sport: number, dport: number): Buffer {
+function natKey(
+  family: Family,
+  dir: number,
+  proto: number,
+  src: string,
+  dst: string,
+  sport: number,
+  dport: number,
+): Buffer {
   const k = StructView.alloc(natKeyStruct(family));
   parseAddr(src).copy(k.bytes('saddr'));
   parseAddr(dst).copy(k.bytes('daddr'));
@@ -67,7 +76,9 @@ const isIcmp = (proto: number) => proto === 1 || proto === 58;
 export function natKeysOf(e: CtEntry): Buffer[] {
   if (!(e.flags & CtFlag.CT_F_SNAT) || !e.natAddr) return [];
   const t = e.tuple;
-  return [natKey(t.family, NatDir.NAT_DIR_IN, t.proto, t.dst, e.natAddr, isIcmp(t.proto) ? e.natPort : t.dport, e.natPort)];
+  return [
+    natKey(t.family, NatDir.NAT_DIR_IN, t.proto, t.dst, e.natAddr, isIcmp(t.proto) ? e.natPort : t.dport, e.natPort),
+  ];
 }
 
 /**
@@ -94,10 +105,20 @@ export function natConnection(inEntry: NatEntry): CtTuple {
  */
 export function natOutOf(inEntry: NatEntry): NatEntry {
   const c = natConnection(inEntry);
-  return { ...inEntry, dir: 'OUT', src: c.src, dst: c.dst, sport: c.sport, dport: c.dport, toAddr: inEntry.dst, toPort: inEntry.dport };
+  return {
+    ...inEntry,
+    dir: 'OUT',
+    src: c.src,
+    dst: c.dst,
+    sport: c.sport,
+    dport: c.dport,
+    toAddr: inEntry.dst,
+    toPort: inEntry.dport,
+  };
 }
 
-const hostPort = (family: Family, addr: string, port: number) => (family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`);
+const hostPort = (family: Family, addr: string, port: number) =>
+  family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 
 /** Cilium's `cilium bpf nat list` line. */
 export function formatNatCilium(n: NatEntry, nowNs: number): string {

@@ -7,7 +7,10 @@ const CAP_SYS_ADMIN = 21;
 const CAP_BPF = 39;
 
 function effectiveCaps(): bigint {
-  const line = fs.readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'));
+  const line = fs
+    .readFileSync('/proc/self/status', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('CapEff:'));
   return line ? BigInt('0x' + line.split(/\s+/)[1]) : 0n;
 }
 
