@@ -9,13 +9,9 @@ import { CtTimeouts, DEFAULT_TIMEOUTS } from '../datapath/config';
 import { STRUCTS } from '../bpf/layouts';
 import { formatAddr, parseAddr } from '../net/addr';
 import { parseServeAddr } from './http';
+import { UsageError } from '../errors';
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+export { UsageError };
 
 /** Cilium's bounds for table sizes (LimitTableMin, LimitTableMax) and its dynamic-sizing floors. */
 export const TABLE_MIN = 1 << 10;
