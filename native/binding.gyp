@@ -5,12 +5,14 @@
       "sources": [
         "src/addon.cc",
         "src/errors.cc",
+        "src/args.cc",
+        "src/job.cc",
         "src/netns.cc",
         "src/object.cc",
         "src/map.cc",
         "src/program.cc",
         "src/link.cc",
-        "src/fastpath.cc",
+        "src/map_single.cc",
         "src/ringbuf.cc"
       ],
       "dependencies": [

@@ -23,3 +23,20 @@ export class BpfError extends Error {
 export function isBpfError(e: unknown, code?: string): e is BpfError {
   return e instanceof BpfError && (code === undefined || e.code === code);
 }
+
+/** The errno of each code the TypeScript side raises itself. */
+const ERRNO = { EBADF: 9, EINVAL: 22 } as const;
+
+/**
+ * A BpfError raised in TypeScript (a caller's mistake caught before the addon
+ * is called), with the message and fields the addon gives its own.
+ * @internal
+ */
+export function bpfError(call: string, subject: string, code: keyof typeof ERRNO, detail: string): BpfError {
+  const err = new BpfError(`${call}(${subject}): ${code}: ${detail}`);
+  err.errno = ERRNO[code];
+  err.code = code;
+  err.call = call;
+  err.subject = subject;
+  return err;
+}

@@ -1,4 +1,4 @@
-import { BpfError } from './errors';
+import { BpfError, bpfError } from './errors';
 import { UpdateFlags, mapTypeName } from './constants';
 import { addon, NativeBatchChunk, NativeMap, NativeMapInfo } from './native';
 
@@ -57,8 +57,6 @@ function splitPerCpu(buf: Buffer, valueSize: number, cpus: number): Buffer[] {
   return out;
 }
 
-const ERRNO = { EINVAL: 22, EBADF: 9 } as const;
-
 const BATCH_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUPP', 'EOPNOTSUPP']);
 
 /** A BPF map held open by file descriptor. */
@@ -93,9 +91,7 @@ export class BpfMap {
     const obj = addon.openPinned(path);
     if (obj.kind !== 'map') {
       obj.handle.close();
-      const err = new BpfError(`bpf_obj_get(${path}): EINVAL: the object pinned at ${path} is a program, not a map`);
-      Object.assign(err, { errno: 22, code: 'EINVAL', call: 'bpf_obj_get', subject: path });
-      throw err;
+      throw bpfError('bpf_obj_get', path, 'EINVAL', `the object pinned at ${path} is a program, not a map`);
     }
     return new BpfMap(obj.handle);
   }
@@ -127,7 +123,7 @@ export class BpfMap {
     const call = 'bpf_map_lookup_elem';
     this.checkKey(call, key);
     if (!Buffer.isBuffer(out) || out.length < this.valueStride) {
-      throw this.error(call, 'EINVAL', `output must be a Buffer of at least ${this.valueStride} bytes`);
+      throw bpfError(call, this.name, 'EINVAL', `output must be a Buffer of at least ${this.valueStride} bytes`);
     }
     return addon.mapLookup(this.fdNum, key, out, this.name);
   }
@@ -138,7 +134,7 @@ export class BpfMap {
     this.checkKey(call, key);
     const v = Array.isArray(value) ? this.packPerCpu(value) : value;
     if (!Buffer.isBuffer(v) || v.length !== this.valueStride) {
-      throw this.error(call, 'EINVAL', `value must be a Buffer of ${this.valueStride} bytes`);
+      throw bpfError(call, this.name, 'EINVAL', `value must be a Buffer of ${this.valueStride} bytes`);
     }
     addon.mapUpdate(this.fdNum, key, v, flags, this.name);
   }
@@ -222,17 +218,11 @@ export class BpfMap {
   }
 
   private checkKey(call: string, key: Buffer): void {
-    if (this.fdNum < 0) throw this.error(call, 'EBADF', 'map handle is closed');
+    if (this.fdNum < 0) throw bpfError(call, this.name, 'EBADF', 'map handle is closed');
     if (!Buffer.isBuffer(key) || key.length !== this.keySize) {
       const got = Buffer.isBuffer(key) ? `${key.length} bytes` : 'not a Buffer';
-      throw this.error(call, 'EINVAL', `key is ${got}, map ${this.name} has ${this.keySize}-byte keys`);
+      throw bpfError(call, this.name, 'EINVAL', `key is ${got}, map ${this.name} has ${this.keySize}-byte keys`);
     }
-  }
-
-  private error(call: string, code: 'EINVAL' | 'EBADF', detail: string): BpfError {
-    const err = new BpfError(`${call}(${this.name}): ${code}: ${detail}`);
-    Object.assign(err, { errno: ERRNO[code], code, call, subject: this.name });
-    return err;
   }
 
   private chunk(count: number, keys: Buffer, values: Buffer): MapChunk {
@@ -241,8 +231,9 @@ export class BpfMap {
 
   private packPerCpu(values: Buffer[]): Buffer {
     if (!this.perCpu || values.length !== this.possibleCpus) {
-      throw this.error(
+      throw bpfError(
         'bpf_map_update_elem',
+        this.name,
         'EINVAL',
         this.perCpu
           ? `expected ${this.possibleCpus} per-CPU values, got ${values.length}`

@@ -113,7 +113,7 @@ export interface Addon {
   numPossibleCpus(): number;
   ifname(index: number, netns?: string): string | null;
   progInfo(id: number): { id: number; name: string; type: number; tag: string } | null;
-  // Single-key fast path (src/fastpath.cc): the caller checks fd and sizes.
+  // Single-key map calls in plain N-API (src/map_single.cc): the caller checks fd and sizes.
   mapLookup(fd: number, key: Buffer, out: Buffer, name: string): boolean;
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number, name: string): void;
   mapDelete(fd: number, key: Buffer, name: string): boolean;

@@ -1,4 +1,4 @@
-import { BpfError } from './errors';
+import { bpfError } from './errors';
 import { addon, NativeProgram, TcAttachment, XdpAttachment } from './native';
 
 export type { TcAttachment, XdpAttachment };
@@ -72,9 +72,7 @@ export class BpfProgram {
     const obj = addon.openPinned(path);
     if (obj.kind !== 'program') {
       obj.handle.close();
-      const err = new BpfError(`bpf_obj_get(${path}): EINVAL: the object pinned at ${path} is a map, not a program`);
-      Object.assign(err, { errno: 22, code: 'EINVAL', call: 'bpf_obj_get', subject: path });
-      throw err;
+      throw bpfError('bpf_obj_get', path, 'EINVAL', `the object pinned at ${path} is a map, not a program`);
     }
     return new BpfProgram(obj.handle);
   }

@@ -1,4 +1,4 @@
-import { BpfError } from './errors';
+import { bpfError } from './errors';
 import { MapType } from './constants';
 import { addon, NativeRingBuffer } from './native';
 import { BpfMap } from './map';
@@ -12,9 +12,7 @@ export class RingBuffer {
 
   static open(map: BpfMap): RingBuffer {
     if (map.type !== MapType.ringbuf) {
-      const err = new BpfError(`ring_buffer__new(${map.name}): EINVAL: not a ring buffer map`);
-      Object.assign(err, { errno: 22, code: 'EINVAL', call: 'ring_buffer__new', subject: map.name });
-      throw err;
+      throw bpfError('ring_buffer__new', map.name, 'EINVAL', 'not a ring buffer map');
     }
     return new RingBuffer(new addon.NativeRingBuffer(map.fd, map.name));
   }

@@ -1,15 +1,22 @@
 // Module-level calls that act on interfaces or bpffs rather than on a handle:
 // detaching and querying tc/XDP attachments, opening pinned objects.
+#include "link.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
-#include "common.h"
+#include "args.h"
+#include "errors.h"
 #include "map.h"
+#include "netns.h"
 #include "program.h"
 
 namespace lbt {
@@ -213,22 +220,7 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// numPossibleCpus() -> number
 Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), PossibleCpus()); }
-
-void InitFastPath(Napi::Env env, Napi::Object exports);
-
-void InitLinkFunctions(Napi::Env env, Napi::Object exports) {
-  InitFastPath(env, exports);
-  exports.Set("tcDetach", Napi::Function::New(env, TcDetach));
-  exports.Set("tcQuery", Napi::Function::New(env, TcQuery));
-  exports.Set("tcHookDestroy", Napi::Function::New(env, TcHookDestroy));
-  exports.Set("xdpQuery", Napi::Function::New(env, XdpQuery));
-  exports.Set("xdpDetach", Napi::Function::New(env, XdpDetach));
-  exports.Set("ifindex", Napi::Function::New(env, Ifindex));
-  exports.Set("openPinned", Napi::Function::New(env, OpenPinned));
-  exports.Set("numPossibleCpus", Napi::Function::New(env, NumPossibleCpus));
-  exports.Set("ifname", Napi::Function::New(env, Ifname));
-  exports.Set("progInfo", Napi::Function::New(env, ProgInfo));
-}
 
 }  // namespace lbt

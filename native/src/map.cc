@@ -1,14 +1,33 @@
 #include "map.h"
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <vector>
 
+#include "addon_data.h"
+#include "args.h"
+#include "errors.h"
+#include "job.h"
+
 namespace lbt {
+
+bool IsPerCpu(uint32_t t) {
+  return t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_PERCPU_ARRAY || t == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+         t == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+uint32_t PossibleCpus() {
+  static int n = libbpf_num_possible_cpus();
+  return n > 0 ? static_cast<uint32_t>(n) : 1;
+}
 
 Napi::Function NativeMap::Init(Napi::Env env) {
   return DefineClass(env, "NativeMap",
@@ -158,7 +177,8 @@ Napi::Value NativeMap::LookupBatch(const Napi::CallbackInfo& info) {
       st->count = n;
       if (rc < 0 && e != ENOENT) {
         close(fd);
-        if (e == EINVAL || e == 524 || e == EOPNOTSUPP) detail = "batch operations are not supported for this map type";
+        if (e == EINVAL || e == kENOTSUPP || e == EOPNOTSUPP)
+          detail = "batch operations are not supported for this map type";
         return -e;
       }
       st->done = rc < 0 && e == ENOENT;

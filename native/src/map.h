@@ -1,7 +1,15 @@
 #pragma once
-#include "common.h"
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
 
 namespace lbt {
+
+// A per-CPU map holds one value per possible CPU for each key.
+bool IsPerCpu(uint32_t mapType);
+uint32_t PossibleCpus();
 
 class NativeMap : public Napi::ObjectWrap<NativeMap> {
  public:

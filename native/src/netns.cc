@@ -1,4 +1,4 @@
-#include "common.h"
+#include "netns.h"
 
 #include <fcntl.h>
 #include <net/if.h>
@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+
+#include "errors.h"
 
 namespace lbt {
 

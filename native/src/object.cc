@@ -1,12 +1,19 @@
 // NativeObject: an ELF BPF object opened with libbpf, configured before load
 // (map sizes, pinned maps to reuse), loaded, and asked for map and program handles.
+#include "object.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
-#include "common.h"
+#include "args.h"
+#include "errors.h"
+#include "job.h"
 #include "map.h"
 #include "program.h"
 

@@ -1,5 +1,7 @@
 #include "program.h"
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <linux/pkt_cls.h>
@@ -7,7 +9,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <vector>
+
+#include "addon_data.h"
+#include "args.h"
+#include "errors.h"
+#include "job.h"
+#include "netns.h"
 
 namespace lbt {
 
@@ -200,7 +209,7 @@ Napi::Value NativeProgram::TestRun(const Napi::CallbackInfo& info) {
     int e = rc < 0 ? errno : 0;
     close(fd);
     if (rc < 0) {
-      if (e == ENOTSUP || e == 524) detail = "this program type cannot be test-run";
+      if (e == ENOTSUP || e == kENOTSUPP) detail = "this program type cannot be test-run";
       if (e == EINVAL) detail = "the kernel refused the input (packet too short, or a context it does not accept)";
       return -e;
     }

@@ -1,5 +1,9 @@
 #pragma once
-#include "common.h"
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
 
 namespace lbt {
 

@@ -1,14 +1,20 @@
 // NativeRingBuffer: a consumer of a BPF ring buffer map. poll() runs libbpf's
 // ring_buffer__poll on a worker thread and resolves with the samples it
 // collected, so the event loop never waits on the kernel.
+#include "ringbuf.h"
+
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "common.h"
+#include "args.h"
+#include "errors.h"
+#include "job.h"
 
 namespace lbt {
 

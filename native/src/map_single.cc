@@ -4,9 +4,15 @@
 // itself, so they are bypassed here. The TypeScript caller has already
 // checked that the handle is open and that key and value have the map's sizes:
 // the kernel reads exactly key_size and value_size bytes from these buffers.
-#include <cerrno>
+#include "map_single.h"
 
-#include "common.h"
+#include <bpf/bpf.h>
+#include <napi.h>
+
+#include <cerrno>
+#include <string>
+
+#include "errors.h"
 
 namespace lbt {
 
@@ -37,8 +43,10 @@ napi_value ThrowErrno(napi_env env, int err, const char* call, napi_value name, 
   return nullptr;
 }
 
-// lookup(fd, key, out, name) -> boolean
-napi_value Lookup(napi_env env, napi_callback_info cbinfo) {
+}  // namespace
+
+// mapLookup(fd, key, out, name) -> boolean
+napi_value MapLookup(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 4;
   napi_value argv[4];
   napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
@@ -49,8 +57,8 @@ napi_value Lookup(napi_env env, napi_callback_info cbinfo) {
   return ThrowErrno(env, errno, "bpf_map_lookup_elem", argv[3]);
 }
 
-// update(fd, key, value, flags, name) -> undefined
-napi_value Update(napi_env env, napi_callback_info cbinfo) {
+// mapUpdate(fd, key, value, flags, name) -> undefined
+napi_value MapUpdate(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 5;
   napi_value argv[5];
   napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
@@ -67,8 +75,8 @@ napi_value Update(napi_env env, napi_callback_info cbinfo) {
   return ThrowErrno(env, e, "bpf_map_update_elem", argv[4], detail);
 }
 
-// remove(fd, key, name) -> boolean (false: the key was not there)
-napi_value Remove(napi_env env, napi_callback_info cbinfo) {
+// mapDelete(fd, key, name) -> boolean (false: the key was not there)
+napi_value MapDelete(napi_env env, napi_callback_info cbinfo) {
   size_t argc = 3;
   napi_value argv[3];
   napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
@@ -77,20 +85,6 @@ napi_value Remove(napi_env env, napi_callback_info cbinfo) {
   if (bpf_map_delete_elem(fd, BufferData(env, argv[1])) == 0) return Bool(env, true);
   if (errno == ENOENT) return Bool(env, false);
   return ThrowErrno(env, errno, "bpf_map_delete_elem", argv[2]);
-}
-
-void Export(Napi::Env env, Napi::Object exports, const char* name, napi_callback cb) {
-  napi_value fn;
-  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn);
-  exports.Set(name, Napi::Value(env, fn));
-}
-
-}  // namespace
-
-void InitFastPath(Napi::Env env, Napi::Object exports) {
-  Export(env, exports, "mapLookup", Lookup);
-  Export(env, exports, "mapUpdate", Update);
-  Export(env, exports, "mapDelete", Remove);
 }
 
 }  // namespace lbt
