@@ -12,6 +12,7 @@
         "src/map.cc",
         "src/program.cc",
         "src/link.cc",
+        "src/lock.cc",
         "src/map_single.cc",
         "src/ringbuf.cc"
       ],

@@ -2,9 +2,9 @@
 // the router's two devices, bounded real traffic through it (TCP with data and
 // a close, UDP request and reply, ping over IPv4 and IPv6), then what tsct saw:
 // `tsct bpf ct list global` and `tsct status`. Everything it creates is removed.
-import { buildRouterLab } from '../src/lab/routerLab';
-import { ping, startEchoServer, tcpExchange, udpExchange, whoami } from '../src/lab/traffic';
-import { startAgentIn, tsctIn, AgentHandle } from '../src/lab/agentProcess';
+import { buildRouterLab } from '../lab/routerLab';
+import { ping, startEchoServer, tcpExchange, udpExchange, whoami } from '../lab/traffic';
+import { startAgentIn, tsctIn, AgentHandle } from '../lab/agentProcess';
 import { ensureBpffs } from '../src/datapath/bpffs';
 
 function step(s: string): void {

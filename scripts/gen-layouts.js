@@ -33,6 +33,7 @@ const STRUCTS = [
   'masq4_key',
   'masq6_key',
   'ct_event',
+  'nat_forget_args',
 ];
 const ENUMS = [
   'ct_state_bit',
@@ -47,6 +48,7 @@ const ENUMS = [
   'device_flag',
   'nat_dir',
   'ct_event_type',
+  'tsct_default',
 ];
 
 function main() {

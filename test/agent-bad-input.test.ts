@@ -7,8 +7,8 @@ import { ExecutionContext } from 'ava';
 import { BpfObject, BpfMap } from 'libbpf-ts';
 import { privTest } from './helpers/privilege';
 import { FIXTURE_OBJ } from './helpers/paths';
-import { NamespaceLab } from '../src/lab/namespaceLab';
-import { CliResult, TSCT_BIN, tsctIn } from '../src/lab/agentProcess';
+import { NamespaceLab } from '../lab/namespaceLab';
+import { CliResult, TSCT_BIN, startAgentIn, tsctIn } from '../lab/agentProcess';
 
 function oneLine(t: ExecutionContext, r: CliResult, pattern: RegExp, what: string): void {
   t.not(r.code, 0, `${what}: non-zero exit`);
@@ -107,30 +107,22 @@ privTest('the CLI says when nothing is pinned, and refuses filters that do not p
   const ns = lab.addNamespace('x');
   const live = `/sys/fs/bpf/${lab.id}`;
   try {
-    // A real (empty) state to filter.
-    const child = spawnSync(
-      'nsenter',
-      [
-        `--net=${NamespaceLab.path(ns)}`,
-        'timeout',
-        '-s',
-        'TERM',
-        '4',
-        process.execPath,
-        TSCT_BIN,
-        'agent',
-        '--devices',
-        'lo',
-        '--bpf-root',
-        live,
-        '--bpf-ct-global-tcp-max',
-        '4096',
-        '--bpf-ct-global-any-max',
-        '4096',
-      ],
-      { encoding: 'utf8' },
+    // A real (empty) state to filter: an agent that ran, and stopped on SIGTERM once it had started.
+    const agent = await startAgentIn(ns, [
+      '--devices',
+      'lo',
+      '--bpf-root',
+      live,
+      '--bpf-ct-global-tcp-max',
+      '4096',
+      '--bpf-ct-global-any-max',
+      '4096',
+    ]);
+    t.is(await agent.stop(), 0);
+    t.true(
+      agent.log.some((l) => /SIGTERM: stopping; programs stay attached/.test(l)),
+      'the agent ran and stopped on SIGTERM',
     );
-    t.regex(child.stderr, /SIGTERM: stopping; programs stay attached/, 'the agent ran and stopped on SIGTERM');
     const list = (...f: string[]) => tsctIn(ns, ['bpf', 'ct', 'list', 'global', '--bpf-root', live, ...f]);
     t.is((await list()).code, 0);
     oneLine(t, await list('--ct-state', 'est'), /--ct-state: 'est' does not parse/, 'ct-state without sign');

@@ -3,10 +3,10 @@
 import * as fs from 'node:fs';
 import { ExecutionContext } from 'ava';
 import { privTest } from './helpers/privilege';
-import { buildRouterLab, RouterLab } from '../src/lab/routerLab';
-import { ping, startEchoServer, tcpExchange, udpExchange } from '../src/lab/traffic';
-import { AgentHandle, startAgentIn, tsctIn } from '../src/lab/agentProcess';
-import { MAP_NAMES } from '../src/datapath/datapath';
+import { buildRouterLab, RouterLab } from '../lab/routerLab';
+import { ping, startEchoServer, tcpExchange, udpExchange } from '../lab/traffic';
+import { AgentHandle, startAgentIn, tsctIn } from '../lab/agentProcess';
+import { MAP_NAMES } from '../src/datapath/tables';
 
 interface JsonConn {
   proto: string;

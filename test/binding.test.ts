@@ -17,7 +17,7 @@ import {
 } from 'libbpf-ts';
 import { privTest } from './helpers/privilege';
 import { FIXTURE_OBJ, NODE, ROOT } from './helpers/paths';
-import { NamespaceLab } from '../src/lab/namespaceLab';
+import { NamespaceLab } from '../lab/namespaceLab';
 
 const N = 100_000;
 

@@ -1,7 +1,7 @@
 // A full table must not cost live connections: established connections keep
 // their entries under a flood of never-answered new flows.
 import { Datapath } from '../src/datapath/datapath';
-import { frame, PROTO } from '../src/lab/packetCraft';
+import { frame, PROTO } from '../lab/packetCraft';
 import { privTest } from './helpers/privilege';
 import { countConns, findConn, reasonCount, runPacket } from './helpers/datapath';
 
@@ -49,27 +49,41 @@ privTest('established connections survive a flood of new flows ten times the tab
     // Every insert beyond each table's capacity evicted exactly one unassured entry.
     const inserts = established.length + flood + 1 + flood;
     t.is(evicted, inserts - 2 * TABLE, 'unassured entries made room, one per insert into a full table');
-    t.is(reasonCount(dp, 'CT_INSERT_FAILED'), 0, 'no insert failed while something was evictable');
+    t.is(reasonCount(dp, 'DROP_CT_TABLE_FULL'), 0, 'no insert failed while something was evictable');
     t.true((await countConns(dp)) <= 2 * TABLE);
   } finally {
     dp.close();
   }
 });
 
-privTest('a table full of assured connections refuses new ones and counts the failure', async (t) => {
-  const dp = await Datapath.load({ sizes: { ctTcp: 64, ctAny: 64 } });
-  try {
-    for (let i = 0; i < 64; i++) {
-      const c = `10.200.1.${i + 1}`;
-      await runPacket(dp, frame({ src: c, dst: S4, l4: { udp: { sport: 7000, dport: 53 } } }));
-      await runPacket(dp, frame({ src: S4, dst: c, l4: { udp: { sport: 53, dport: 7000 } } }));
-    }
-    const r = await runPacket(dp, frame({ src: '10.200.3.3', dst: S4, l4: { udp: { sport: 7000, dport: 53 } } }));
-    t.is(r.state, '+trk+new', 'the packet still passes');
-    t.is(r.verdict, 0);
-    t.is(reasonCount(dp, 'CT_INSERT_FAILED'), 1);
-    t.is(reasonCount(dp, 'CT_EVICTED'), 0, 'no assured entry was evicted');
-  } finally {
-    dp.close();
-  }
-});
+for (const ctFullPass of [false, true]) {
+  privTest(
+    `a table full of assured connections refuses new ones: ${ctFullPass ? 'passed untracked' : 'dropped'}, counted`,
+    async (t) => {
+      const dp = await Datapath.load({ sizes: { ctTcp: 64, ctAny: 64 }, config: { ctFullPass } });
+      try {
+        for (let i = 0; i < 64; i++) {
+          const c = `10.200.1.${i + 1}`;
+          await runPacket(dp, frame({ src: c, dst: S4, l4: { udp: { sport: 7000, dport: 53 } } }));
+          await runPacket(dp, frame({ src: S4, dst: c, l4: { udp: { sport: 53, dport: 7000 } } }));
+        }
+        const r = await runPacket(dp, frame({ src: '10.200.3.3', dst: S4, l4: { udp: { sport: 7000, dport: 53 } } }));
+        if (ctFullPass) {
+          t.is(r.verdict, 0, 'the packet passes');
+          t.is(r.state, '-trk', 'untracked: no later stage may take it for a connection');
+          t.is(reasonCount(dp, 'CT_FULL_PASSED'), 1);
+          t.is(reasonCount(dp, 'DROP_CT_TABLE_FULL'), 0, 'a packet that passes is not counted as a drop');
+        } else {
+          t.is(r.verdict, 2, 'the packet is dropped, as nf_conntrack and Cilium drop it');
+          t.is(r.reason, 'DROP_CT_TABLE_FULL');
+          t.is(reasonCount(dp, 'DROP_CT_TABLE_FULL'), 1);
+          t.is(reasonCount(dp, 'CT_FULL_PASSED'), 0);
+        }
+        t.is(reasonCount(dp, 'CT_EVICTED'), 0, 'no assured entry was evicted');
+        t.is(await countConns(dp), 64, 'no entry was made for it');
+      } finally {
+        dp.close();
+      }
+    },
+  );
+}

@@ -2,11 +2,11 @@
 // randomised run of random and mutated packets.
 import { randomBytes } from 'node:crypto';
 import { Datapath } from '../src/datapath/datapath';
-import { ethernet, frame, ipPacket, IpSpec, PROTO } from '../src/lab/packetCraft';
+import { ethernet, frame, ipPacket, IpSpec, PROTO } from '../lab/packetCraft';
 import { privTest } from './helpers/privilege';
 import { countConns, reasonCount, runPacket } from './helpers/datapath';
-import { NamespaceLab } from '../src/lab/namespaceLab';
-import { injectFrames } from '../src/lab/inject';
+import { NamespaceLab } from '../lab/namespaceLab';
+import { injectFrames } from '../lab/inject';
 
 const C4 = '10.200.1.2';
 const S4 = '10.200.2.2';

@@ -1,7 +1,7 @@
 // UDP, ICMP and ICMPv6, related errors, IPv6 extension headers, fragments,
 // zones and forwarded packets, through the real datapath program.
 import { Datapath } from '../src/datapath/datapath';
-import { frame, ipPacket, ethernet, fragment4, fragment6, PROTO } from '../src/lab/packetCraft';
+import { frame, ipPacket, ethernet, fragment4, fragment6, PROTO } from '../lab/packetCraft';
 import { privTest } from './helpers/privilege';
 import { timeoutS } from './helpers/datapath';
 import { countConns, findConn, reasonCount, runPacket } from './helpers/datapath';

@@ -2,7 +2,7 @@
 // datapath program (BPF_PROG_TEST_RUN).
 import { Datapath } from '../src/datapath/datapath';
 import { TCP_STATE_NAMES, CtFlag } from '../src/ct/ctEntry';
-import { frame, PROTO } from '../src/lab/packetCraft';
+import { frame, PROTO } from '../lab/packetCraft';
 import { privTest } from './helpers/privilege';
 import { timeoutS } from './helpers/datapath';
 import { findConn, runPacket } from './helpers/datapath';

@@ -3,11 +3,35 @@
 // and never costs a packet.
 import { ChildProcess, spawn } from 'node:child_process';
 import { privTest } from './helpers/privilege';
-import { buildRouterLab, RouterLab } from '../src/lab/routerLab';
-import { NamespaceLab } from '../src/lab/namespaceLab';
-import { startEchoServer, tcpExchange, udpBurst } from '../src/lab/traffic';
-import { AgentHandle, startAgentIn, tsctIn, TSCT_BIN } from '../src/lab/agentProcess';
-import { readPinnedMetrics, reasonTotal } from '../src/datapath/datapath';
+import { buildRouterLab, RouterLab } from '../lab/routerLab';
+import { NamespaceLab } from '../lab/namespaceLab';
+import { startEchoServer, tcpExchange, udpBurst } from '../lab/traffic';
+import { AgentHandle, startAgentIn, tsctIn, TSCT_BIN } from '../lab/agentProcess';
+import { readPinnedMetrics, reasonTotal } from '../src/metrics/reasons';
+import { BpfMap } from 'libbpf-ts';
+import * as path from 'node:path';
+
+/**
+ * Waits until a reader holds its lease on the event ring: the datapath writes
+ * events only then, and a reader's node process can take seconds to start on
+ * a loaded machine. The lease is a CLOCK_MONOTONIC deadline, as hrtime is.
+ */
+async function readerReady(root: string): Promise<void> {
+  const m = BpfMap.openPinned(path.join(root, 'tsct_events_reader'));
+  const lease = () => m.lookup(Buffer.alloc(4))?.readBigUInt64LE() ?? 0n;
+  try {
+    // A new lease: later than an earlier reader's, which outlives it by up to 10 s.
+    const before = lease();
+    for (let i = 0; i < 150; i++) {
+      const now = lease();
+      if (now > before && now > process.hrtime.bigint()) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('the event reader did not take its lease within 15 s');
+  } finally {
+    m.close();
+  }
+}
 
 function startEvents(ns: string, root: string, json: boolean): { child: ChildProcess; lines: string[] } {
   const child = spawn(
@@ -75,7 +99,7 @@ privTest('the event stream shows [NEW] and [DESTROY] for a real connection', asy
     // One reader at a time: readers of a ring share its consumer position.
     const plain = startEvents(lab.router, root, false);
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      await readerReady(root);
       const r = await tcpExchange(lab.lab, lab.client, {
         host: lab.addr.server4,
         port: 8080,
@@ -107,7 +131,7 @@ privTest('the event stream shows [NEW] and [DESTROY] for a real connection', asy
     }
     const json = startEvents(lab.router, root, true);
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      await readerReady(root);
       const r = await tcpExchange(lab.lab, lab.client, {
         host: lab.addr.server4,
         port: 8080,
@@ -134,7 +158,7 @@ privTest(
     await withAgent(['--bpf-events-ring-size', '4096'], async (lab, root) => {
       const events = startEvents(lab.router, root, false);
       try {
-        await new Promise((r) => setTimeout(r, 500));
+        await readerReady(root);
         events.child.kill('SIGSTOP'); // a consumer that does not keep up
         const replies = udpBurst(lab.lab, lab.client, lab.addr.server4, 8080, 300);
         t.is(replies, 300, 'every request and every reply got through');
@@ -176,7 +200,7 @@ privTest(
       t.is(reasonTotal(metrics, 'EVENT_LOST'), 0, 'no reader, so nothing was lost');
       const events = startEvents(lab.router, root, false);
       try {
-        await new Promise((r) => setTimeout(r, 500));
+        await readerReady(root);
         const r = await tcpExchange(lab.lab, lab.client, {
           host: lab.addr.server4,
           port: 8080,

@@ -3,10 +3,10 @@
 // redirect) arrive as the stack would have sent them, and --bpf-fast-path
 // false leaves forwarding to the stack.
 import { privTest } from './helpers/privilege';
-import { buildRouterLab } from '../src/lab/routerLab';
-import { startEchoServer, tcpExchange, udpExchange } from '../src/lab/traffic';
-import { AgentHandle, startAgentIn, tsctIn } from '../src/lab/agentProcess';
-import { readPinnedMetrics, reasonTotal } from '../src/datapath/datapath';
+import { buildRouterLab } from '../lab/routerLab';
+import { startEchoServer, tcpExchange, udpExchange } from '../lab/traffic';
+import { AgentHandle, startAgentIn, tsctIn } from '../lab/agentProcess';
+import { readPinnedMetrics, reasonTotal } from '../src/metrics/reasons';
 
 // Captures UDP datagrams to a port on the server and prints each one's TTL,
 // whether its IPv4 header checksum verifies, and its source. Bounded: n

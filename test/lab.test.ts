@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { privTest } from './helpers/privilege';
-import { NamespaceLab } from '../src/lab/namespaceLab';
+import { NamespaceLab } from '../lab/namespaceLab';
 
 /** A pid no process has: beyond the kernel's pid_max. */
 function deadPid(): number {

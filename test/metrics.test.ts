@@ -6,13 +6,13 @@ import * as path from 'node:path';
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { BpfMap } from 'libbpf-ts';
 import { privTest } from './helpers/privilege';
-import { buildRouterLab } from '../src/lab/routerLab';
-import { NamespaceLab } from '../src/lab/namespaceLab';
-import { ping, startEchoServer, tcpExchange, udpExchange } from '../src/lab/traffic';
-import { startAgentIn, tsctIn, AgentHandle } from '../src/lab/agentProcess';
-import { httpGetIn } from '../src/lab/httpIn';
-import { injectFrames } from '../src/lab/inject';
-import { frame } from '../src/lab/packetCraft';
+import { buildRouterLab } from '../lab/routerLab';
+import { NamespaceLab } from '../lab/namespaceLab';
+import { ping, startEchoServer, tcpExchange, udpExchange } from '../lab/traffic';
+import { startAgentIn, tsctIn, AgentHandle } from '../lab/agentProcess';
+import { httpGetIn } from '../lab/httpIn';
+import { injectFrames } from '../lab/inject';
+import { frame } from '../lab/packetCraft';
 import { fillCt4 } from '../scripts/bench/ctFill';
 
 const AGENT = '127.0.0.1:9962';
@@ -120,9 +120,9 @@ privTest(
         async () => (await promValue(lab.router, 'tsct_datapath_conntrack_created_total')) >= newBefore + 3,
       );
       await waitFor(
-        'the drop reason to rise',
+        'the invalid reason to rise',
         async () =>
-          (await promValue(lab.router, 'tsct_drop_count_total{reason="INV_TCP_FLAGS",direction="INGRESS"}')) === 5,
+          (await promValue(lab.router, 'tsct_invalid_count_total{reason="INV_TCP_FLAGS",direction="INGRESS"}')) === 5,
       );
       await waitFor(
         'GC metrics',

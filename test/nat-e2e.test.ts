@@ -3,10 +3,10 @@
 import * as fs from 'node:fs';
 import { ExecutionContext } from 'ava';
 import { privTest } from './helpers/privilege';
-import { buildRouterLab, RouterLab, RouterLabOptions } from '../src/lab/routerLab';
-import { ping, startEchoServer, tcpExchange, udpExchange, udpToClosedPort, whoami } from '../src/lab/traffic';
-import { AgentHandle, startAgentIn, tsctIn } from '../src/lab/agentProcess';
-import { readPinnedMetrics, reasonTotal } from '../src/datapath/datapath';
+import { buildRouterLab, RouterLab, RouterLabOptions } from '../lab/routerLab';
+import { ping, startEchoServer, tcpExchange, udpExchange, udpToClosedPort, whoami } from '../lab/traffic';
+import { AgentHandle, startAgentIn, tsctIn } from '../lab/agentProcess';
+import { readPinnedMetrics, reasonTotal } from '../src/metrics/reasons';
 
 async function withNatLab(
   t: ExecutionContext,

@@ -5,14 +5,14 @@
 import { BpfObject, XdpAction, queryXdp, progInfo } from 'libbpf-ts';
 import * as path from 'node:path';
 import { privTest } from './helpers/privilege';
-import { buildRouterLab } from '../src/lab/routerLab';
-import { NamespaceLab } from '../src/lab/namespaceLab';
-import { ping, startEchoServer, tcpExchange, udpExchange, whoami } from '../src/lab/traffic';
-import { AgentHandle, startAgentIn, tsctIn } from '../src/lab/agentProcess';
-import { readPinnedMetrics, reasonTotal } from '../src/datapath/datapath';
+import { buildRouterLab } from '../lab/routerLab';
+import { NamespaceLab } from '../lab/namespaceLab';
+import { ping, startEchoServer, tcpExchange, udpExchange, whoami } from '../lab/traffic';
+import { AgentHandle, startAgentIn, tsctIn } from '../lab/agentProcess';
+import { readPinnedMetrics, reasonTotal } from '../src/metrics/reasons';
 import { ROOT } from './helpers/paths';
 import { Datapath } from '../src/datapath/datapath';
-import { ethernet, frame, ipPacket } from '../src/lab/packetCraft';
+import { ethernet, frame, ipPacket } from '../lab/packetCraft';
 import { countConns, reasonCount } from './helpers/datapath';
 
 const count = (root: string, reason: string) => reasonTotal(readPinnedMetrics(root), reason);

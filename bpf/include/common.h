@@ -64,16 +64,16 @@ enum tcp_ct_state {
 /* Every packet the datapath counts is counted under one of these, per hook,
  * in tsct_metrics. Invalid kinds start at 64; drops at 128. */
 enum tsct_reason {
-	REASON_FORWARDED = 0,	     /* passed, tracked or not */
-	REASON_CT_NEW = 1,	     /* a connection was created */
-	REASON_CT_RELATED = 2,	     /* an ICMP error matched a connection */
-	REASON_CT_EVICTED = 3,	     /* an unassured entry made room for a new one */
-	REASON_CT_INSERT_FAILED = 4, /* table full and nothing evictable: passed untracked */
-	REASON_CT_REOPENED = 5,	     /* a SYN reused a closed connection's tuple */
-	REASON_CT_PICKED_UP = 6,     /* a mid-stream TCP connection was adopted */
-	REASON_UNTRACKED = 7,	     /* not IP, or not trackable by design (ARP, ND) */
-	REASON_FRAG_TRACKED = 8,     /* a non-first fragment matched its datagram */
-	REASON_TWICE_SKIPPED = 9,    /* forwarded between managed devices: counted at ingress only */
+	REASON_FORWARDED = 0,	   /* passed, tracked or not */
+	REASON_CT_NEW = 1,	   /* a connection was created */
+	REASON_CT_RELATED = 2,	   /* an ICMP error matched a connection */
+	REASON_CT_EVICTED = 3,	   /* an unassured entry made room for a new one */
+	REASON_CT_FULL_PASSED = 4, /* table full, nothing evictable: passed untracked (CFG_F_CT_FULL_PASS) */
+	REASON_CT_REOPENED = 5,	   /* a SYN reused a closed connection's tuple */
+	REASON_CT_PICKED_UP = 6,   /* a mid-stream TCP connection was adopted */
+	REASON_UNTRACKED = 7,	   /* not IP, or not trackable by design (ARP, ND) */
+	REASON_FRAG_TRACKED = 8,   /* a non-first fragment matched its datagram */
+	REASON_TWICE_SKIPPED = 9,  /* forwarded between managed devices: counted at ingress only */
 
 	REASON_INV_TRUNCATED_L2 = 64,
 	REASON_INV_TRUNCATED_L3 = 65,
@@ -108,6 +108,9 @@ enum tsct_reason {
 	REASON_DROP_NAT_PORT_EXHAUSTED = 129, /* no free port for a new mapping */
 	REASON_DROP_NAT_TABLE_FULL = 130,     /* the NAT table had no room */
 	REASON_DROP_NAT_NO_CT = 131,	      /* a new mapping had no connection to keep it (connection table full) */
+	REASON_DROP_CT_TABLE_FULL = 132,      /* a new connection found its table full and nothing evictable */
+	REASON_DROP_WRITE_ERROR = 133, /* a rewrite of the packet failed (bpf_skb_store_bytes, or out of bounds) */
+	REASON_DROP_CSUM = 134,	       /* a checksum update failed */
 	REASON_MAX = 256,
 };
 
@@ -124,6 +127,33 @@ enum ct_entry_flag {
 	CT_F_DNAT = 0x1000,
 	CT_F_PICKED_UP = 0x2000, /* adopted mid-stream */
 	CT_F_EGRESS = 0x4000,	 /* first seen at egress (OUT), else ingress (IN) */
+};
+
+/* Compiled defaults, the one definition of each: the agent's flags take
+ * their defaults from these through BTF (src/datapath/config.ts), and the
+ * datapath applies them until the agent has written tsct_config. Timeouts
+ * are seconds (docs/TIMEOUTS.md says why these values); sizes are entries,
+ * Cilium's defaults. */
+enum tsct_default {
+	DEFAULT_TIMEOUT_TCP_SYN_SENT = 60,
+	DEFAULT_TIMEOUT_TCP_SYN_RECV = 60,
+	DEFAULT_TIMEOUT_TCP_ESTABLISHED = 21600,
+	DEFAULT_TIMEOUT_TCP_FIN_WAIT = 120,
+	DEFAULT_TIMEOUT_TCP_CLOSE_WAIT = 60,
+	DEFAULT_TIMEOUT_TCP_LAST_ACK = 30,
+	DEFAULT_TIMEOUT_TCP_TIME_WAIT = 60,
+	DEFAULT_TIMEOUT_TCP_CLOSE = 10,
+	DEFAULT_TIMEOUT_ANY = 60,
+	DEFAULT_TIMEOUT_ICMP = 30,
+	DEFAULT_NAT_PORT_MIN = 32768, /* Linux's ip_local_port_range */
+	DEFAULT_NAT_PORT_MAX = 60999,
+	DEFAULT_CT_MAP_TCP = 524288, /* --bpf-ct-global-tcp-max */
+	DEFAULT_CT_MAP_ANY = 262144, /* --bpf-ct-global-any-max */
+	DEFAULT_NAT_MAP = 524288,    /* --bpf-nat-global-max */
+	DEFAULT_FRAG_MAP = 8192,
+	DEFAULT_EVENTS_RING = 1 << 20, /* bytes, --bpf-events-ring-size */
+	DEFAULT_DEVICE_MAP = 256,
+	DEFAULT_MASQ_CIDRS = 256,
 };
 
 /* Connection events in tsct_events, as conntrack -E names them. */
@@ -143,6 +173,7 @@ enum tsct_config_flag {
 	CFG_F_EVENTS_UPDATE = 0x20,   /* and TCP state changes */
 	CFG_F_FAST_PATH = 0x40,	      /* forward established flows from tc ingress, past the stack */
 	CFG_F_FAST_PATH_NEW = 0x80,   /* and new connections' packets too */
+	CFG_F_CT_FULL_PASS = 0x100,   /* a full table passes new connections untracked instead of dropping them */
 };
 
 /* The per-packet verdict of the tracker, also written to skb->cb for the

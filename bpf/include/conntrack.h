@@ -6,26 +6,17 @@
 #define TSCT_CONNTRACK_H
 
 #include "common.h"
+#include "config.h"
+#include "ct_map.h"
+#include "events.h"
+#include "frag.h"
 #include "maps.h"
 #include "metrics.h"
-#include "parse.h"
+#include "packet.h"
 
 #ifndef EEXIST
 #define EEXIST 17
 #endif
-
-/* Default timeouts in seconds; the agent writes its own into tsct_config.
- * See docs/TIMEOUTS.md for why these values. */
-#define TIMEOUT_TCP_SYN_SENT	60
-#define TIMEOUT_TCP_SYN_RECV	60
-#define TIMEOUT_TCP_ESTABLISHED 21600
-#define TIMEOUT_TCP_FIN_WAIT	120
-#define TIMEOUT_TCP_CLOSE_WAIT	60
-#define TIMEOUT_TCP_LAST_ACK	30
-#define TIMEOUT_TCP_TIME_WAIT	60
-#define TIMEOUT_TCP_CLOSE	10
-#define TIMEOUT_ANY		60
-#define TIMEOUT_ICMP		30
 
 /* Ring slots tried for an unassured victim when a table is full. Assured
  * connections created back to back sit in consecutive slots; the scan must
@@ -114,126 +105,6 @@ static __always_inline __u32 tcp_index(__u8 f)
 	return TCP_IDX_NONE;
 }
 
-static __always_inline struct tsct_config *config_get(void)
-{
-	__u32 zero = 0;
-	struct tsct_config *c = bpf_map_lookup_elem(&tsct_config, &zero);
-
-	return c && c->initialized ? c : 0;
-}
-
-static __always_inline __u32 config_flags(const struct tsct_config *cfg)
-{
-	return cfg ? cfg->flags : CFG_F_TCP_LOOSE;
-}
-
-static __always_inline __u32 default_tcp_timeout(__u8 state)
-{
-	switch (state) {
-	case TCP_CT_SYN_SENT:
-	case TCP_CT_SYN_SENT2:
-		return TIMEOUT_TCP_SYN_SENT;
-	case TCP_CT_SYN_RECV:
-		return TIMEOUT_TCP_SYN_RECV;
-	case TCP_CT_ESTABLISHED:
-		return TIMEOUT_TCP_ESTABLISHED;
-	case TCP_CT_FIN_WAIT:
-		return TIMEOUT_TCP_FIN_WAIT;
-	case TCP_CT_CLOSE_WAIT:
-		return TIMEOUT_TCP_CLOSE_WAIT;
-	case TCP_CT_LAST_ACK:
-		return TIMEOUT_TCP_LAST_ACK;
-	case TCP_CT_TIME_WAIT:
-		return TIMEOUT_TCP_TIME_WAIT;
-	default:
-		return TIMEOUT_TCP_CLOSE;
-	}
-}
-
-static __always_inline __u64 ct_timeout_ns(const struct tsct_config *cfg, __u8 proto, __u8 tcp_state)
-{
-	__u32 s = 0;
-
-	if (proto == IPPROTO_TCP) {
-		__u32 i = tcp_state;
-
-		/* Hide i from clang so the bound check stays on the register
-		 * that indexes the array. */
-		asm volatile("" : "+r"(i));
-		if (cfg && i < TCP_CT_MAX)
-			s = cfg->timeout_tcp[i];
-		if (!s)
-			s = default_tcp_timeout(tcp_state);
-	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6_) {
-		s = cfg ? cfg->timeout_icmp : 0;
-		if (!s)
-			s = TIMEOUT_ICMP;
-	} else {
-		s = cfg ? cfg->timeout_any : 0;
-		if (!s)
-			s = TIMEOUT_ANY;
-	}
-	return (__u64)s * NSEC_PER_SEC;
-}
-
-/* Canonical keys. The return value says whether the packet's source is
- * side b (the larger address and port). */
-static __always_inline __u32 ct4_key_from(struct ct4_key *k, const struct tuple *t, __u16 zone)
-{
-	__u32 s = bpf_ntohl(t->saddr[0]), d = bpf_ntohl(t->daddr[0]);
-	__u32 swap = s > d || (s == d && bpf_ntohs(t->sport) > bpf_ntohs(t->dport));
-
-	k->addr_a = swap ? t->daddr[0] : t->saddr[0];
-	k->addr_b = swap ? t->saddr[0] : t->daddr[0];
-	k->port_a = swap ? t->dport : t->sport;
-	k->port_b = swap ? t->sport : t->dport;
-	k->proto = t->proto;
-	k->pad = 0;
-	k->zone = zone;
-	return swap;
-}
-
-static __always_inline int addr6_cmp(const __be32 *a, const __be32 *b)
-{
-	int i;
-
-#pragma unroll
-	for (i = 0; i < 4; i++) {
-		__u32 x = bpf_ntohl(a[i]), y = bpf_ntohl(b[i]);
-
-		if (x != y)
-			return x < y ? -1 : 1;
-	}
-	return 0;
-}
-
-static __always_inline __u32 ct6_key_from(struct ct6_key *k, const struct tuple *t, __u16 zone)
-{
-	int c = addr6_cmp(t->saddr, t->daddr);
-	__u32 swap = c > 0 || (c == 0 && bpf_ntohs(t->sport) > bpf_ntohs(t->dport));
-
-	if (swap) {
-		__builtin_memcpy(k->addr_a, t->daddr, 16);
-		__builtin_memcpy(k->addr_b, t->saddr, 16);
-	} else {
-		__builtin_memcpy(k->addr_a, t->saddr, 16);
-		__builtin_memcpy(k->addr_b, t->daddr, 16);
-	}
-	k->port_a = swap ? t->dport : t->sport;
-	k->port_b = swap ? t->sport : t->dport;
-	k->proto = t->proto;
-	k->pad = 0;
-	k->zone = zone;
-	return swap;
-}
-
-static __always_inline __u32 ct_packet_dir(const struct ct_entry *e, __u32 src_is_b)
-{
-	__u32 orig_is_b = (e->flags & CT_F_ORIG_IS_B) != 0;
-
-	return src_is_b == orig_is_b ? CT_DIR_ORIGINAL : CT_DIR_REPLY;
-}
-
 /* ct_state of a packet in direction dir of a connection with these flags. */
 static __always_inline __u32 ct_state_of(__u32 flags, __u32 dir)
 {
@@ -250,13 +121,6 @@ static __always_inline __u32 ct_state_of(__u32 flags, __u32 dir)
 	return s;
 }
 
-static __always_inline __u32 ring_size_of(const struct tsct_config *cfg, __u32 table, __u32 dflt)
-{
-	__u32 n = cfg && table < 4 ? cfg->ring_size[table & 3] : 0;
-
-	return n ? n : dflt;
-}
-
 static __always_inline __u32 ring_next(__u32 table, __u32 size)
 {
 	__u64 *head = bpf_map_lookup_elem(&tsct_ct_ring_head, &table);
@@ -270,60 +134,10 @@ static __always_inline __u32 ring_next(__u32 table, __u32 size)
 static __always_inline void gc_wake(__u64 now)
 {
 	__u32 zero = 0;
-	struct gc_state *g = bpf_map_lookup_elem(&tsct_gc_state, &zero);
+	__u64 *wake = bpf_map_lookup_elem(&tsct_gc_wake, &zero);
 
-	if (g && g->wake_ns + NSEC_PER_SEC < now)
-		g->wake_ns = now;
-}
-
-/* Writes a connection event. A full ring never slows the datapath: the
- * event is dropped and counted (REASON_EVENT_LOST). */
-static __always_inline int ct_event_write(__u8 type, const struct tuple *orig, const struct ct_entry *e, __u64 now)
-{
-	struct ct_event *ev = bpf_ringbuf_reserve(&tsct_events, sizeof(*ev), 0);
-
-	if (!ev)
-		return -1;
-	ev->ts_ns = now;
-	ev->type = type;
-	ev->family = orig->family;
-	ev->proto = orig->proto;
-	__builtin_memcpy(ev->src, orig->saddr, 16);
-	__builtin_memcpy(ev->dst, orig->daddr, 16);
-	ev->sport = orig->sport;
-	ev->dport = orig->dport;
-	ev->packets[0] = e->packets[0];
-	ev->packets[1] = e->packets[1];
-	ev->bytes[0] = e->bytes[0];
-	ev->bytes[1] = e->bytes[1];
-	ev->flags = e->flags;
-	ev->zone = e->zone;
-	ev->tcp_state = e->tcp_state;
-	ev->timeout_s = e->expires_ns > now ? (e->expires_ns - now) / NSEC_PER_SEC : 0;
-	__builtin_memset(ev->pad, 0, sizeof(ev->pad));
-	bpf_ringbuf_submit(ev, 0);
-	return 0;
-}
-
-static __always_inline void ct_event_emit(__u8 type, const struct tuple *orig, const struct ct_entry *e, __u64 now,
-					  __u8 hook)
-{
-	if (ct_event_write(type, orig, e, now))
-		metrics_count(REASON_EVENT_LOST, hook, 0);
-}
-
-static __always_inline int events_on(const struct tsct_config *cfg, __u32 flag)
-{
-	return cfg ? (cfg->flags & flag) != 0 : flag == CFG_F_EVENTS;
-}
-
-/* Whether a reader's lease on tsct_events runs past now. */
-static __always_inline int events_read(__u64 now)
-{
-	__u32 zero = 0;
-	__u64 *until = bpf_map_lookup_elem(&tsct_events_reader, &zero);
-
-	return until && *until > now;
+	if (wake && *wake + NSEC_PER_SEC < now)
+		*wake = now;
 }
 
 /* Eviction state for bpf_loop: which table, and where the scan is. */
@@ -336,43 +150,30 @@ struct ct_evict {
 	__u16 pad;
 };
 
-#define CT_EVICT_FROM(map, ring)                                                                 \
-	do {                                                                                     \
-		void *victim = bpf_map_lookup_elem(&(ring), &x->idx);                            \
-		struct ct_entry *v = victim ? bpf_map_lookup_elem(&(map), victim) : 0;           \
-		if (v && !(v->flags & CT_F_ASSURED) && bpf_map_delete_elem(&(map), victim) == 0) \
-			x->evicted = 1;                                                          \
-	} while (0)
-
 /* One ring slot: evicts its connection when it is there and not assured.
  * A callback of bpf_loop, so the verifier checks it once, not per path. */
 static long ct_evict_slot(__u32 i, struct ct_evict *x)
 {
-	switch (x->table) {
-	case CT_TABLE_TCP4:
-		CT_EVICT_FROM(tsct_ct4_global, tsct_ct4_ring);
-		break;
-	case CT_TABLE_ANY4:
-		CT_EVICT_FROM(tsct_ct_any4_global, tsct_ct_any4_ring);
-		break;
-	case CT_TABLE_TCP6:
-		CT_EVICT_FROM(tsct_ct6_global, tsct_ct6_ring);
-		break;
-	default:
-		CT_EVICT_FROM(tsct_ct_any6_global, tsct_ct_any6_ring);
-		break;
-	}
-	if (x->evicted)
+	__u32 family = x->table < CT_TABLE_TCP6 ? 4 : 6;
+	__u8 proto = x->table == CT_TABLE_TCP4 || x->table == CT_TABLE_TCP6 ? IPPROTO_TCP : IPPROTO_UDP;
+	void *map = ct_map_for(family, proto);
+	void *victim = bpf_map_lookup_elem(ct_ring_for(family, proto), &x->idx);
+	struct ct_entry *v = victim ? bpf_map_lookup_elem(map, victim) : 0;
+
+	if (v && !(v->flags & CT_F_ASSURED) && bpf_map_delete_elem(map, victim) == 0) {
+		x->evicted = 1;
 		return 1;
+	}
 	x->idx = ring_next(x->table, x->ring_sz);
 	return 0;
 }
 
 /* Inserts a new connection. A full table gives up the oldest unassured entry
  * named in its ring; established (assured) connections are never evicted.
- * Returns 0, -EEXIST when another CPU created it first, or the failure. */
+ * Returns 0, -EEXIST when another CPU created it first, or the failure (the
+ * table is full and nothing in reach could be evicted). */
 static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 ring_sz, void *key, struct ct_entry *e,
-				      enum tsct_hook hook, __u32 bytes)
+				      enum tsct_hook hook)
 {
 	struct ct_evict x = {.table = table, .ring_sz = ring_sz, .hook = hook};
 	long rc;
@@ -387,12 +188,8 @@ static __always_inline long ct_insert(void *map, void *ring, __u32 table, __u32 
 		if (x.evicted)
 			metrics_count(REASON_CT_EVICTED, hook, 0);
 		rc = bpf_map_update_elem(map, key, e, BPF_NOEXIST);
-		if (rc == -EEXIST)
+		if (rc)
 			return rc;
-		if (rc) {
-			metrics_count(REASON_CT_INSERT_FAILED, hook, bytes);
-			return rc;
-		}
 	}
 	bpf_map_update_elem(ring, &x.idx, key, BPF_ANY);
 	return 0;
@@ -502,15 +299,6 @@ static __always_inline int ct_reusable(const struct ct_entry *e, const struct pk
 	       (e->tcp_state == TCP_CT_TIME_WAIT || e->tcp_state == TCP_CT_CLOSE);
 }
 
-/* Scratch space for a new entry: too large for the BPF stack next to the
- * parsed packet. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct ct_entry);
-	__uint(max_entries, 1);
-} tsct_ct_scratch SEC(".maps");
-
 struct ct_ctx {
 	struct pkt *p;
 	const struct tsct_config *cfg;
@@ -524,8 +312,8 @@ struct ct_ctx {
 
 /* Finds or creates the packet's connection in one table. Returns 0 or an
  * invalid reason. */
-static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table, __u32 ring_dflt, void *key,
-					      __u32 src_is_b, struct ct_ctx *c)
+static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table, void *key, __u32 src_is_b,
+					      struct ct_ctx *c)
 {
 	struct pkt *p = c->p;
 	struct ct_entry *e, *fresh;
@@ -582,10 +370,20 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 			rc = bpf_map_update_elem(map, key, fresh, BPF_ANY);
 			metrics_count(REASON_CT_REOPENED, c->hook, 0);
 		} else {
-			rc = ct_insert(map, ring, table, ring_size_of(c->cfg, table, ring_dflt), key, fresh, c->hook,
-				       p->l3_len);
+			rc = ct_insert(map, ring, table, ring_size_of(c->cfg, table), key, fresh, c->hook);
 			if (rc == -EEXIST)
 				continue; /* another CPU created it: count on that one */
+			if (rc) {
+				/* Full, and nothing evictable. As nf_conntrack and
+				 * Cilium, the new connection's packet is dropped;
+				 * CFG_F_CT_FULL_PASS passes it untracked instead, and
+				 * then no later stage may take it for tracked. */
+				if (!(config_flags(c->cfg) & CFG_F_CT_FULL_PASS))
+					return REASON_DROP_CT_TABLE_FULL;
+				metrics_count(REASON_CT_FULL_PASSED, c->hook, p->l3_len);
+				c->res->state = 0;
+				return 0;
+			}
 		}
 		c->res->state = CT_STATE_TRK | CT_STATE_NEW;
 		c->res->dir = CT_DIR_ORIGINAL;
@@ -624,43 +422,6 @@ static __always_inline __u32 ct_related(void *map, void *key, __u32 inner_src_is
 	return 0;
 }
 
-static __always_inline __u32 frag4_ports(struct pkt *p, int record)
-{
-	struct frag4_key k = {
-		.saddr = p->t.saddr[0],
-		.daddr = p->t.daddr[0],
-		.id = (__be16)p->frag_id,
-		.proto = p->t.proto,
-	};
-	struct frag_ports fp = {.sport = p->t.sport, .dport = p->t.dport}, *found;
-
-	if (record)
-		return bpf_map_update_elem(&tsct_frag4, &k, &fp, BPF_ANY) ? REASON_INV_FRAG_BAD : 0;
-	found = bpf_map_lookup_elem(&tsct_frag4, &k);
-	if (!found)
-		return REASON_INV_FRAG_UNKNOWN;
-	p->t.sport = found->sport;
-	p->t.dport = found->dport;
-	return 0;
-}
-
-static __always_inline __u32 frag6_ports(struct pkt *p, int record)
-{
-	struct frag6_key k = {.id = p->frag_id, .proto = p->t.proto};
-	struct frag_ports fp = {.sport = p->t.sport, .dport = p->t.dport}, *found;
-
-	__builtin_memcpy(k.saddr, p->t.saddr, 16);
-	__builtin_memcpy(k.daddr, p->t.daddr, 16);
-	if (record)
-		return bpf_map_update_elem(&tsct_frag6, &k, &fp, BPF_ANY) ? REASON_INV_FRAG_BAD : 0;
-	found = bpf_map_lookup_elem(&tsct_frag6, &k);
-	if (!found)
-		return REASON_INV_FRAG_UNKNOWN;
-	p->t.sport = found->sport;
-	p->t.dport = found->dport;
-	return 0;
-}
-
 static __always_inline __u32 ct4_handle(struct ct_ctx *c)
 {
 	struct pkt *p = c->p;
@@ -669,9 +430,7 @@ static __always_inline __u32 ct4_handle(struct ct_ctx *c)
 
 	if (p->kind == PKT_ICMP_ERROR) {
 		src_is_b = ct4_key_from(&key, &p->inner, c->zone);
-		if (p->inner.proto == IPPROTO_TCP)
-			return ct_related(&tsct_ct4_global, &key, src_is_b, c);
-		return ct_related(&tsct_ct_any4_global, &key, src_is_b, c);
+		return ct_related(ct_map_for(4, p->inner.proto), &key, src_is_b, c);
 	}
 	if (p->frag == FRAG_LATER) {
 		reason = frag4_ports(p, 0);
@@ -679,12 +438,8 @@ static __always_inline __u32 ct4_handle(struct ct_ctx *c)
 			return reason;
 	}
 	src_is_b = ct4_key_from(&key, &p->t, c->zone);
-	if (p->t.proto == IPPROTO_TCP)
-		reason = ct_lookup_create(&tsct_ct4_global, &tsct_ct4_ring, CT_TABLE_TCP4, CT_MAP_TCP_DEFAULT, &key,
-					  src_is_b, c);
-	else
-		reason = ct_lookup_create(&tsct_ct_any4_global, &tsct_ct_any4_ring, CT_TABLE_ANY4, CT_MAP_ANY_DEFAULT,
-					  &key, src_is_b, c);
+	reason = ct_lookup_create(ct_map_for(4, p->t.proto), ct_ring_for(4, p->t.proto), ct_table_for(4, p->t.proto),
+				  &key, src_is_b, c);
 	if (!reason && p->frag == FRAG_FIRST)
 		reason = frag4_ports(p, 1);
 	return reason;
@@ -698,9 +453,7 @@ static __always_inline __u32 ct6_handle(struct ct_ctx *c)
 
 	if (p->kind == PKT_ICMP_ERROR) {
 		src_is_b = ct6_key_from(&key, &p->inner, c->zone);
-		if (p->inner.proto == IPPROTO_TCP)
-			return ct_related(&tsct_ct6_global, &key, src_is_b, c);
-		return ct_related(&tsct_ct_any6_global, &key, src_is_b, c);
+		return ct_related(ct_map_for(6, p->inner.proto), &key, src_is_b, c);
 	}
 	if (p->frag == FRAG_LATER) {
 		reason = frag6_ports(p, 0);
@@ -708,12 +461,8 @@ static __always_inline __u32 ct6_handle(struct ct_ctx *c)
 			return reason;
 	}
 	src_is_b = ct6_key_from(&key, &p->t, c->zone);
-	if (p->t.proto == IPPROTO_TCP)
-		reason = ct_lookup_create(&tsct_ct6_global, &tsct_ct6_ring, CT_TABLE_TCP6, CT_MAP_TCP_DEFAULT, &key,
-					  src_is_b, c);
-	else
-		reason = ct_lookup_create(&tsct_ct_any6_global, &tsct_ct_any6_ring, CT_TABLE_ANY6, CT_MAP_ANY_DEFAULT,
-					  &key, src_is_b, c);
+	reason = ct_lookup_create(ct_map_for(6, p->t.proto), ct_ring_for(6, p->t.proto), ct_table_for(6, p->t.proto),
+				  &key, src_is_b, c);
 	if (!reason && p->frag == FRAG_FIRST)
 		reason = frag6_ports(p, 1);
 	return reason;
@@ -765,47 +514,4 @@ __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 	return c.ifindex;
 }
 
-/* A connection's tuple in its original direction, from its canonical key and
- * the entry's flag. */
-static __always_inline void ct_orig_tuple(struct tuple *t, __u32 family, const void *key, const struct ct_entry *e)
-{
-	int b = (e->flags & CT_F_ORIG_IS_B) != 0;
-
-	t->family = family;
-	if (family == 4) {
-		const struct ct4_key *k = key;
-
-		t->saddr[0] = b ? k->addr_b : k->addr_a;
-		t->daddr[0] = b ? k->addr_a : k->addr_b;
-		t->sport = b ? k->port_b : k->port_a;
-		t->dport = b ? k->port_a : k->port_b;
-		t->proto = k->proto;
-	} else {
-		const struct ct6_key *k = key;
-
-		__builtin_memcpy(t->saddr, b ? k->addr_b : k->addr_a, 16);
-		__builtin_memcpy(t->daddr, b ? k->addr_a : k->addr_b, 16);
-		t->sport = b ? k->port_b : k->port_a;
-		t->dport = b ? k->port_a : k->port_b;
-		t->proto = k->proto;
-	}
-}
-
-/* The connection of a packet's tuple in a zone, or null. */
-static __always_inline struct ct_entry *ct_find(const struct pkt *p, __u16 zone)
-{
-	if (p->t.family == 4) {
-		struct ct4_key k;
-
-		ct4_key_from(&k, &p->t, zone);
-		return bpf_map_lookup_elem(
-			p->t.proto == IPPROTO_TCP ? (void *)&tsct_ct4_global : (void *)&tsct_ct_any4_global, &k);
-	} else {
-		struct ct6_key k;
-
-		ct6_key_from(&k, &p->t, zone);
-		return bpf_map_lookup_elem(
-			p->t.proto == IPPROTO_TCP ? (void *)&tsct_ct6_global : (void *)&tsct_ct_any6_global, &k);
-	}
-}
 #endif

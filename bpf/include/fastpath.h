@@ -14,7 +14,8 @@
 
 #include "common.h"
 #include "parse.h"
-#include "nat.h" /* csum_replace16 */
+#include "csum.h"
+#include "maps.h"
 
 #ifndef AF_INET
 #define AF_INET	 2
@@ -92,21 +93,6 @@ static __always_inline int fast_path_send(struct __sk_buff *skb, struct bpf_fib_
 /* tsct_fast_path's answer when the packet leaves by a masquerading device:
  * the caller translates it, then sends it with tsct_fast_path_send. */
 #define FAST_PATH_SNAT 1
-
-/* The FIB lookup and its result, between tsct_fast_path and
- * tsct_fast_path_send: off the stack, which the NAT stage between them
- * needs (a tc program runs on one CPU from start to end). */
-struct fast_path_route {
-	struct bpf_fib_lookup fib;
-	long rc;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct fast_path_route);
-	__uint(max_entries, 1);
-} tsct_fast_path_scratch SEC(".maps");
 
 /* Decrements the TTL or hop limit (checked above one) and sends the packet
  * where the FIB said. */

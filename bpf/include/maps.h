@@ -7,11 +7,9 @@
 #define TSCT_MAPS_H
 
 #include "common.h"
+#include "packet.h"
 
-#define CT_MAP_TCP_DEFAULT 65536
-#define CT_MAP_ANY_DEFAULT 32768
-#define FRAG_MAP_DEFAULT   8192
-#define METRICS_MAX	   (REASON_MAX * 2)
+#define METRICS_MAX (REASON_MAX * 2)
 
 /* Connection keys are canonical: side a is the smaller (address, port), so a
  * packet finds its connection with one lookup whichever way it travels. ICMP
@@ -99,11 +97,13 @@ enum device_flag {
 	DEVICE_F_XDP = 0x2, /* the XDP fast path is attached, and the device takes redirected frames */
 };
 
-/* NAT keys are directional, as Cilium's: the OUT entry is keyed by the
- * original tuple and translates the source (XLATE_SRC); the IN entry is keyed
- * by the reply tuple as it arrives and translates the destination back
- * (XLATE_DST). They carry no zone: the external address and port space is the
- * node's; the entry remembers the connection's zone. */
+/* The NAT table holds the reverse index of the translations: one IN entry
+ * per mapping, keyed by the reply tuple as it arrives (XLATE_DST in Cilium's
+ * terms), whose value is the original source it maps back to. The forward
+ * direction (OUT, XLATE_SRC) lives in the connection's entry (nat_addr,
+ * nat_port, CT_F_SNAT); NAT_DIR_OUT keys are only those older versions of
+ * tsct left, which the GC removes. Keys carry no zone: the external address
+ * and port space is the node's; the entry remembers the connection's zone. */
 enum nat_dir {
 	NAT_DIR_OUT = 0,
 	NAT_DIR_IN = 1,
@@ -193,17 +193,35 @@ struct gc_args {
 	__u16 shard;
 	__u16 shards;
 	struct gc_table_stats stats[4];
-	/* NAT entries removed with their connection, orphans removed, and kept (by family). */
-	__u64 nat_deleted[2];
+	/* NAT entries removed with their connection (both families), then
+	 * orphans removed and entries kept, by family (shard 0 only). */
+	__u64 nat_deleted;
 	__u64 nat_orphans[2];
 	__u64 nat_alive[2];
 	__u64 nat_recreated; /* IN entries of live connections put back */
 };
 
-/* Shared by the agent (its GC schedule, its liveness), the CLI (status) and
- * the datapath (asking for an early sweep when a table is full). */
+/* The argument of SEC("syscall") tsct_nat_forget (`tsct bpf nat flush`): the
+ * connection whose mapping to forget, and that mapping. The flag is cleared
+ * in the kernel, atomically, so that nothing the datapath writes to the entry
+ * meanwhile (counters, expiry) is lost to a whole-entry write from user
+ * space. */
+struct nat_forget_args {
+	union {
+		struct ct4_key k4;
+		struct ct6_key k6;
+	} key;
+	__be32 nat_addr[4];
+	__be16 nat_port;
+	__u8 family;	/* 4 or 6 */
+	__u8 forgotten; /* out: 1 when the connection carried that mapping */
+	__u32 pad;
+};
+
+/* Written by the agent only (its GC schedule, its liveness), read by the CLI
+ * (status). What the datapath writes (tsct_gc_wake) has a map of its own, so
+ * that neither side's whole-value write can lose the other's. */
 struct gc_state {
-	__u64 wake_ns; /* datapath: a table was found full at this time */
 	__u64 last_run_ns;
 	__u64 next_run_ns;
 	__u64 last_duration_ns;
@@ -234,11 +252,9 @@ struct ct_event {
 	__u8 pad[6];
 };
 
-#define EVENTS_RING_DEFAULT (1 << 20)
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, EVENTS_RING_DEFAULT);
+	__uint(max_entries, DEFAULT_EVENTS_RING);
 } tsct_events SEC(".maps");
 
 /* Until when (monotonic ns) someone reads tsct_events: `tsct bpf ct events`
@@ -261,28 +277,28 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct ct4_key);
 	__type(value, struct ct_entry);
-	__uint(max_entries, CT_MAP_TCP_DEFAULT);
+	__uint(max_entries, DEFAULT_CT_MAP_TCP);
 } tsct_ct4_global SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct ct4_key);
 	__type(value, struct ct_entry);
-	__uint(max_entries, CT_MAP_ANY_DEFAULT);
+	__uint(max_entries, DEFAULT_CT_MAP_ANY);
 } tsct_ct_any4_global SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct ct6_key);
 	__type(value, struct ct_entry);
-	__uint(max_entries, CT_MAP_TCP_DEFAULT);
+	__uint(max_entries, DEFAULT_CT_MAP_TCP);
 } tsct_ct6_global SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct ct6_key);
 	__type(value, struct ct_entry);
-	__uint(max_entries, CT_MAP_ANY_DEFAULT);
+	__uint(max_entries, DEFAULT_CT_MAP_ANY);
 } tsct_ct_any6_global SEC(".maps");
 
 /* Rings of recently created connections, one per table, sized like it: when
@@ -291,28 +307,28 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct ct4_key);
-	__uint(max_entries, CT_MAP_TCP_DEFAULT);
+	__uint(max_entries, DEFAULT_CT_MAP_TCP);
 } tsct_ct4_ring SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct ct4_key);
-	__uint(max_entries, CT_MAP_ANY_DEFAULT);
+	__uint(max_entries, DEFAULT_CT_MAP_ANY);
 } tsct_ct_any4_ring SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct ct6_key);
-	__uint(max_entries, CT_MAP_TCP_DEFAULT);
+	__uint(max_entries, DEFAULT_CT_MAP_TCP);
 } tsct_ct6_ring SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct ct6_key);
-	__uint(max_entries, CT_MAP_ANY_DEFAULT);
+	__uint(max_entries, DEFAULT_CT_MAP_ANY);
 } tsct_ct_any6_ring SEC(".maps");
 
 /* Write positions of the four rings (enum ct_table). */
@@ -327,21 +343,21 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct frag4_key);
 	__type(value, struct frag_ports);
-	__uint(max_entries, FRAG_MAP_DEFAULT);
+	__uint(max_entries, DEFAULT_FRAG_MAP);
 } tsct_frag4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct frag6_key);
 	__type(value, struct frag_ports);
-	__uint(max_entries, FRAG_MAP_DEFAULT);
+	__uint(max_entries, DEFAULT_FRAG_MAP);
 } tsct_frag6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32); /* ifindex */
 	__type(value, struct device_info);
-	__uint(max_entries, 256);
+	__uint(max_entries, DEFAULT_DEVICE_MAP);
 } tsct_devices SEC(".maps");
 
 struct {
@@ -351,27 +367,25 @@ struct {
 	__uint(max_entries, 1);
 } tsct_config SEC(".maps");
 
-#define NAT_MAP_DEFAULT 131072
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct nat4_key);
 	__type(value, struct nat_entry);
-	__uint(max_entries, NAT_MAP_DEFAULT);
+	__uint(max_entries, DEFAULT_NAT_MAP);
 } tsct_snat_v4_external SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct nat6_key);
 	__type(value, struct nat_entry);
-	__uint(max_entries, NAT_MAP_DEFAULT);
+	__uint(max_entries, DEFAULT_NAT_MAP);
 } tsct_snat_v6_external SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct masq4_key);
 	__type(value, __u8);
-	__uint(max_entries, 256);
+	__uint(max_entries, DEFAULT_MASQ_CIDRS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } tsct_masq_src4 SEC(".maps");
 
@@ -379,7 +393,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct masq6_key);
 	__type(value, __u8);
-	__uint(max_entries, 256);
+	__uint(max_entries, DEFAULT_MASQ_CIDRS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } tsct_masq_src6 SEC(".maps");
 
@@ -390,6 +404,15 @@ struct {
 	__uint(max_entries, 1);
 } tsct_gc_state SEC(".maps");
 
+/* Written by the datapath only: when (monotonic ns) a table was last found
+ * full, which asks the agent for an early sweep. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} tsct_gc_wake SEC(".maps");
+
 /* Index: reason << 1 | hook. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -397,5 +420,44 @@ struct {
 	__type(value, struct metrics_value);
 	__uint(max_entries, METRICS_MAX);
 } tsct_metrics SEC(".maps");
+
+/* Per-CPU scratch space: values too large for the BPF stack next to what the
+ * stages keep there. A program runs on one CPU from start to end, so a slot
+ * is never shared. */
+
+/* A new connection's entry, built before it is inserted (conntrack.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 1);
+} tsct_ct_scratch SEC(".maps");
+
+/* The XDP fast path's parsed packet and FIB lookup (xdp.h). */
+struct xdp_scratch {
+	struct pkt p;
+	struct bpf_fib_lookup fib;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct xdp_scratch);
+	__uint(max_entries, 1);
+} tsct_xdp_scratch SEC(".maps");
+
+/* The tc fast path's FIB lookup and its result, between tsct_fast_path and
+ * tsct_fast_path_send, with the NAT stage between them (fastpath.h). */
+struct fast_path_route {
+	struct bpf_fib_lookup fib;
+	long rc;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fast_path_route);
+	__uint(max_entries, 1);
+} tsct_fast_path_scratch SEC(".maps");
 
 #endif

@@ -8,71 +8,23 @@
 #define TSCT_NAT_H
 
 #include "common.h"
+#include "config.h"
+#include "csum.h"
+#include "ct_map.h"
 #include "maps.h"
 #include "metrics.h"
-#include "parse.h"
-#include "conntrack.h"
+#include "packet.h"
+#include "conntrack.h" /* struct ct_io */
 
-#define NAT_PORT_MIN_DEFAULT 32768
-#define NAT_PORT_MAX_DEFAULT 60999
 /* nf_nat's probing: up to 128 candidates from a random offset, then half as
  * many from a new offset, down to 16. */
 #define NAT_FIRST_ROUND 128
 #define NAT_LAST_ROUND	16
 #define NAT_MAX_TRIES	(128 + 64 + 32 + 16)
 
-#define IP4_CSUM_OFF  (ETH_HLEN + 10)
-#define IP4_SADDR_OFF (ETH_HLEN + 12)
-#define IP4_DADDR_OFF (ETH_HLEN + 16)
-#define IP6_SADDR_OFF (ETH_HLEN + 8)
-#define IP6_DADDR_OFF (ETH_HLEN + 24)
-
 #ifndef BPF_F_MARK_MANGLED_0
 #define BPF_F_MARK_MANGLED_0 (1ULL << 5)
 #endif
-
-/* One's complement arithmetic on raw (network order) 16-bit words. */
-static __always_inline __u16 csum_fold(__u32 c)
-{
-	c = (c & 0xffff) + (c >> 16);
-	c = (c & 0xffff) + (c >> 16);
-	return (__u16)~c;
-}
-
-static __always_inline __u16 csum_replace16(__u16 check, __u16 from, __u16 to)
-{
-	/* RFC 1624: HC' = ~(~HC + ~m + m') */
-	return csum_fold((__u32)(__u16)~check + (__u16)~from + to);
-}
-
-static __always_inline __u16 csum_replace32(__u16 check, __be32 from, __be32 to)
-{
-	check = csum_replace16(check, (__u16)from, (__u16)to);
-	return csum_replace16(check, (__u16)(from >> 16), (__u16)(to >> 16));
-}
-
-static __always_inline int addr_is_v4(const struct tuple *t)
-{
-	return t->family == 4;
-}
-
-/* Offset of an L4 checksum, and whether it is there to update. */
-static __always_inline int l4_csum_off(__u8 proto, __u32 l4, __u32 *off)
-{
-	switch (proto) {
-	case IPPROTO_TCP:
-		*off = l4 + 16;
-		return 1;
-	case IPPROTO_UDP:
-		*off = l4 + 6;
-		return 1;
-	case IPPROTO_ICMP:
-	case IPPROTO_ICMPV6_:
-		*off = l4 + 2;
-		return 1;
-	}
-	return 0;
-}
 
 /* The port (or echo identifier) field of an L4 header: `src` picks the source. */
 static __always_inline __u32 l4_port_off(__u8 proto, __u32 l4, int src)
@@ -83,16 +35,17 @@ static __always_inline __u32 l4_port_off(__u8 proto, __u32 l4, int src)
 }
 
 /* Rewrites an address (4 or 16 bytes) at addr_off and fixes the IPv4 header
- * checksum and the L4 checksum (pseudo-header) of the packet. */
-static __always_inline int rewrite_addr(struct __sk_buff *skb, const struct pkt *p, __u32 addr_off, const __be32 *from,
-					const __be32 *to)
+ * checksum and the L4 checksum (pseudo-header) of the packet, through the skb
+ * helpers. Returns 0, REASON_DROP_CSUM or REASON_DROP_WRITE_ERROR. */
+static __always_inline __u32 rewrite_addr(struct __sk_buff *skb, const struct pkt *p, __u32 addr_off,
+					  const __be32 *from, const __be32 *to)
 {
 	__u32 csum_off = 0;
 	int has_l4 = p->frag != FRAG_LATER && l4_csum_off(p->t.proto, p->l4_off, &csum_off);
 
 	if (p->t.family == 4) {
 		if (bpf_l3_csum_replace(skb, IP4_CSUM_OFF, from[0], to[0], 4))
-			return -1;
+			return REASON_DROP_CSUM;
 		/* ICMPv4 has no pseudo-header; UDP over IPv4 may have no checksum. */
 		if (has_l4 && p->t.proto != IPPROTO_ICMP) {
 			__u16 cur = 0;
@@ -103,20 +56,22 @@ static __always_inline int rewrite_addr(struct __sk_buff *skb, const struct pkt 
 			    bpf_l4_csum_replace(skb, csum_off, from[0], to[0],
 						BPF_F_PSEUDO_HDR | 4 |
 							(p->t.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0)))
-				return -1;
+				return REASON_DROP_CSUM;
 		}
-		return bpf_skb_store_bytes(skb, addr_off, to, 4, 0) ? -1 : 0;
+		return bpf_skb_store_bytes(skb, addr_off, to, 4, 0) ? REASON_DROP_WRITE_ERROR : 0;
 	}
 	if (has_l4) {
 		__s64 diff = bpf_csum_diff((__be32 *)from, 16, (__be32 *)to, 16, 0);
 
 		if (diff < 0 || bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR))
-			return -1;
+			return REASON_DROP_CSUM;
 	}
-	return bpf_skb_store_bytes(skb, addr_off, to, 16, 0) ? -1 : 0;
+	return bpf_skb_store_bytes(skb, addr_off, to, 16, 0) ? REASON_DROP_WRITE_ERROR : 0;
 }
 
-static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt *p, int src, __be16 from, __be16 to)
+/* Rewrites a port (or echo identifier) and the L4 checksum over it. Returns
+ * 0, REASON_DROP_CSUM or REASON_DROP_WRITE_ERROR. */
+static __always_inline __u32 rewrite_port(struct __sk_buff *skb, const struct pkt *p, int src, __be16 from, __be16 to)
 {
 	__u32 csum_off = 0;
 
@@ -129,9 +84,10 @@ static __always_inline int rewrite_port(struct __sk_buff *skb, const struct pkt 
 			cur = 0;
 		if (cur && bpf_l4_csum_replace(skb, csum_off, from, to,
 					       2 | (p->t.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0)))
-			return -1;
+			return REASON_DROP_CSUM;
 	}
-	return bpf_skb_store_bytes(skb, l4_port_off(p->t.proto, p->l4_off, src), &to, 2, 0) ? -1 : 0;
+	return bpf_skb_store_bytes(skb, l4_port_off(p->t.proto, p->l4_off, src), &to, 2, 0) ? REASON_DROP_WRITE_ERROR
+											    : 0;
 }
 
 /* Rewrites one address and port (source or destination) of a TCP, UDP, ICMP
@@ -209,11 +165,23 @@ static __always_inline int nat_rewrite_at(void *data, void *data_end, const stru
 	return 0;
 }
 
-/* The same on an skb (tc); XDP passes its own data pointers. */
-static __always_inline int nat_rewrite_direct(struct __sk_buff *skb, const struct pkt *p, int src,
-					      const __be32 *to_addr, __be16 to_port)
+/* Rewrites the source (src) or destination address and port of a packet:
+ * in place with the checksums computed here when the headers are in the
+ * linear data, through the skb helpers otherwise. Returns 0 or the drop
+ * reason. */
+static __always_inline __u32 nat_rewrite_skb(struct __sk_buff *skb, const struct pkt *p, int src, const __be32 *to_addr,
+					     __be16 to_port)
 {
-	return nat_rewrite_at(ctx_data(skb), ctx_data_end(skb), p, src, to_addr, to_port);
+	int v6 = p->t.family == 6;
+	__u32 reason;
+
+	if (!nat_rewrite_at(ctx_data(skb), ctx_data_end(skb), p, src, to_addr, to_port))
+		return 0;
+	reason = rewrite_addr(skb, p, src ? (v6 ? IP6_SADDR_OFF : IP4_SADDR_OFF) : (v6 ? IP6_DADDR_OFF : IP4_DADDR_OFF),
+			      src ? p->t.saddr : p->t.daddr, to_addr);
+	if (reason)
+		return reason;
+	return rewrite_port(skb, p, src, src ? p->t.sport : p->t.dport, to_port);
 }
 
 static __always_inline int nat_proto_ok(const struct pkt *p)
@@ -434,9 +402,13 @@ static __always_inline __u32 nat_snat_map(struct pkt *p, const struct device_inf
 	__be32 snat[4] = {};
 	__u16 orig_port;
 
-	if (!(io->ct_state & CT_STATE_TRK) || (io->ct_state & (CT_STATE_INV | CT_STATE_REL)) ||
-	    io->ct_dir != CT_DIR_ORIGINAL || !masq_source(&p->t, dev, cfg))
+	if ((io->ct_state & (CT_STATE_INV | CT_STATE_REL)) || io->ct_dir != CT_DIR_ORIGINAL ||
+	    !masq_source(&p->t, dev, cfg))
 		return 0;
+	/* Passed untracked (a full table, CFG_F_CT_FULL_PASS): a mapping would
+	 * have no connection to live in, and one made per packet would leak. */
+	if (!(io->ct_state & CT_STATE_TRK))
+		return nat_proto_ok(p) ? REASON_DROP_NAT_NO_CT : 0;
 	if (!nat_proto_ok(p)) {
 		metrics_count(REASON_NAT_UNSUPPORTED, HOOK_EGRESS, 0);
 		return 0;
@@ -456,8 +428,8 @@ static __always_inline __u32 nat_snat_map(struct pkt *p, const struct device_inf
 	else
 		snat[0] = dev->snat4;
 	nat_alloc_init(&a, &p->t, snat, io->zone, io->now);
-	a.min = cfg && cfg->nat_port_min ? cfg->nat_port_min : NAT_PORT_MIN_DEFAULT;
-	a.range = (cfg && cfg->nat_port_max ? cfg->nat_port_max : NAT_PORT_MAX_DEFAULT) - a.min + 1;
+	a.min = cfg && cfg->nat_port_min ? cfg->nat_port_min : DEFAULT_NAT_PORT_MIN;
+	a.range = (cfg && cfg->nat_port_max ? cfg->nat_port_max : DEFAULT_NAT_PORT_MAX) - a.min + 1;
 	orig_port = bpf_ntohs(p->t.sport);
 	/* A connection whose mapping was flushed keeps its port if it can. */
 	if (entry->nat_port && nat_claim(&a, bpf_ntohs(entry->nat_port))) {
@@ -654,7 +626,6 @@ static __always_inline void nat_rev_tuple(struct pkt *p, const struct nat_io *io
 
 static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
 {
-	int v6 = p->t.family == 6;
 	__u32 reason;
 
 	if (p->kind == PKT_ICMP_ERROR)
@@ -662,10 +633,9 @@ static __always_inline __u32 nat_rev(struct __sk_buff *skb, struct pkt *p, struc
 	reason = nat_rev_map(p, io);
 	if (reason || !io->xlate)
 		return reason;
-	if (nat_rewrite_direct(skb, p, 0, io->to_addr, io->to_port) &&
-	    (rewrite_addr(skb, p, v6 ? IP6_DADDR_OFF : IP4_DADDR_OFF, p->t.daddr, io->to_addr) ||
-	     rewrite_port(skb, p, 0, p->t.dport, io->to_port)))
-		return REASON_INV_TRUNCATED_L4;
+	reason = nat_rewrite_skb(skb, p, 0, io->to_addr, io->to_port);
+	if (reason)
+		return reason;
 	nat_rev_tuple(p, io);
 	metrics_count(REASON_NAT_REVSNAT, HOOK_INGRESS, 0);
 	return 0;
@@ -688,12 +658,13 @@ __attribute__((noinline)) int tsct_snat_map(struct pkt *p, struct nat_io *io)
  * function: nested in the other, their frames would not fit the stack). */
 __attribute__((noinline)) int tsct_snat_rewrite(struct __sk_buff *skb, struct pkt *p, struct nat_io *io)
 {
+	__u32 reason;
+
 	if (!skb || !p || !io || !io->xlate)
 		return 0;
-	if (nat_rewrite_direct(skb, p, 1, io->to_addr, io->to_port) &&
-	    (rewrite_addr(skb, p, p->t.family == 6 ? IP6_SADDR_OFF : IP4_SADDR_OFF, p->t.saddr, io->to_addr) ||
-	     rewrite_port(skb, p, 1, p->t.sport, io->to_port)))
-		return REASON_DROP_NAT_TABLE_FULL;
+	reason = nat_rewrite_skb(skb, p, 1, io->to_addr, io->to_port);
+	if (reason)
+		return reason;
 	metrics_count(REASON_NAT_SNAT, HOOK_EGRESS, 0);
 	return 0;
 }
@@ -754,4 +725,18 @@ static __always_inline int nat_keep_for_ct(__u32 family, const void *key, const 
 	return NAT_LOST;
 }
 
+/* Makes a connection forget its mapping (CT_F_SNAT cleared; the port stays
+ * recorded, so that its next packet out takes it again while it is free),
+ * when it still carries the one given. */
+static __always_inline int nat_forget(struct nat_forget_args *a)
+{
+	struct ct_entry *e;
+	__u8 proto = a->family == 4 ? a->key.k4.proto : a->key.k6.proto;
+
+	e = bpf_map_lookup_elem(ct_map_for(a->family, proto), a->family == 4 ? (void *)&a->key.k4 : (void *)&a->key.k6);
+	if (!e || !(e->flags & CT_F_SNAT) || e->nat_port != a->nat_port || addr6_cmp(e->nat_addr, a->nat_addr))
+		return 0;
+	__sync_fetch_and_and(&e->flags, ~CT_F_SNAT);
+	return 1;
+}
 #endif

@@ -7,160 +7,65 @@
 #ifndef TSCT_PARSE_H
 #define TSCT_PARSE_H
 
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/tcp.h>
-#include <linux/udp.h>
-
 #include "common.h"
-#include "maps.h"
+#include "packet.h"
+/* Header checks shared by this parser and the XDP fast path's (xdp.h), which
+ * reads the same headers in place: one definition of what a valid header is. */
 
-/* Protocol numbers and types not worth a libc-dependent header. */
-#define IPPROTO_HOPOPTS_  0
-#define IPPROTO_ROUTING_  43
-#define IPPROTO_FRAGMENT_ 44
-#define IPPROTO_ESP_	  50
-#define IPPROTO_AH_	  51
-#define IPPROTO_ICMPV6_	  58
-#define IPPROTO_NONE_	  59
-#define IPPROTO_DSTOPTS_  60
-
-#define ICMP_ECHOREPLY_	    0
-#define ICMP_DEST_UNREACH_  3
-#define ICMP_ECHO_	    8
-#define ICMP_TIME_EXCEEDED_ 11
-#define ICMP_PARAMETERPROB_ 12
-
-#define ICMPV6_DEST_UNREACH_ 1
-#define ICMPV6_PKT_TOOBIG_   2
-#define ICMPV6_TIME_EXCEED_  3
-#define ICMPV6_PARAMPROB_    4
-#define ICMPV6_ECHO_REQUEST_ 128
-#define ICMPV6_ECHO_REPLY_   129
-#define ICMPV6_MLD_QUERY_    130
-#define ICMPV6_MLD_DONE_     132
-#define ICMPV6_ND_FIRST_     133 /* router solicitation */
-#define ICMPV6_ND_LAST_	     137 /* redirect */
-#define ICMPV6_MLD2_REPORT_  143
-
-#define TCP_F_FIN 0x01
-#define TCP_F_SYN 0x02
-#define TCP_F_RST 0x04
-#define TCP_F_PSH 0x08
-#define TCP_F_ACK 0x10
-#define TCP_F_URG 0x20
-/* nf_conntrack judges flags with PSH, ECE and CWR masked out. */
-#define TCP_F_JUDGED (TCP_F_FIN | TCP_F_SYN | TCP_F_RST | TCP_F_ACK | TCP_F_URG)
-/* Valid combinations of the judged flags, as nf_conntrack's tcp_valid_flags:
- * SYN, SYN|URG, SYN|ACK, RST, RST|ACK, FIN|ACK, FIN|ACK|URG, ACK, ACK|URG. */
-#define TCP_VALID_FLAGS_MASK                                                                           \
-	((1ULL << TCP_F_SYN) | (1ULL << (TCP_F_SYN | TCP_F_URG)) | (1ULL << (TCP_F_SYN | TCP_F_ACK)) | \
-	 (1ULL << TCP_F_RST) | (1ULL << (TCP_F_RST | TCP_F_ACK)) | (1ULL << (TCP_F_FIN | TCP_F_ACK)) | \
-	 (1ULL << (TCP_F_FIN | TCP_F_ACK | TCP_F_URG)) | (1ULL << TCP_F_ACK) | (1ULL << (TCP_F_ACK | TCP_F_URG)))
-
-#define IPV6_MAX_EXT_HEADERS 6
-#define MAX_L4_OFFSET	     512
-#define IP4_FRAG_OFFSET_MASK 0x1fff
-#define IP4_FRAG_MF	     0x2000
-
-struct icmp_hdr {
-	__u8 type;
-	__u8 code;
-	__sum16 checksum;
-	__be16 id;
-	__be16 seq;
-};
-
-struct ipv6_ext_hdr {
-	__u8 nexthdr;
-	__u8 hdrlen;
-};
-
-struct ipv6_frag_hdr {
-	__u8 nexthdr;
-	__u8 reserved;
-	__be16 frag_off; /* offset << 3 | M */
-	__be32 id;
-};
-
-/* A connection tuple as the packet carries it: source is the sender. */
-struct tuple {
-	__be32 saddr[4];
-	__be32 daddr[4];
-	__be16 sport;
-	__be16 dport;
-	__u8 proto;
-	__u8 family; /* 4 or 6 */
-	__u16 pad;
-};
-
-enum pkt_kind {
-	PKT_NORMAL = 0,
-	PKT_ICMP_ERROR = 1, /* carries `inner`: an error about another packet */
-	PKT_ICMP_REPLY = 2, /* echo reply: never starts a connection */
-	PKT_FRAG_LATER = 3, /* non-first fragment: ports come from tsct_frag* */
-};
-
-enum pkt_frag {
-	FRAG_NONE = 0,
-	FRAG_FIRST = 1,
-	FRAG_LATER = 2,
-};
-
-struct pkt {
-	struct tuple t;
-	struct tuple inner;
-	__u32 l3_len; /* bytes counted: the IP packet's length */
-	__u32 frag_id;
-	__u16 l4_off;
-	__u8 tcp_flags;
-	__u8 kind; /* enum pkt_kind */
-	__u8 frag; /* enum pkt_frag */
-	__u8 icmp_type;
-	__u16 pad;
-};
-
-/* skb->data and skb->data_end, read so that clang cannot fold the context
- * offset into a shared pointer (the verifier refuses a modified ctx pointer). */
-static __always_inline void *ctx_data(struct __sk_buff *skb)
+/* The TCP header: its length within the IP packet, and nf_conntrack's valid
+ * flag combinations. Returns 0 or the invalid reason. */
+static __always_inline __u32 parse_tcp_hdr(struct pkt *p, const struct tcphdr *th, __u32 l3_end)
 {
-	void *d;
-
-	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(d) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
-	return d;
+	if (th->doff < 5 || p->l4_off + th->doff * 4 > l3_end)
+		return REASON_INV_TCP_HEADER_LEN;
+	p->t.sport = th->source;
+	p->t.dport = th->dest;
+	p->tcp_flags = ((const __u8 *)th)[13];
+	if (!(TCP_VALID_FLAGS_MASK & (1ULL << (p->tcp_flags & TCP_F_JUDGED))))
+		return REASON_INV_TCP_FLAGS;
+	return 0;
 }
 
-static __always_inline void *ctx_data_end(struct __sk_buff *skb)
+static __always_inline void parse_udp_hdr(struct pkt *p, const struct udphdr *uh)
 {
-	void *d;
-
-	asm volatile("%0 = *(u32 *)(%1 + %2)"
-		     : "=r"(d)
-		     : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
-	return d;
+	p->t.sport = uh->source;
+	p->t.dport = uh->dest;
 }
 
-/* Copies len (a constant) bytes at off into to. */
-static __always_inline int pkt_load(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
+/* The IPv4 header: version, header and total length (the packet holds at
+ * least ETH_HLEN + tot_len bytes: `len`), and the tuple's addresses. */
+static __always_inline __u32 parse_ipv4_hdr(struct pkt *p, const struct iphdr *ip, __u32 len)
 {
-	void *data = ctx_data(skb);
-	void *data_end = ctx_data_end(skb);
+	if (ip->version != 4)
+		return REASON_INV_IP_VERSION;
+	if (ip->ihl < 5)
+		return REASON_INV_IP_HEADER_LEN;
+	p->l3_len = bpf_ntohs(ip->tot_len);
+	if (p->l3_len < ip->ihl * 4 || ETH_HLEN + p->l3_len > len)
+		return REASON_INV_IP_TOTAL_LEN;
+	p->t.family = 4;
+	p->t.proto = ip->protocol;
+	p->t.saddr[0] = ip->saddr;
+	p->t.daddr[0] = ip->daddr;
+	p->l4_off = ETH_HLEN + ip->ihl * 4;
+	return 0;
+}
 
-	if (off <= MAX_L4_OFFSET) {
-		__u64 o = off;
-
-		/* An explicit bound the verifier sees even where clang moved the
-		 * check; constant offsets need none and stay constants. */
-		if (!__builtin_constant_p(off))
-			asm volatile("%0 &= 0x3ff" : "+r"(o));
-		if (data + o + len <= data_end) {
-			__builtin_memcpy(to, data + o, len);
-			return 0;
-		}
-	}
-	return bpf_skb_load_bytes(skb, off, to, len);
+/* The IPv6 fixed header: version, payload length within `len`, addresses;
+ * the caller walks the extension headers from ip6->nexthdr. */
+static __always_inline __u32 parse_ipv6_hdr(struct pkt *p, const struct ipv6hdr *ip6, __u32 len)
+{
+	if (ip6->version != 6)
+		return REASON_INV_IP_VERSION;
+	p->l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	if (ETH_HLEN + p->l3_len > len)
+		return REASON_INV_IP_TOTAL_LEN;
+	p->t.family = 6;
+	__builtin_memcpy(p->t.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(p->t.daddr, &ip6->daddr, 16);
+	p->t.proto = ip6->nexthdr;
+	p->l4_off = ETH_HLEN + sizeof(*ip6);
+	return 0;
 }
 
 /* Ports (or the ICMP identifier) of an L4 header at off; for the inner
@@ -217,27 +122,17 @@ static __always_inline __u32 parse_l4(struct __sk_buff *skb, struct pkt *p, __u3
 	switch (p->t.proto) {
 	case IPPROTO_TCP: {
 		struct tcphdr th;
-		__u8 judged;
 
 		if (off + sizeof(th) > l3_end || pkt_load(skb, off, &th, sizeof(th)))
 			return REASON_INV_TRUNCATED_L4;
-		if (th.doff < 5 || off + th.doff * 4 > l3_end)
-			return REASON_INV_TCP_HEADER_LEN;
-		p->t.sport = th.source;
-		p->t.dport = th.dest;
-		p->tcp_flags = ((__u8 *)&th)[13];
-		judged = p->tcp_flags & TCP_F_JUDGED;
-		if (!(TCP_VALID_FLAGS_MASK & (1ULL << judged)))
-			return REASON_INV_TCP_FLAGS;
-		return 0;
+		return parse_tcp_hdr(p, &th, l3_end);
 	}
 	case IPPROTO_UDP: {
 		struct udphdr uh;
 
 		if (off + sizeof(uh) > l3_end || pkt_load(skb, off, &uh, sizeof(uh)))
 			return REASON_INV_TRUNCATED_L4;
-		p->t.sport = uh.source;
-		p->t.dport = uh.dest;
+		parse_udp_hdr(p, &uh);
 		return 0;
 	}
 	case IPPROTO_ICMP:
@@ -321,25 +216,14 @@ static __always_inline __u32 parse_icmp6_inner(struct __sk_buff *skb, struct pkt
 static __always_inline __u32 parse_ipv4(struct __sk_buff *skb, struct pkt *p)
 {
 	struct iphdr ip;
-	__u32 l3_end, frag;
+	__u32 l3_end, frag, reason;
 
 	if (pkt_load(skb, ETH_HLEN, &ip, sizeof(ip)))
 		return REASON_INV_TRUNCATED_L3;
-	if (ip.version != 4)
-		return REASON_INV_IP_VERSION;
-	if (ip.ihl < 5)
-		return REASON_INV_IP_HEADER_LEN;
-	p->l3_len = bpf_ntohs(ip.tot_len);
-	if (p->l3_len < ip.ihl * 4)
-		return REASON_INV_IP_TOTAL_LEN;
-	if (ETH_HLEN + p->l3_len > skb->len)
-		return REASON_INV_IP_TOTAL_LEN;
+	reason = parse_ipv4_hdr(p, &ip, skb->len);
+	if (reason)
+		return reason;
 	l3_end = ETH_HLEN + p->l3_len;
-	p->t.family = 4;
-	p->t.proto = ip.protocol;
-	p->t.saddr[0] = ip.saddr;
-	p->t.daddr[0] = ip.daddr;
-	p->l4_off = ETH_HLEN + ip.ihl * 4;
 
 	frag = bpf_ntohs(ip.frag_off);
 	if (frag & IP4_FRAG_OFFSET_MASK) {
@@ -358,21 +242,16 @@ static __always_inline __u32 parse_ipv4(struct __sk_buff *skb, struct pkt *p)
 static __always_inline __u32 parse_ipv6(struct __sk_buff *skb, struct pkt *p)
 {
 	struct ipv6hdr ip6;
-	__u32 off = ETH_HLEN + sizeof(ip6), l3_end;
+	__u32 off = ETH_HLEN + sizeof(ip6), l3_end, reason;
 	__u8 next;
 	int i;
 
 	if (pkt_load(skb, ETH_HLEN, &ip6, sizeof(ip6)))
 		return REASON_INV_TRUNCATED_L3;
-	if (ip6.version != 6)
-		return REASON_INV_IP_VERSION;
-	p->l3_len = sizeof(ip6) + bpf_ntohs(ip6.payload_len);
-	if (ETH_HLEN + p->l3_len > skb->len)
-		return REASON_INV_IP_TOTAL_LEN;
+	reason = parse_ipv6_hdr(p, &ip6, skb->len);
+	if (reason)
+		return reason;
 	l3_end = ETH_HLEN + p->l3_len;
-	p->t.family = 6;
-	__builtin_memcpy(p->t.saddr, &ip6.saddr, 16);
-	__builtin_memcpy(p->t.daddr, &ip6.daddr, 16);
 	next = ip6.nexthdr;
 
 #pragma unroll

@@ -18,82 +18,54 @@
 #define TSCT_XDP_H
 
 #include "common.h"
+#include "config.h"
+#include "conntrack.h"
+#include "drop.h"
+#include "fastpath.h" /* AF_INET, AF_INET6 */
 #include "maps.h"
 #include "metrics.h"
-#include "parse.h"
-#include "conntrack.h"
 #include "nat.h"
-#include "fastpath.h" /* AF_INET, AF_INET6 */
+#include "parse.h"
 
 /* nat_rewrite_at needs this much of the L4 header in the frame. */
 #define XDP_L4_MIN 20
-
-/* The parsed packet and the FIB lookup's arguments: off the stack, which the
- * tracker's and the NAT stage's frames need. */
-struct xdp_scratch {
-	struct pkt p;
-	struct bpf_fib_lookup fib;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct xdp_scratch);
-	__uint(max_entries, 1);
-} tsct_xdp_scratch SEC(".maps");
 
 struct xdp_l3 {
 	__u8 ttl; /* or hop limit */
 	__u8 tos;
 };
 
+/* The L4 header, checked by the tc parser's own rules (parse_tcp_hdr). */
 static __always_inline int xdp_parse_l4(void *l4, void *end, struct pkt *p)
 {
 	if (l4 + XDP_L4_MIN > end)
 		return -1;
-	if (p->t.proto == IPPROTO_TCP) {
-		struct tcphdr *th = l4;
-
-		if (th->doff < 5 || p->l4_off + th->doff * 4 > ETH_HLEN + p->l3_len)
-			return -1;
-		p->t.sport = th->source;
-		p->t.dport = th->dest;
-		p->tcp_flags = ((__u8 *)th)[13];
-		if (!(TCP_VALID_FLAGS_MASK & (1ULL << (p->tcp_flags & TCP_F_JUDGED))))
-			return -1;
-		return 0;
-	}
+	if (p->t.proto == IPPROTO_TCP)
+		return parse_tcp_hdr(p, l4, ETH_HLEN + p->l3_len) ? -1 : 0;
 	if (p->t.proto == IPPROTO_UDP) {
-		struct udphdr *uh = l4;
-
-		p->t.sport = uh->source;
-		p->t.dport = uh->dest;
+		parse_udp_hdr(p, l4);
 		return 0;
 	}
 	return -1;
 }
 
-/* Returns 0 for a packet of a shape the fast path takes, -1 otherwise. */
+/* Returns 0 for a packet of a shape the fast path takes, -1 otherwise: the
+ * headers as the tc parser checks them (parse_ipv4_hdr, parse_ipv6_hdr), and
+ * none of what only tc handles (IPv4 options and fragments, IPv6 extension
+ * headers). */
 static __always_inline int xdp_parse(void *data, void *end, struct pkt *p, struct xdp_l3 *l3)
 {
 	struct ethhdr *eth = data;
+	__u32 len = end - data;
 
 	if ((void *)(eth + 1) > end)
 		return -1;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
-		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl != 5 ||
-		    (ip->frag_off & bpf_htons(IP4_FRAG_MF | IP4_FRAG_OFFSET_MASK)))
+		if ((void *)(ip + 1) > end || ip->ihl != 5 ||
+		    (ip->frag_off & bpf_htons(IP4_FRAG_MF | IP4_FRAG_OFFSET_MASK)) || parse_ipv4_hdr(p, ip, len))
 			return -1;
-		p->l3_len = bpf_ntohs(ip->tot_len);
-		if (p->l3_len < sizeof(*ip) || (void *)ip + p->l3_len > end)
-			return -1;
-		p->t.family = 4;
-		p->t.proto = ip->protocol;
-		p->t.saddr[0] = ip->saddr;
-		p->t.daddr[0] = ip->daddr;
-		p->l4_off = ETH_HLEN + sizeof(*ip);
 		l3->ttl = ip->ttl;
 		l3->tos = ip->tos;
 		return xdp_parse_l4(ip + 1, end, p);
@@ -101,16 +73,8 @@ static __always_inline int xdp_parse(void *data, void *end, struct pkt *p, struc
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 
-		if ((void *)(ip6 + 1) > end || ip6->version != 6)
+		if ((void *)(ip6 + 1) > end || parse_ipv6_hdr(p, ip6, len))
 			return -1;
-		p->l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-		if ((void *)ip6 + p->l3_len > end)
-			return -1;
-		p->t.family = 6;
-		p->t.proto = ip6->nexthdr;
-		__builtin_memcpy(p->t.saddr, &ip6->saddr, 16);
-		__builtin_memcpy(p->t.daddr, &ip6->daddr, 16);
-		p->l4_off = ETH_HLEN + sizeof(*ip6);
 		l3->ttl = ip6->hop_limit;
 		l3->tos = 0;
 		return xdp_parse_l4(ip6 + 1, end, p);
@@ -214,7 +178,7 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 	/* The parser checked XDP_L4_MIN bytes of L4 header: the rewrites cannot
 	 * fail. A reply is translated back here, with what the lookup found. */
 	if (rev && nat_rewrite_at(data, end, p, 0, nio.to_addr, nio.to_port))
-		return XDP_DROP;
+		return xdp_drop(REASON_DROP_WRITE_ERROR, p->l3_len);
 	nio.xlate = 0;
 	if (out_dev->flags & DEVICE_F_MASQUERADE) {
 		nio.ct_state = cio.state;
@@ -224,17 +188,15 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 		nio.dev = *out_dev;
 		nat_io_from_ct(&nio, &cio);
 		reason = tsct_snat_map(p, &nio);
-		if (reason) {
-			metrics_count(reason, HOOK_EGRESS, p->l3_len);
-			return XDP_DROP;
-		}
+		if (reason)
+			return xdp_drop(reason, p->l3_len);
 		data = (void *)(long)ctx->data;
 		end = (void *)(long)ctx->data_end;
 		if (nio.xlate && nat_rewrite_at(data, end, p, 1, nio.to_addr, nio.to_port))
-			return XDP_DROP;
+			return xdp_drop(REASON_DROP_WRITE_ERROR, p->l3_len);
 	}
 	if (xdp_forward_rewrite(data, end, p, fib))
-		return XDP_DROP;
+		return xdp_drop(REASON_DROP_WRITE_ERROR, p->l3_len);
 	if (rev)
 		metrics_count(REASON_NAT_REVSNAT, HOOK_INGRESS, 0);
 	if (nio.xlate)

@@ -38,6 +38,25 @@ export type {
   XdpAttachment,
 } from './program';
 
+/**
+ * An exclusive flock(2) on `path` (created when missing), without waiting:
+ * released by unlock() or when the process dies. Throws a BpfError with code
+ * EWOULDBLOCK (EAGAIN) when another process holds it.
+ */
+export class FileLock {
+  private constructor(private fd: number) {}
+
+  static acquire(path: string): FileLock {
+    return new FileLock(addon.lockFile(path));
+  }
+
+  unlock(): void {
+    if (this.fd < 0) return;
+    addon.unlockFile(this.fd);
+    this.fd = -1;
+  }
+}
+
 /** How many CPUs the kernel may bring up: the number of values a per-CPU map holds per key. */
 export function numPossibleCpus(): number {
   return addon.numPossibleCpus();

@@ -111,6 +111,8 @@ export interface Addon {
   ifindex(name: string | number, netns?: string): number;
   openPinned(path: string): { kind: 'map'; handle: NativeMap } | { kind: 'program'; handle: NativeProgram };
   numPossibleCpus(): number;
+  lockFile(path: string): number;
+  unlockFile(fd: number): void;
   ifname(index: number, netns?: string): string | null;
   progInfo(id: number): { id: number; name: string; type: number; tag: string } | null;
   // Single-key map calls in plain N-API (src/map_single.cc): the caller checks fd and sizes.

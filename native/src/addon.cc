@@ -7,6 +7,7 @@
 #include "addon_data.h"
 #include "errors.h"
 #include "link.h"
+#include "lock.h"
 #include "map.h"
 #include "map_single.h"
 #include "object.h"
@@ -59,6 +60,9 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("numPossibleCpus", Napi::Function::New(env, NumPossibleCpus));
   exports.Set("ifname", Napi::Function::New(env, Ifname));
   exports.Set("progInfo", Napi::Function::New(env, ProgInfo));
+  // File locks (lock.cc)
+  exports.Set("lockFile", Napi::Function::New(env, LockFile));
+  exports.Set("unlockFile", Napi::Function::New(env, UnlockFile));
   return exports;
 }
 

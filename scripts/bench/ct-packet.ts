@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { BpfObject, BpfProgram } from 'libbpf-ts';
 import { Datapath } from '../../src/datapath/datapath';
-import { frame } from '../../src/lab/packetCraft';
+import { frame } from '../../lab/packetCraft';
 import { ensureBpffs } from '../../src/datapath/bpffs';
 import { ROOT, figure, median, series, verdict, fmt } from './common';
 

@@ -19,10 +19,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BpfObject } from 'libbpf-ts';
-import { readPinnedMetrics, reasonTotal } from '../../src/datapath/datapath';
-import { buildRouterLab, RouterLab } from '../../src/lab/routerLab';
-import { NamespaceLab } from '../../src/lab/namespaceLab';
-import { AgentHandle, startAgentIn, tsctIn } from '../../src/lab/agentProcess';
+import { readPinnedMetrics, reasonTotal } from '../../src/metrics/reasons';
+import { buildRouterLab, RouterLab } from '../../lab/routerLab';
+import { NamespaceLab } from '../../lab/namespaceLab';
+import { AgentHandle, startAgentIn, tsctIn } from '../../lab/agentProcess';
 import { ensureBpffs } from '../../src/datapath/bpffs';
 import { ROOT, buildC, figure, median, fmt, verdict } from './common';
 

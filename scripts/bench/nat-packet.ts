@@ -6,7 +6,7 @@
 // median of the kernel-measured durations of many single runs, for both sides.
 import { Datapath } from '../../src/datapath/datapath';
 import { ensureBpffs } from '../../src/datapath/bpffs';
-import { frame } from '../../src/lab/packetCraft';
+import { frame } from '../../lab/packetCraft';
 import { StructView } from '../../src/bpf/layouts';
 import { parseAddr } from '../../src/net/addr';
 import { figure, median, series, verdict, fmt } from './common';

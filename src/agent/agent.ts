@@ -1,62 +1,21 @@
 // `tsct agent`: loads the datapath over the pinned maps, attaches it to the
 // devices, runs the garbage collection, and on SIGTERM or SIGINT leaves
 // everything attached and pinned so that the datapath works on without it.
-import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as http from 'node:http';
+// The phases, in order: check (everything that can be refused, before
+// anything is touched), load and migrate, attach, serve, and the GC loop.
 import { ifindex as ifindexOf, isBpfError } from 'libbpf-ts';
 import { Datapath, MasqueradeSpec } from '../datapath/datapath';
-import { DEFAULT_BPFFS, ensureBpffs, isOnBpffs } from '../datapath/bpffs';
-import { GcResult, gcSweep } from '../gc/gcSweep';
-import { buildRegistry } from '../metrics/registry';
-import { serveHttp } from './http';
-import { GcSchedule } from '../gc/gcSchedule';
-import { AgentOptions, UsageError } from './options';
+import { attachDevice, attachXdpFastPath, detachDevice, detachXdpFastPath } from '../datapath/attach';
+import { UsageError } from '../errors';
+import { AgentOptions } from './options';
 import { Logger } from './log';
-import { attachDevice, attachmentsOf, attachXdpFastPath, detachDevice, detachXdpFastPath } from './attach';
-import { monotonicNs, readGcState, writeGcState } from './state';
+import { AgentLock, lockBpfRoot } from './lock';
+import { masqueradeAddresses, preparePinRoot } from './host';
+import { describeGcLoop, startGcLoop, GcLoop } from './gcLoop';
+import { startAgentHttp } from './http';
+import * as http from 'node:http';
 
-const HEARTBEAT_MS = 1000;
-
-/** Makes sure the pin folder exists on bpffs, mounting bpffs at its usual place when needed. */
-export function preparePinRoot(root: string): void {
-  if (root === DEFAULT_BPFFS || root.startsWith(DEFAULT_BPFFS + '/')) ensureBpffs(DEFAULT_BPFFS);
-  try {
-    fs.mkdirSync(root, { recursive: true });
-  } catch (e) {
-    throw new UsageError(`--bpf-root: cannot create ${root}: ${(e as NodeJS.ErrnoException).code}`);
-  }
-  if (!isOnBpffs(root)) {
-    throw new UsageError(
-      `--bpf-root: ${root} is not on a bpffs mount; pick a folder under ${DEFAULT_BPFFS}, or mount one there: mount -t bpf bpf ${root}`,
-    );
-  }
-}
-
-/** The device's primary global addresses (or those given), to masquerade to. */
-export function masqueradeAddresses(dev: string, given: string[]): MasqueradeSpec {
-  const spec: MasqueradeSpec = {
-    snat4: given.find((a) => !a.includes(':')),
-    snat6: given.find((a) => a.includes(':')),
-  };
-  if (spec.snat4 && spec.snat6) return spec;
-  let info: Array<{ addr_info?: Array<{ family: string; local: string; scope: string }> }> = [];
-  try {
-    info = JSON.parse(
-      execFileSync('ip', ['-j', 'addr', 'show', 'dev', dev], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
-    );
-  } catch {
-    // Reported below as "no address".
-  }
-  const addrs = info.flatMap((i) => i.addr_info ?? []).filter((a) => a.scope === 'global');
-  spec.snat4 ??= addrs.find((a) => a.family === 'inet')?.local;
-  spec.snat6 ??= addrs.find((a) => a.family === 'inet6')?.local;
-  if (!spec.snat4 && !spec.snat6)
-    throw new UsageError(
-      `--masquerade-devices: ${dev} has no global address to masquerade to; give one with --snat-ip`,
-    );
-  return spec;
-}
+export { masqueradeAddresses, preparePinRoot };
 
 export interface RunningAgent {
   datapath: Datapath;
@@ -64,22 +23,37 @@ export interface RunningAgent {
   stop(): void;
 }
 
-export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
-  if (process.getuid?.() !== 0)
+interface CheckedDevice {
+  name: string;
+  zone: number;
+  ifindex: number;
+  masquerade?: MasqueradeSpec;
+}
+
+/** Phase 1: what can be refused is refused here, before anything under --bpf-root is touched. */
+function checkAgent(o: AgentOptions): CheckedDevice[] {
+  if (process.getuid?.() !== 0) {
     throw new UsageError(
       'the agent loads BPF programs and attaches them: run it as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)',
     );
-  const devices = o.devices.map((d) => {
+  }
+  return o.devices.map((d) => {
+    let ifindex: number;
     try {
-      return { ...d, ifindex: ifindexOf(d.name) };
+      ifindex = ifindexOf(d.name);
     } catch (e) {
-      if (isBpfError(e, 'ENODEV'))
+      if (isBpfError(e, 'ENODEV')) {
         throw new UsageError(`--devices: no interface named '${d.name}' here; 'ip link' lists the names`);
+      }
       throw e;
     }
+    const masq = o.masqueradeDevices.includes(d.name) ? masqueradeAddresses(d.name, o.snatIps) : undefined;
+    return { ...d, ifindex, masquerade: masq };
   });
-  // Everything that can be refused is checked before anything is created.
-  const masquerade = new Map(o.masqueradeDevices.map((name) => [name, masqueradeAddresses(name, o.snatIps)]));
+}
+
+/** Phase 2: the datapath loaded over what is pinned (reused, or migrated to new sizes). */
+async function loadDatapath(o: AgentOptions, log: Logger): Promise<Datapath> {
   preparePinRoot(o.bpfRoot);
   const dp = await Datapath.load({
     sizes: { ctTcp: o.ctTcpMax, ctAny: o.ctAnyMax, nat: o.natMax, events: o.eventsRingSize },
@@ -87,6 +61,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       timeouts: o.timeouts,
       tcpLoose: o.tcpLoose,
       dropInvalid: o.dropInvalid,
+      ctFullPass: o.ctFullPass,
       natPortMin: o.natPortMin,
       natPortMax: o.natPortMax,
       natRangeStrict: o.natRangeStrict,
@@ -99,18 +74,23 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   });
   dp.setMasqueradeSources(o.masqueradeCidrs);
   log.info(
-    `tables: tsct_ct4_global and tsct_ct6_global ${o.ctTcpMax} entries, tsct_ct_any4_global and tsct_ct_any6_global ${o.ctAnyMax} (${o.sizeReason})`,
+    `tables: tsct_ct4_global and tsct_ct6_global ${o.ctTcpMax} entries, ` +
+      `tsct_ct_any4_global and tsct_ct_any6_global ${o.ctAnyMax} (${o.sizeReason})`,
   );
   const reused = dp.pins.filter((p) => p.action === 'reuse').length;
   if (reused) log.info(`reused ${reused} pinned maps under ${o.bpfRoot}`);
   for (const m of dp.migrations) {
     const step = dp.pins.find((p) => p.map === m.map)!;
     log.info(
-      `resized ${m.map} from ${step.fromEntries} to ${step.toEntries} entries: moved ${m.moved} live entries${m.dropped ? `, ${m.dropped} did not fit` : ''}`,
+      `resized ${m.map} from ${step.fromEntries} to ${step.toEntries} entries: moved ${m.moved} live entries` +
+        `${m.dropped ? `, ${m.dropped} did not fit` : ''}`,
     );
   }
+  return dp;
+}
 
-  // Devices no longer configured: take our filters off them.
+/** Phase 3: the programs on every device, and off the devices no longer configured. */
+async function attachDevices(dp: Datapath, o: AgentOptions, devices: CheckedDevice[], log: Logger): Promise<void> {
   const wanted = new Set(devices.map((d) => d.ifindex));
   for await (const [k] of dp.maps.tsct_devices.entries()) {
     const idx = k.readUInt32LE();
@@ -120,161 +100,68 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       log.info(`detached from ifindex ${idx}, no longer in --devices`);
     }
   }
+  const tcFlows = o.fastPathNew ? 'all' : 'established';
+  const paths = o.xdpFastPath
+    ? `, forwarding from XDP, and ${tcFlows} flows from tc ingress`
+    : o.fastPath
+      ? `, ${tcFlows} flows forwarded from tc ingress`
+      : '';
   for (const d of devices) {
-    const masq = masquerade.get(d.name);
     // The device is marked as a redirect target only once its XDP program is in place.
-    dp.setDevice(d.ifindex, d.zone, masq);
+    dp.setDevice(d.ifindex, d.zone, d.masquerade);
     attachDevice(dp.ingress, dp.egress, d.ifindex);
     if (o.xdpFastPath) {
       attachXdpFastPath(dp.xdp, d.ifindex, d.name);
-      dp.setDevice(d.ifindex, d.zone, masq, true);
+      dp.setDevice(d.ifindex, d.zone, d.masquerade, true);
     } else if (detachXdpFastPath(d.ifindex)) {
       log.info(`detached the XDP fast path from ${d.name}: --bpf-xdp-fast-path is off`);
     }
-    const tcFlows = o.fastPathNew ? 'all' : 'established';
-    const paths = o.xdpFastPath
-      ? `, forwarding from XDP, and ${tcFlows} flows from tc ingress`
-      : o.fastPath
-        ? `, ${tcFlows} flows forwarded from tc ingress`
-        : '';
     log.info(
-      `attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress${o.xdpFastPath ? ' and XDP' : ''}${paths}`,
+      `attached to ${d.name} (ifindex ${d.ifindex}, zone ${d.zone}) at tc ingress and egress` +
+        `${o.xdpFastPath ? ' and XDP' : ''}${paths}`,
     );
-    if (masq) {
-      log.info(
-        `masquerading on ${d.name} to ${[masq.snat4, masq.snat6].filter(Boolean).join(' and ')}, ports ${o.natPortMin}-${o.natPortMax}, ` +
-          `sources ${o.masqueradeCidrs.length ? o.masqueradeCidrs.join(', ') : "all but the device's own"}`,
-      );
+    if (d.masquerade) {
+      const to = [d.masquerade.snat4, d.masquerade.snat6].filter(Boolean).join(' and ');
+      const from = o.masqueradeCidrs.length ? o.masqueradeCidrs.join(', ') : "all but the device's own";
+      log.info(`masquerading on ${d.name} to ${to}, ports ${o.natPortMin}-${o.natPortMax}, sources ${from}`);
     }
   }
+}
 
-  const schedule = new GcSchedule({ fixedS: o.gcInterval, maxS: o.gcMaxInterval });
-  const prev = readGcState(dp.maps.tsct_gc_state);
-  let runs = prev.runs;
-  let lastRunNs = prev.lastRunNs;
-  let lastDurationNs = prev.lastDurationNs;
-  let lastScanned = prev.lastScanned;
-  let lastDeleted = prev.lastDeleted;
-  let lastWake = prev.wakeNs;
-  let nextRunNs = monotonicNs() + BigInt(schedule.intervalS) * 1_000_000_000n;
-  let sweeping = false;
-  let stopped = false;
-  let lastGc: GcResult | null = null;
-
-  const publish = () =>
-    writeGcState(dp.maps.tsct_gc_state, {
-      lastRunNs,
-      nextRunNs,
-      lastDurationNs,
-      runs,
-      lastScanned,
-      lastDeleted,
-      heartbeatNs: stopped ? 0n : monotonicNs(),
-      intervalS: schedule.intervalS,
-      agentPid: stopped ? 0 : process.pid,
-    });
-
-  const sizes: Record<string, number> = Object.fromEntries(
-    (
-      [
-        'tsct_ct4_global',
-        'tsct_ct_any4_global',
-        'tsct_ct6_global',
-        'tsct_ct_any6_global',
-        'tsct_snat_v4_external',
-        'tsct_snat_v6_external',
-      ] as const
-    ).map((m) => [m, dp.maps[m].maxEntries]),
-  );
-  const { registry, gcDuration } = buildRegistry({
-    reasons: () => dp.metrics(),
-    lastGc: () => lastGc,
-    gcRuns: () => runs,
-    gcIntervalS: () => schedule.intervalS,
-    mapSizes: () => sizes,
-  });
-
-  const sweep = async (why: string) => {
-    if (sweeping || stopped) return;
-    sweeping = true;
-    try {
-      const r = await gcSweep(dp.gc);
-      lastGc = r;
-      gcDuration.observe({ status: 'completed' }, r.durationNs / 1e9);
-      runs++;
-      lastRunNs = monotonicNs();
-      lastDurationNs = r.durationNs;
-      lastScanned = r.scanned;
-      lastDeleted = r.deleted;
-      const interval = schedule.next(r.deleted, r.scanned);
-      nextRunNs = lastRunNs + BigInt(interval) * 1_000_000_000n;
-      log.info(
-        `gc (${why}): scanned ${r.scanned}, deleted ${r.deleted}, kept ${r.alive}, NAT entries removed ${r.natDeleted} with their connection and ${r.natOrphans} orphaned` +
-          `${r.natRecreated ? `, ${r.natRecreated} lost ones put back` : ''}, ` +
-          `in ${(r.durationNs / 1e6).toFixed(1)} ms; next in ${interval}s`,
-      );
-      for (const t of r.tables) {
-        if (t.scanned)
-          log.debug(
-            `gc ${t.map}: scanned ${t.scanned}, deleted ${t.deleted} ${JSON.stringify(t.deletedByState)}, kept ${t.alive} ${JSON.stringify(t.aliveByState)}`,
-          );
-      }
-      publish();
-    } catch (e) {
-      log.error(`gc failed: ${(e as Error).message}`);
-    } finally {
-      sweeping = false;
-    }
-  };
-
-  const tick = setInterval(() => {
-    const s = readGcState(dp.maps.tsct_gc_state);
-    if (s.wakeNs > lastWake) {
-      lastWake = s.wakeNs;
-      schedule.pressure();
-      void sweep('a table was full');
-    } else if (monotonicNs() >= nextRunNs) {
-      void sweep('interval');
-    } else {
-      publish();
-    }
-  }, HEARTBEAT_MS);
-  publish();
-
+export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
+  const devices = checkAgent(o);
+  // One agent per bpf-root: a second one is refused before it changes anything.
+  const lock: AgentLock = lockBpfRoot(o.bpfRoot);
+  let dp: Datapath | null = null;
+  let gc: GcLoop | null = null;
   let server: http.Server | null = null;
-  if (o.prometheusServeAddr) {
-    try {
-      server = await serveHttp(o.prometheusServeAddr, registry, {
-        attached: () => {
-          const missing = devices.filter((d) => attachmentsOf(d.ifindex).length < 2).map((d) => d.name);
-          return { ok: missing.length === 0, why: `not attached to ${missing.join(', ')}` };
-        },
-        gcRunning: () => {
-          if (stopped) return { ok: false, why: 'the agent is stopping' };
-          const late = monotonicNs() - nextRunNs > BigInt(schedule.intervalS + 10) * 1_000_000_000n;
-          return { ok: !late, why: 'garbage collection is overdue' };
-        },
-      });
+  try {
+    dp = await loadDatapath(o, log);
+    await attachDevices(dp, o, devices, log);
+    gc = startGcLoop(dp, o, log);
+    if (o.prometheusServeAddr) {
+      server = await startAgentHttp(o.prometheusServeAddr, dp, gc, devices);
       log.info(`serving /metrics, /healthz and /readyz on ${o.prometheusServeAddr}`);
-    } catch (e) {
-      clearInterval(tick);
-      dp.close();
-      throw e;
     }
+    log.info(describeGcLoop(o, gc));
+  } catch (e) {
+    gc?.stop();
+    dp?.close();
+    lock.release();
+    throw e;
   }
-  log.info(
-    `gc: ${o.gcInterval ? `every ${o.gcInterval}s` : `adaptive, first in ${schedule.intervalS}s, at most every ${o.gcMaxInterval}s`}`,
-  );
-
+  const running = dp;
+  const loop = gc;
+  let stopped = false;
   return {
-    datapath: dp,
+    datapath: running,
     stop() {
       if (stopped) return;
       stopped = true;
-      clearInterval(tick);
+      loop.stop();
       server?.close();
-      publish();
-      dp.close();
+      running.close();
+      lock.release();
     },
   };
 }

@@ -2,7 +2,11 @@
 // is attached to every device) and /readyz (attached, and the GC is running).
 import * as http from 'node:http';
 import { Registry } from 'prom-client';
-import { UsageError } from './options';
+import { Datapath } from '../datapath/datapath';
+import { attachmentsOf } from '../datapath/attach';
+import { UsageError } from '../errors';
+import { buildRegistry } from '../metrics/registry';
+import { GcLoop } from './gcLoop';
 
 export interface Health {
   attached(): { ok: boolean; why: string };
@@ -55,4 +59,30 @@ export async function serveHttp(addr: string, registry: Registry, health: Health
     server.listen(port, host, () => resolve());
   });
   return server;
+}
+
+/** The agent's endpoints over its datapath: metrics read at scrape time, health from the attachments and the GC. */
+export async function startAgentHttp(
+  addr: string,
+  dp: Datapath,
+  gc: GcLoop,
+  devices: Array<{ name: string; ifindex: number }>,
+): Promise<http.Server> {
+  const sizes: Record<string, number> = {};
+  for (const [name, m] of Object.entries(dp.maps)) sizes[name] = m.maxEntries;
+  const { registry, gcDuration } = buildRegistry({
+    reasons: () => dp.metrics(),
+    lastGc: () => gc.lastGc(),
+    gcRuns: () => gc.runs(),
+    gcIntervalS: () => gc.schedule.intervalS,
+    mapSizes: () => sizes,
+  });
+  gc.onSweep = (r) => gcDuration.observe({ status: 'completed' }, r.durationNs / 1e9);
+  return serveHttp(addr, registry, {
+    attached: () => {
+      const missing = devices.filter((d) => attachmentsOf(d.ifindex).length < 2).map((d) => d.name);
+      return { ok: missing.length === 0, why: `not attached to ${missing.join(', ')}` };
+    },
+    gcRunning: () => ({ ok: !gc.overdue(), why: 'garbage collection is overdue' }),
+  });
 }

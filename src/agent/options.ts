@@ -5,7 +5,8 @@
 // with one line that says what was wrong and what to do.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { CtTimeouts, DEFAULT_TIMEOUTS } from '../datapath/config';
+import { CtTimeouts, DEFAULT_CONFIG, DEFAULT_NAT_PORTS, DEFAULT_TIMEOUTS } from '../datapath/config';
+import { DEFAULT_SIZES } from '../datapath/tables';
 import { STRUCTS } from '../bpf/layouts';
 import { formatAddr, parseAddr } from '../net/addr';
 import { parseServeAddr } from './http';
@@ -44,6 +45,8 @@ export interface AgentOptions {
   timeouts: CtTimeouts;
   tcpLoose: boolean;
   dropInvalid: boolean;
+  /** A full table passes new connections untracked instead of dropping them. */
+  ctFullPass: boolean;
   /** Seconds; 0 = adaptive. */
   gcInterval: number;
   gcMaxInterval: number;
@@ -108,18 +111,24 @@ export const AGENT_FLAGS: FlagSpec[] = [
   },
   { flag: 'bpf-ct-timeout-regular-any', help: 'UDP and other non-TCP timeout', default: d(DEFAULT_TIMEOUTS.any) },
   { flag: 'bpf-ct-timeout-regular-icmp', help: 'ICMP and ICMPv6 timeout', default: d(DEFAULT_TIMEOUTS.icmp) },
-  { flag: 'bpf-ct-tcp-loose', help: 'adopt TCP connections first seen mid-stream (true or false)', default: 'true' },
+  {
+    flag: 'bpf-ct-tcp-loose',
+    help: 'adopt TCP connections first seen mid-stream (true or false)',
+    default: String(DEFAULT_CONFIG.tcpLoose),
+  },
   {
     flag: 'bpf-fast-path',
-    help: 'forward established connections from tc ingress past the stack (and its netfilter hooks); false for the stack path (true or false)',
-    default: 'true',
+    help:
+      'forward established connections from tc ingress past the stack (and its netfilter hooks); ' +
+      'false for the stack path (true or false)',
+    default: String(DEFAULT_CONFIG.fastPath),
   },
   {
     flag: 'bpf-fast-path-new',
     help:
       "forward new connections' packets from tc ingress too, as the XDP path does (true or false): faster connection setup, " +
       "but new connections then bypass the stack's netfilter FORWARD rules as established ones do",
-    default: 'false',
+    default: String(DEFAULT_CONFIG.fastPathNew),
   },
   {
     flag: 'bpf-xdp-fast-path',
@@ -128,7 +137,18 @@ export const AGENT_FLAGS: FlagSpec[] = [
       'redirected XDP frames: a NIC whose driver implements XDP redirect, or a veth whose peer has GRO on or an XDP program',
     default: 'false',
   },
-  { flag: 'bpf-ct-drop-invalid', help: 'drop packets whose ct_state is inv (true or false)', default: 'false' },
+  {
+    flag: 'bpf-ct-drop-invalid',
+    help: 'drop packets whose ct_state is inv (true or false)',
+    default: String(DEFAULT_CONFIG.dropInvalid),
+  },
+  {
+    flag: 'bpf-ct-full-pass-untracked',
+    help:
+      'when a connection table is full and nothing in it can be evicted, pass new connections untracked ' +
+      '(true) instead of dropping them as nf_conntrack and Cilium do (false)',
+    default: String(DEFAULT_CONFIG.ctFullPass),
+  },
   { flag: 'masquerade-devices', help: 'devices whose outgoing traffic is masqueraded (among --devices)' },
   {
     flag: 'masquerade-cidrs',
@@ -141,7 +161,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   {
     flag: 'nat-port-range',
     help: 'ports for masquerading, low-high; given, it is used even when the original port is free',
-    default: '32768-60999',
+    default: `${DEFAULT_NAT_PORTS.min}-${DEFAULT_NAT_PORTS.max}`,
   },
   { flag: 'conntrack-gc-interval', help: 'fixed GC interval; 0s for adaptive', default: '0s' },
   { flag: 'conntrack-gc-max-interval', help: 'upper bound of the adaptive GC interval', default: '12h' },
@@ -153,7 +173,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   {
     flag: 'bpf-events-ring-size',
     help: 'bytes of the event ring buffer, a power of 2 from 4096; when full, events are lost (and counted), never packets',
-    default: String(1 << 20),
+    default: String(DEFAULT_SIZES.events),
   },
   { flag: 'log-level', help: 'debug, info, warn or error', default: 'info' },
   {
@@ -218,10 +238,19 @@ export function parseDevices(flag: string, text: string): DeviceSpec[] {
   return out;
 }
 
-function readConfigFile(file: string): Record<string, string> {
+/** Where options come from besides the flags: passed in, so that parsing is testable without a host. */
+export interface OptionSources {
+  env?: NodeJS.ProcessEnv;
+  /** Reads the --config file (fs.readFileSync by default). */
+  readFile?: (path: string) => string;
+  /** Bytes of memory, for --bpf-map-dynamic-size-ratio (os.totalmem() by default). */
+  totalMem?: number;
+}
+
+function readConfigFile(file: string, read: (path: string) => string): Record<string, string> {
   let raw: string;
   try {
-    raw = fs.readFileSync(file, 'utf8');
+    raw = read(file);
   } catch (e) {
     throw new UsageError(`--config: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
@@ -321,10 +350,12 @@ export function dynamicSizes(ratio: number, totalMem = os.totalmem()): { tcp: nu
  */
 export function resolveAgentOptions(
   flags: Record<string, string | undefined>,
-  env: NodeJS.ProcessEnv = process.env,
+  sources: OptionSources = {},
 ): AgentOptions {
+  const env = sources.env ?? process.env;
+  const totalMem = sources.totalMem ?? os.totalmem();
   const file = flags.config ?? env.TSCT_CONFIG;
-  const fromFile = file ? readConfigFile(file) : {};
+  const fromFile = file ? readConfigFile(file, sources.readFile ?? ((p) => fs.readFileSync(p, 'utf8'))) : {};
   const get = (flag: string): string | undefined => {
     const camel = flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     return flags[camel] ?? env[envName(flag)] ?? fromFile[flag] ?? AGENT_FLAGS.find((f) => f.flag === flag)?.default;
@@ -337,11 +368,11 @@ export function resolveAgentOptions(
   const tcpText = get('bpf-ct-global-tcp-max');
   const anyText = get('bpf-ct-global-any-max');
   const ratio = parseRatio('bpf-map-dynamic-size-ratio', get('bpf-map-dynamic-size-ratio')!);
-  const dyn = dynamicSizes(ratio);
+  const dyn = dynamicSizes(ratio, totalMem);
   const ctTcpMax = tcpText ? parseSize('bpf-ct-global-tcp-max', tcpText) : dyn.tcp;
   const ctAnyMax = anyText ? parseSize('bpf-ct-global-any-max', anyText) : dyn.any;
   const why = (given: string | undefined, name: string) =>
-    given ? `${name} as given` : `${name} from ${ratio} of ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB memory`;
+    given ? `${name} as given` : `${name} from ${ratio} of ${(totalMem / 2 ** 30).toFixed(1)} GiB memory`;
   const timeouts: CtTimeouts = {
     tcpEstablished: dur('bpf-ct-timeout-regular-tcp'),
     tcpSynSent: dur('bpf-ct-timeout-regular-tcp-syn'),
@@ -416,6 +447,7 @@ export function resolveAgentOptions(
     timeouts,
     tcpLoose: parseBool('bpf-ct-tcp-loose', get('bpf-ct-tcp-loose')!),
     dropInvalid: parseBool('bpf-ct-drop-invalid', get('bpf-ct-drop-invalid')!),
+    ctFullPass: parseBool('bpf-ct-full-pass-untracked', get('bpf-ct-full-pass-untracked')!),
     gcInterval: dur('conntrack-gc-interval'),
     gcMaxInterval,
     logLevel: level as AgentOptions['logLevel'],

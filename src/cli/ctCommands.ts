@@ -2,15 +2,15 @@
 import { CtFilterOptions, parseCtFilter } from '../ct/ctFilter';
 import { forEachCt, openCtTables } from '../ct/ctTables';
 import { formatCilium, formatConntrack, toJson } from '../ct/ctFormat';
-import { UsageError } from '../agent/options';
-import { monotonicNs } from '../agent/state';
+import { UsageError } from '../errors';
+import { monotonicNs } from '../gc/gcState';
 import { LineWriter } from './output';
 import { CtEntry } from '../ct/ctEntry';
 import { natKeysOf } from '../nat/natEntry';
 import { openNatMaps } from './natCommands';
 import { RingBuffer } from 'libbpf-ts';
 import { decodeEvent, eventToJson, formatEvent } from '../ct/ctEvents';
-import { readMetrics, reasonTotal } from '../datapath/datapath';
+import { readMetrics, reasonTotal } from '../metrics/reasons';
 import { openPinnedMap } from '../ct/ctTables';
 
 export interface ListOptions extends CtFilterOptions {

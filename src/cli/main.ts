@@ -1,10 +1,8 @@
 // The tsct command line.
 import { Command, CommanderError, Option } from 'commander';
 import { BpfError } from 'libbpf-ts';
-import { AGENT_FLAGS, UsageError, envName, resolveAgentOptions } from '../agent/options';
+import { UsageError } from '../errors';
 import { PinnedLayoutError } from '../datapath/pins';
-import { startAgent } from '../agent/agent';
-import { makeLogger } from '../agent/log';
 import { ctEvents, ctFlush, ctList } from './ctCommands';
 import { status, uninstall } from './statusCommands';
 import { natFlush, natList } from './natCommands';
@@ -36,38 +34,13 @@ function globalTable(table: string): void {
   if (table !== 'global') throw new UsageError(`unknown table '${table}': tsct has one connection table set, 'global'`);
 }
 
-export function buildProgram(): Command {
+/** The CLI's commands; `extend` adds the ones defined elsewhere (the agent's, src/main.ts). */
+export function buildProgram(extend: (program: Command) => void = () => undefined): Command {
   const program = new Command('tsct')
     .description('eBPF connection tracking and NAT for a Linux node')
     .exitOverride()
     .configureOutput({ writeErr: () => undefined });
-
-  const agent = program
-    .command('agent')
-    .description('load and attach the datapath, keep it pinned, run the garbage collection')
-    .option('--config <file>', 'JSON file of settings, keyed by flag name');
-  for (const f of AGENT_FLAGS) {
-    agent.addOption(
-      new Option(
-        `--${f.flag} <value>`,
-        `${f.help}${f.default ? ` (default ${f.default})` : ''} [env ${envName(f.flag)}]`,
-      ),
-    );
-  }
-  agent.action(async (flags: Record<string, string>) => {
-    const o = resolveAgentOptions(flags);
-    const log = makeLogger(o.logLevel);
-    const running = await startAgent(o, log);
-    await new Promise<void>((resolve) => {
-      const bye = (sig: string) => {
-        log.info(`${sig}: stopping; programs stay attached and maps stay pinned under ${o.bpfRoot}`);
-        running.stop();
-        resolve();
-      };
-      process.once('SIGTERM', () => bye('SIGTERM'));
-      process.once('SIGINT', () => bye('SIGINT'));
-    });
-  });
+  extend(program);
 
   const ct = program
     .command('bpf')
@@ -151,8 +124,8 @@ export function explain(e: unknown): { line: string; code: number } {
   return { line: e instanceof Error ? e.message : String(e), code: 1 };
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+export async function main(argv: string[], extend?: (program: Command) => void): Promise<number> {
+  const program = buildProgram(extend);
   try {
     await program.parseAsync(argv);
     return 0;
@@ -162,16 +135,4 @@ export async function main(argv: string[]): Promise<number> {
     if (process.env.TSCT_DEBUG === '1' && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     return code;
   }
-}
-
-if (require.main === module) {
-  main(process.argv).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (e) => {
-      process.stderr.write(`tsct: ${e instanceof Error ? e.message : e}\n`);
-      process.exitCode = 1;
-    },
-  );
 }

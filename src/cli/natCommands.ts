@@ -1,11 +1,12 @@
 // `tsct bpf nat list` and `tsct bpf nat flush`.
-import { BpfMap, UpdateFlags, isBpfError } from 'libbpf-ts';
-import { ctMapFor, openCtTables, openPinnedMap } from '../ct/ctTables';
-import { CtFlag, decodeCtEntry, encodeCtKey } from '../ct/ctEntry';
-import { STRUCTS } from '../bpf/layouts';
+import { BpfMap, BpfProgram } from 'libbpf-ts';
+import { openPinnedMap, openPinnedProgram } from '../ct/ctTables';
+import { encodeCtKey } from '../ct/ctEntry';
+import { StructView } from '../bpf/layouts';
+import { parseAddr } from '../net/addr';
 import { forEachNat, formatNatCilium, natConnection, natToJson, NatEntry } from '../nat/natEntry';
-import { UsageError } from '../agent/options';
-import { monotonicNs } from '../agent/state';
+import { UsageError } from '../errors';
+import { monotonicNs } from '../gc/gcState';
 import { canonicalAddr, family, port, proto } from '../ct/ctFilter';
 import { LineWriter } from './output';
 
@@ -80,7 +81,7 @@ export async function natList(o: NatListOptions): Promise<void> {
 export async function natFlush(o: NatListOptions): Promise<void> {
   const filter = natFilter(o);
   const maps = openNatMaps(o.bpfRoot);
-  const tables = openCtTables(o.bpfRoot);
+  const forget = openPinnedProgram(o.bpfRoot, 'tsct_nat_forget');
   try {
     const doomed: Array<[BpfMap, Buffer, NatEntry]> = [];
     await forEachNat(maps, (lines, keys, at, map) => {
@@ -88,32 +89,30 @@ export async function natFlush(o: NatListOptions): Promise<void> {
     });
     let deleted = 0;
     for (const [map, key, inEntry] of doomed) {
-      forgetMapping(tables, inEntry);
+      await forgetMapping(forget, inEntry);
       if (map.delete(key)) deleted++;
     }
     process.stdout.write(`flushed ${deleted} NAT mapping${deleted === 1 ? '' : 's'}\n`);
   } finally {
     for (const m of maps) m.map.close();
-    for (const t of tables) t.map.close();
+    forget.close();
   }
 }
 
-const FLAGS_AT = STRUCTS.ct_entry.fields.flags.offset;
-
-/** Clears CT_F_SNAT on the connection a mapping belongs to, when it still carries that mapping. */
-function forgetMapping(tables: ReturnType<typeof openCtTables>, inEntry: NatEntry): void {
+/**
+ * Makes the connection a mapping belongs to forget it (CT_F_SNAT cleared),
+ * when it still carries that mapping. Done in the kernel by the pinned
+ * SEC("syscall") program tsct_nat_forget, with an atomic and on the flags:
+ * a whole-entry write from here would lose the counters and expiry the
+ * datapath writes meanwhile.
+ */
+async function forgetMapping(forget: BpfProgram, inEntry: NatEntry): Promise<boolean> {
   const c = natConnection(inEntry);
-  const table = tables.find((t) => t.name === ctMapFor(c.family, c.proto))!;
-  const { key } = encodeCtKey(c);
-  const value = table.map.lookup(key);
-  if (!value) return;
-  const e = decodeCtEntry(c.family, key, value);
-  if (!(e.flags & CtFlag.CT_F_SNAT) || e.natPort !== inEntry.dport || e.natAddr !== inEntry.dst) return;
-  value.writeUInt32LE(e.flags & ~CtFlag.CT_F_SNAT, FLAGS_AT);
-  try {
-    table.map.update(key, value, UpdateFlags.exist);
-  } catch (err) {
-    // The connection went meanwhile: nothing is left to forget.
-    if (!isBpfError(err, 'ENOENT')) throw err;
-  }
+  const args = StructView.alloc('nat_forget_args');
+  encodeCtKey(c).key.copy(args.bytes('key'));
+  parseAddr(inEntry.dst).copy(args.bytes('nat_addr'));
+  args.bytes('nat_port').writeUInt16BE(inEntry.dport);
+  args.set('family', c.family);
+  const { ctx } = await forget.run(args.buf);
+  return new StructView('nat_forget_args', ctx!).u('forgotten') === 1;
 }

@@ -2,12 +2,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BpfMap, ifname } from 'libbpf-ts';
-import { MAP_NAMES } from '../datapath/datapath';
+import { MAP_NAMES, PROGRAM_PINS } from '../datapath/tables';
 import { removePins } from '../datapath/pins';
 import { openPinnedMap } from '../ct/ctTables';
 import { StructView } from '../bpf/layouts';
-import { agentAlive, monotonicNs, readGcState } from '../agent/state';
-import { attachmentsOf, detachDevice } from '../agent/attach';
+import { agentAlive, monotonicNs, readGcState } from '../gc/gcState';
+import { attachmentsOf, detachDevice } from '../datapath/attach';
 
 async function countEntries(m: BpfMap): Promise<number> {
   let n = 0;
@@ -114,7 +114,7 @@ export async function uninstall(o: { bpfRoot: string }): Promise<void> {
   } finally {
     devicesMap.close();
   }
-  const removed = removePins(o.bpfRoot, MAP_NAMES);
+  const removed = removePins(o.bpfRoot, [...MAP_NAMES, ...PROGRAM_PINS]);
   process.stdout.write(
     `detached ${detached} program${detached === 1 ? '' : 's'}, removed ${removed.length} pins under ${o.bpfRoot}\n`,
   );

@@ -1,7 +1,7 @@
 // Filters for `tsct bpf ct list` and `flush`: each option narrows the set;
 // all must match. Parsed once, with one-line errors for what does not parse.
 import { CtEntry, CtFlag, TCP_STATE_NAMES } from './ctEntry';
-import { UsageError } from '../agent/options';
+import { UsageError } from '../errors';
 import { parseAddr, formatAddr } from '../net/addr';
 
 export interface CtFilterOptions {

@@ -2,32 +2,30 @@
 // streamed in chunks, so that a million entries never sit in memory at once.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BpfMap } from 'libbpf-ts';
-import { CT_MAPS, CtMapName } from '../datapath/datapath';
+import { BpfMap, BpfProgram } from 'libbpf-ts';
+import { CT_TABLES, CtMapName } from '../datapath/tables';
 import { CtEntry, Family, decodeCtEntryAt } from './ctEntry';
-import { UsageError } from '../agent/options';
-
-export const CT_MAP_FAMILY: Record<CtMapName, Family> = {
-  tsct_ct4_global: 4,
-  tsct_ct_any4_global: 4,
-  tsct_ct6_global: 6,
-  tsct_ct_any6_global: 6,
-};
-
-/** The table a connection of this family and protocol lives in. */
-export function ctMapFor(family: Family, proto: number): CtMapName {
-  if (proto === 6) return family === 4 ? 'tsct_ct4_global' : 'tsct_ct6_global';
-  return family === 4 ? 'tsct_ct_any4_global' : 'tsct_ct_any6_global';
-}
+import { UsageError } from '../errors';
 
 /** Opens a pinned map of root, with the one-line error users expect when nothing is there. */
 export function openPinnedMap(root: string, name: string): BpfMap {
+  return BpfMap.openPinned(pinnedPath(root, name));
+}
+
+/** Opens a program the agent pinned under root (a SEC("syscall") program the CLI runs). */
+export function openPinnedProgram(root: string, name: string): BpfProgram {
+  return BpfProgram.openPinned(pinnedPath(root, name));
+}
+
+function pinnedPath(root: string, name: string): string {
   const p = path.join(root, name);
-  if (!fs.existsSync(p))
+  if (!fs.existsSync(p)) {
     throw new UsageError(
-      `no tsct state under ${root}: is the agent running? (start it with tsct agent --devices ..., or point --bpf-root at its folder)`,
+      `no tsct state under ${root}: is the agent running? ` +
+        '(start it with tsct agent --devices ..., or point --bpf-root at its folder)',
     );
-  return BpfMap.openPinned(p);
+  }
+  return p;
 }
 
 export interface CtTable {
@@ -37,7 +35,7 @@ export interface CtTable {
 }
 
 export function openCtTables(root: string): CtTable[] {
-  return CT_MAPS.map((name) => ({ name, family: CT_MAP_FAMILY[name], map: openPinnedMap(root, name) }));
+  return CT_TABLES.map((t) => ({ name: t.map, family: t.family, map: openPinnedMap(root, t.map) }));
 }
 
 /**

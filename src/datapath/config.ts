@@ -1,6 +1,6 @@
 // The datapath's runtime configuration (tsct_config): timeouts per state and
-// behaviour flags. The defaults mirror bpf/include/conntrack.h; docs/TIMEOUTS.md
-// says why each value was chosen.
+// behaviour flags. Timeout and port defaults are the datapath's own
+// (enum tsct_default, through BTF); docs/TIMEOUTS.md says why each value.
 import { ENUMS, StructView } from '../bpf/layouts';
 
 /** Seconds. */
@@ -24,6 +24,11 @@ export interface DatapathConfig {
   tcpLoose: boolean;
   /** Drop packets whose ct_state is inv instead of passing them. */
   dropInvalid: boolean;
+  /**
+   * A table full with nothing evictable passes a new connection's packets
+   * untracked instead of dropping them (nf_conntrack and Cilium drop).
+   */
+  ctFullPass: boolean;
   /** NAT port range (inclusive). */
   natPortMin: number;
   natPortMax: number;
@@ -39,32 +44,37 @@ export interface DatapathConfig {
   fastPathNew: boolean;
 }
 
+const D = ENUMS.tsct_default;
+
+/** The compiled defaults of bpf/include/common.h (enum tsct_default): one definition, in C. */
 export const DEFAULT_TIMEOUTS: CtTimeouts = {
-  tcpSynSent: 60,
-  tcpSynRecv: 60,
-  tcpEstablished: 21600,
-  tcpFinWait: 120,
-  tcpCloseWait: 60,
-  tcpLastAck: 30,
-  tcpTimeWait: 60,
-  tcpClose: 10,
-  any: 60,
-  icmp: 30,
+  tcpSynSent: D.DEFAULT_TIMEOUT_TCP_SYN_SENT,
+  tcpSynRecv: D.DEFAULT_TIMEOUT_TCP_SYN_RECV,
+  tcpEstablished: D.DEFAULT_TIMEOUT_TCP_ESTABLISHED,
+  tcpFinWait: D.DEFAULT_TIMEOUT_TCP_FIN_WAIT,
+  tcpCloseWait: D.DEFAULT_TIMEOUT_TCP_CLOSE_WAIT,
+  tcpLastAck: D.DEFAULT_TIMEOUT_TCP_LAST_ACK,
+  tcpTimeWait: D.DEFAULT_TIMEOUT_TCP_TIME_WAIT,
+  tcpClose: D.DEFAULT_TIMEOUT_TCP_CLOSE,
+  any: D.DEFAULT_TIMEOUT_ANY,
+  icmp: D.DEFAULT_TIMEOUT_ICMP,
 };
 
 /** Linux's ip_local_port_range. */
-export const DEFAULT_NAT_PORTS = { min: 32768, max: 60999 };
+export const DEFAULT_NAT_PORTS = { min: D.DEFAULT_NAT_PORT_MIN, max: D.DEFAULT_NAT_PORT_MAX };
 
+/** The datapath's configuration when nothing is given: the agent's flags default to these. */
 export const DEFAULT_CONFIG: DatapathConfig = {
   timeouts: DEFAULT_TIMEOUTS,
   tcpLoose: true,
   dropInvalid: false,
+  ctFullPass: false,
   natPortMin: DEFAULT_NAT_PORTS.min,
   natPortMax: DEFAULT_NAT_PORTS.max,
   natRangeStrict: false,
   masqueradeAll: true,
   events: 'new-destroy',
-  fastPath: false,
+  fastPath: true,
   fastPathNew: false,
 };
 
@@ -72,7 +82,7 @@ const S = ENUMS.tcp_ct_state;
 const F = ENUMS.tsct_config_flag;
 
 /** Encodes struct tsct_config; ringSizes are the four tables' sizes (enum ct_table order). */
-export function encodeConfig(cfg: DatapathConfig, ringSizes: [number, number, number, number]): Buffer {
+export function encodeConfig(cfg: DatapathConfig, ringSizes: number[]): Buffer {
   const v = StructView.alloc('tsct_config');
   const t = cfg.timeouts;
   v.set('initialized', 1);
@@ -80,6 +90,7 @@ export function encodeConfig(cfg: DatapathConfig, ringSizes: [number, number, nu
     'flags',
     (cfg.tcpLoose ? F.CFG_F_TCP_LOOSE : 0) |
       (cfg.dropInvalid ? F.CFG_F_DROP_INVALID : 0) |
+      (cfg.ctFullPass ? F.CFG_F_CT_FULL_PASS : 0) |
       (cfg.masqueradeAll ? F.CFG_F_MASQ_ALL_SOURCES : 0) |
       (cfg.natRangeStrict ? F.CFG_F_NAT_RANGE_STRICT : 0) |
       (cfg.events !== 'none' ? F.CFG_F_EVENTS : 0) |

@@ -3,58 +3,15 @@
 // use it to run the real programs with BPF_PROG_TEST_RUN.
 import * as path from 'node:path';
 import { BpfMap, BpfObject, BpfProgram } from 'libbpf-ts';
-import { ENUMS, StructView, enumNames } from '../bpf/layouts';
+import { ENUMS, StructView } from '../bpf/layouts';
 import { parseAddr } from '../net/addr';
 import { DEFAULT_CONFIG, DatapathConfig, encodeConfig } from './config';
 import { MigrationResult, PinPlanEntry, applyPins, planPins } from './pins';
+import { DEFAULT_SIZES, MAP_NAMES, MapName, MapSizes, PROGRAM_PINS, ringSizes, tableSizes } from './tables';
+import * as fs from 'node:fs';
+import { ReasonCount, readMetrics } from '../metrics/reasons';
 
 export const DATAPATH_OBJECT = path.resolve(__dirname, '..', '..', '..', 'bpf', 'build', 'datapath.bpf.o');
-
-export const CT_MAPS = ['tsct_ct4_global', 'tsct_ct_any4_global', 'tsct_ct6_global', 'tsct_ct_any6_global'] as const;
-export type CtMapName = (typeof CT_MAPS)[number];
-
-export const MAP_NAMES = [
-  ...CT_MAPS,
-  'tsct_ct4_ring',
-  'tsct_ct_any4_ring',
-  'tsct_ct6_ring',
-  'tsct_ct_any6_ring',
-  'tsct_ct_ring_head',
-  'tsct_frag4',
-  'tsct_frag6',
-  'tsct_devices',
-  'tsct_config',
-  'tsct_metrics',
-  'tsct_gc_state',
-  'tsct_snat_v4_external',
-  'tsct_snat_v6_external',
-  'tsct_masq_src4',
-  'tsct_masq_src6',
-  'tsct_events',
-  'tsct_events_reader',
-] as const;
-export type MapName = (typeof MAP_NAMES)[number];
-
-export interface MapSizes {
-  /** --bpf-ct-global-tcp-max */
-  ctTcp: number;
-  /** --bpf-ct-global-any-max */
-  ctAny: number;
-  frag: number;
-  /** --bpf-nat-global-max */
-  nat: number;
-  /** Bytes of the event ring buffer (a power of 2, at least a page). */
-  events: number;
-}
-
-/** Cilium's defaults. */
-export const DEFAULT_SIZES: MapSizes = {
-  ctTcp: 512 * 1024,
-  ctAny: 256 * 1024,
-  frag: 8192,
-  nat: 512 * 1024,
-  events: 1 << 20,
-};
 
 export interface MasqueradeSpec {
   /** The address to translate IPv4 sources to (the device's primary address). */
@@ -70,16 +27,6 @@ export interface LoadOptions {
   pinRoot?: string;
 }
 
-export const REASON_NAMES = enumNames('tsct_reason', 'REASON_');
-
-export interface ReasonCount {
-  reason: string;
-  code: number;
-  hook: 'ingress' | 'egress';
-  count: number;
-  bytes: number;
-}
-
 export class Datapath {
   private constructor(
     readonly object: BpfObject,
@@ -88,6 +35,8 @@ export class Datapath {
     readonly egress: BpfProgram,
     readonly gc: BpfProgram,
     readonly xdp: BpfProgram,
+    /** SEC("syscall") tsct_nat_forget: a connection forgets its mapping, atomically. */
+    readonly natForget: BpfProgram,
     readonly sizes: MapSizes,
     private config: DatapathConfig,
     /** What was done with each pinned map, when loaded with pinRoot. */
@@ -114,9 +63,11 @@ export class Datapath {
         obj.program('tsct_egress'),
         obj.program('tsct_gc'),
         obj.program('tsct_xdp'),
+        obj.program('tsct_nat_forget'),
       ] as const;
       const dp = new Datapath(obj, maps, ...progs, sizes, config, pins, migrations);
       dp.writeConfig(dp.config);
+      if (opts.pinRoot) dp.pinPrograms(opts.pinRoot);
       return dp;
     } catch (e) {
       obj.close();
@@ -126,13 +77,7 @@ export class Datapath {
 
   writeConfig(cfg: DatapathConfig): void {
     this.config = cfg;
-    const rings: [number, number, number, number] = [
-      this.sizes.ctTcp,
-      this.sizes.ctAny,
-      this.sizes.ctTcp,
-      this.sizes.ctAny,
-    ];
-    this.maps.tsct_config.update(Buffer.alloc(4), encodeConfig(cfg, rings));
+    this.maps.tsct_config.update(Buffer.alloc(4), encodeConfig(cfg, ringSizes(this.sizes)));
   }
 
   /**
@@ -182,73 +127,27 @@ export class Datapath {
     return readMetrics(this.maps.tsct_metrics);
   }
 
+  /** Pins the programs the CLI runs (PROGRAM_PINS), replacing an earlier version's. */
+  private pinPrograms(root: string): void {
+    for (const name of PROGRAM_PINS) {
+      const p = path.join(root, name);
+      fs.rmSync(p, { force: true });
+      const prog = this.object.program(name);
+      try {
+        prog.pin(p);
+      } finally {
+        prog.close();
+      }
+    }
+  }
+
   close(): void {
     for (const m of Object.values(this.maps)) m.close();
     this.ingress.close();
     this.egress.close();
     this.gc.close();
     this.xdp.close();
+    this.natForget.close();
     this.object.close();
   }
-}
-
-/** max_entries per map for given sizes: each ring is as large as its table. */
-export function tableSizes(s: MapSizes): Array<[string, number]> {
-  return [
-    ['tsct_ct4_global', s.ctTcp],
-    ['tsct_ct4_ring', s.ctTcp],
-    ['tsct_ct6_global', s.ctTcp],
-    ['tsct_ct6_ring', s.ctTcp],
-    ['tsct_ct_any4_global', s.ctAny],
-    ['tsct_ct_any4_ring', s.ctAny],
-    ['tsct_ct_any6_global', s.ctAny],
-    ['tsct_ct_any6_ring', s.ctAny],
-    ['tsct_frag4', s.frag],
-    ['tsct_frag6', s.frag],
-    ['tsct_snat_v4_external', s.nat],
-    ['tsct_snat_v6_external', s.nat],
-    ['tsct_events', s.events],
-  ];
-}
-
-export function readMetrics(map: BpfMap): ReasonCount[] {
-  const out: ReasonCount[] = [];
-  const key = Buffer.alloc(4);
-  for (let idx = 0; idx < map.maxEntries; idx++) {
-    key.writeUInt32LE(idx);
-    const perCpu = map.lookupPerCpu(key);
-    if (!perCpu) continue;
-    let count = 0;
-    let bytes = 0;
-    for (const v of perCpu) {
-      const s = new StructView('metrics_value', v);
-      count += s.u('count');
-      bytes += s.u('bytes');
-    }
-    if (count === 0) continue;
-    const code = idx >> 1;
-    out.push({
-      reason: REASON_NAMES.get(code) ?? `REASON_${code}`,
-      code,
-      hook: idx & 1 ? 'egress' : 'ingress',
-      count,
-      bytes,
-    });
-  }
-  return out;
-}
-
-/** The counters of the datapath pinned under root. */
-export function readPinnedMetrics(root: string): ReasonCount[] {
-  const m = BpfMap.openPinned(path.join(root, 'tsct_metrics'));
-  try {
-    return readMetrics(m);
-  } finally {
-    m.close();
-  }
-}
-
-/** One reason's count, summed over hooks unless one is named. */
-export function reasonTotal(metrics: ReasonCount[], reason: string, hook?: 'ingress' | 'egress'): number {
-  return metrics.filter((m) => m.reason === reason && (!hook || m.hook === hook)).reduce((s, m) => s + m.count, 0);
 }

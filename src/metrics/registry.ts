@@ -2,7 +2,11 @@
 // and are read and summed when Prometheus scrapes; nothing runs per packet in
 // user space. Names follow Cilium's, with the tsct_ prefix.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { ReasonCount } from '../datapath/datapath';
+import { ReasonCount } from './reasons';
+import { reasonKind } from './reasonNames';
+
+/** Passed without tracking: by design (not IP, ND), or because a full table let it through. */
+const UNTRACKED_REASONS = new Set(['UNTRACKED', 'CT_FULL_PASSED']);
 import { GcResult } from '../gc/gcSweep';
 
 export interface MetricsSource {
@@ -13,11 +17,6 @@ export interface MetricsSource {
   gcIntervalS(): number;
   /** Sizes of the maps whose fill is reported as pressure. */
   mapSizes(): Record<string, number>;
-}
-
-/** Reasons that are drops or invalid packets, as opposed to events of normal work. */
-export function isDropReason(code: number): boolean {
-  return code >= 64 || code === 4; /* INV_*, DROP_*, CT_INSERT_FAILED */
 }
 
 export function buildRegistry(src: MetricsSource): { registry: Registry; gcDuration: Histogram<string> } {
@@ -55,22 +54,42 @@ export function buildRegistry(src: MetricsSource): { registry: Registry; gcDurat
   counterFrom('tsct_forward_bytes_total', 'Bytes passed by the datapath, by direction', ['direction'], (c) => {
     for (const r of rows()) if (r.reason === 'FORWARDED') c.inc({ direction: r.hook.toUpperCase() }, r.bytes);
   });
-  counterFrom(
-    'tsct_drop_count_total',
-    'Packets dropped or judged invalid, by reason and direction (INV_* reasons count invalid packets, passed unless --bpf-ct-drop-invalid; DROP_* are drops)',
-    ['reason', 'direction'],
-    (c) => {
-      for (const r of rows())
-        if (isDropReason(r.code)) c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.count);
-    },
-  );
+  // A packet that passes is never counted as a drop: drops are the DROP_*
+  // reasons only; invalid and untracked packets have counters of their own.
+  counterFrom('tsct_drop_count_total', 'Packets dropped, by reason and direction', ['reason', 'direction'], (c) => {
+    for (const r of rows()) {
+      if (reasonKind(r.reason) === 'drop') c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.count);
+    }
+  });
   counterFrom(
     'tsct_drop_bytes_total',
     'Bytes of the packets counted in tsct_drop_count_total',
     ['reason', 'direction'],
     (c) => {
-      for (const r of rows())
-        if (isDropReason(r.code)) c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.bytes);
+      for (const r of rows()) {
+        if (reasonKind(r.reason) === 'drop') c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.bytes);
+      }
+    },
+  );
+  counterFrom(
+    'tsct_invalid_count_total',
+    'Packets whose ct_state was inv, by reason and direction: passed, unless --bpf-ct-drop-invalid (then also DROP_INVALID)',
+    ['reason', 'direction'],
+    (c) => {
+      for (const r of rows()) {
+        if (reasonKind(r.reason) === 'invalid') c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.count);
+      }
+    },
+  );
+  counterFrom(
+    'tsct_untracked_count_total',
+    'Packets passed untracked, by reason: UNTRACKED (not tracked by design: not IP, ND, MLD), ' +
+      'CT_FULL_PASSED (a full table, with --bpf-ct-full-pass-untracked)',
+    ['reason', 'direction'],
+    (c) => {
+      for (const r of rows()) {
+        if (UNTRACKED_REASONS.has(r.reason)) c.inc({ reason: r.reason, direction: r.hook.toUpperCase() }, r.count);
+      }
     },
   );
   counterFrom(
@@ -87,7 +106,12 @@ export function buildRegistry(src: MetricsSource): { registry: Registry; gcDurat
     ['event', 'direction'],
     (c) => {
       for (const r of rows())
-        if (!isDropReason(r.code) && r.reason !== 'FORWARDED' && r.reason !== 'CT_NEW')
+        if (
+          reasonKind(r.reason) === 'event' &&
+          !UNTRACKED_REASONS.has(r.reason) &&
+          r.reason !== 'FORWARDED' &&
+          r.reason !== 'CT_NEW'
+        )
           c.inc({ event: r.reason, direction: r.hook.toUpperCase() }, r.count);
     },
   );

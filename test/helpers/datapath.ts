@@ -2,8 +2,9 @@
 // and reading back what they did.
 import { StructView, ENUMS } from '../../src/bpf/layouts';
 import { CtEntry, CtTuple, decodeCtEntry, encodeCtKey, formatCtState } from '../../src/ct/ctEntry';
-import { Datapath, REASON_NAMES, reasonTotal } from '../../src/datapath/datapath';
-import { ctMapFor } from '../../src/ct/ctTables';
+import { Datapath } from '../../src/datapath/datapath';
+import { REASON_NAMES, reasonTotal } from '../../src/metrics/reasons';
+import { ctMapFor } from '../../src/datapath/tables';
 
 const CB = ENUMS.tsct_cb_slot;
 

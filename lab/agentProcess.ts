@@ -4,7 +4,7 @@ import { ChildProcess, execFile, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { NamespaceLab } from './namespaceLab';
 
-export const TSCT_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'tsct');
+export const TSCT_BIN = path.resolve(__dirname, '..', '..', 'bin', 'tsct');
 
 export interface AgentHandle {
   child: ChildProcess;
@@ -38,7 +38,7 @@ export function startAgentIn(ns: string, args: string[], timeoutMs = 30_000): Pr
             stop: () =>
               new Promise((r) => {
                 if (child.exitCode !== null) return r(child.exitCode);
-                child.once('exit', (code) => r(code));
+                child.once('close', (code) => r(code));
                 child.kill('SIGTERM');
               }),
           });

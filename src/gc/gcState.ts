@@ -1,10 +1,10 @@
-// Reading and writing tsct_gc_state: the GC schedule and the agent's liveness,
-// shared with the CLI through the pin.
+// The GC's shared state: tsct_gc_state (the schedule and the agent's
+// liveness, written by the agent only, read by the CLI through the pin) and
+// tsct_gc_wake (written by the datapath only: when a table was found full).
 import { BpfMap } from 'libbpf-ts';
 import { StructView } from '../bpf/layouts';
 
 export interface GcState {
-  wakeNs: bigint;
   lastRunNs: bigint;
   nextRunNs: bigint;
   lastDurationNs: number;
@@ -21,7 +21,6 @@ const ZERO = Buffer.alloc(4);
 export function readGcState(map: BpfMap): GcState {
   const v = new StructView('gc_state', map.lookup(ZERO) ?? Buffer.alloc(StructView.sizeOf('gc_state')));
   return {
-    wakeNs: v.u64('wake_ns'),
     lastRunNs: v.u64('last_run_ns'),
     nextRunNs: v.u64('next_run_ns'),
     lastDurationNs: v.u('last_duration_ns'),
@@ -34,9 +33,9 @@ export function readGcState(map: BpfMap): GcState {
   };
 }
 
-/** Writes the agent's fields; wake_ns is the datapath's and is carried over. */
-export function writeGcState(map: BpfMap, s: Omit<GcState, 'wakeNs'>): void {
-  const v = new StructView('gc_state', map.lookup(ZERO) ?? Buffer.alloc(StructView.sizeOf('gc_state')));
+/** Writes the whole value: every field of it is the agent's. */
+export function writeGcState(map: BpfMap, s: GcState): void {
+  const v = StructView.alloc('gc_state');
   v.set('last_run_ns', s.lastRunNs)
     .set('next_run_ns', s.nextRunNs)
     .set('last_duration_ns', s.lastDurationNs)
@@ -47,6 +46,11 @@ export function writeGcState(map: BpfMap, s: Omit<GcState, 'wakeNs'>): void {
     .set('interval_s', s.intervalS)
     .set('agent_pid', s.agentPid);
   map.update(ZERO, v.buf);
+}
+
+/** When the datapath last found a table full (monotonic ns), asking for an early sweep. */
+export function readGcWake(map: BpfMap): bigint {
+  return map.lookup(ZERO)?.readBigUInt64LE() ?? 0n;
 }
 
 export function monotonicNs(): bigint {

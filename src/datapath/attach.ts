@@ -2,7 +2,7 @@
 // a fixed handle and priority, so that a restart or upgrade replaces its own
 // filter in place and uninstall finds it.
 import { BpfProgram, detachTc, detachXdp, ifname, isBpfError, progInfo, queryTc, queryXdp } from 'libbpf-ts';
-import { UsageError } from './options';
+import { UsageError } from '../errors';
 
 export const TC_HANDLE = 0x7473; // 'ts'
 export const TC_PRIORITY = 1;

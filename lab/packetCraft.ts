@@ -2,7 +2,7 @@
 // IPv6 (with extension headers and fragments) and TCP, UDP, ICMP or ICMPv6,
 // with correct checksums; and checking the checksums of a frame, independently
 // of the datapath.
-import { familyOf, parseAddr } from '../net/addr';
+import { familyOf, parseAddr } from '../src/net/addr';
 
 export const PROTO = {
   icmp: 1,

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The tc pipeline of a managed device, ingress and egress: parse, zone, NAT
+ * reverse translation (ingress), track, source NAT (egress), count, and the
+ * fast path (ingress). Each packet's ct_state is left in skb->cb for the
+ * stages that follow and for BPF_PROG_TEST_RUN. */
+#ifndef TSCT_PIPELINE_H
+#define TSCT_PIPELINE_H
+
+#include "common.h"
+#include "config.h"
+#include "conntrack.h"
+#include "drop.h"
+#include "fastpath.h"
+#include "maps.h"
+#include "metrics.h"
+#include "nat.h"
+#include "parse.h"
+
+static __always_inline void cb_write(struct __sk_buff *skb, __u32 state, __u32 mark, __u32 reason, __u32 zone,
+				     __u32 dir, enum tsct_hook hook)
+{
+	skb->cb[CB_CT_STATE] = state;
+	skb->cb[CB_CT_MARK] = mark;
+	skb->cb[CB_REASON] = reason;
+	skb->cb[CB_ZONE_DIR] = zone << 16 | dir << 8 | hook;
+}
+
+static __always_inline int verdict_invalid(struct __sk_buff *skb, __u32 reason, enum tsct_hook hook,
+					   const struct tsct_config *cfg, __u16 zone)
+{
+	/* Named and counted whether it then passes or not: an invalid packet
+	 * is not a drop unless configured to be one. */
+	metrics_count(reason, hook, skb->len);
+	cb_write(skb, CT_STATE_TRK | CT_STATE_INV, 0, reason, zone, 0, hook);
+	if (config_flags(cfg) & CFG_F_DROP_INVALID)
+		return tc_drop(skb, REASON_DROP_INVALID, hook);
+	metrics_count(REASON_FORWARDED, hook, skb->len);
+	return TC_ACT_OK;
+}
+
+static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hook)
+{
+	struct tsct_config *cfg;
+	struct pkt p = {};
+	/* One for the NAT stages of the packet, each of which fills it: the
+	 * stack has no room for one per stage next to the tracker's. */
+	struct nat_io nio = {};
+	struct device_info *dev;
+	__u32 reason, ifindex = skb->ifindex, state, mark, dir;
+	__u16 zone = 0;
+	__u8 lookup_only = 0;
+	__u64 now;
+
+	/* Sent here by the fast path, which did this hook's work already. */
+	if (hook == HOOK_EGRESS && (skb->tc_index & TC_INDEX_F_EGRESS_DONE)) {
+		skb->tc_index &= ~TC_INDEX_F_EGRESS_DONE;
+		metrics_count(REASON_TWICE_SKIPPED, hook, 0);
+		metrics_count(REASON_FORWARDED, hook, skb->len);
+		return TC_ACT_OK;
+	}
+	dev = bpf_map_lookup_elem(&tsct_devices, &ifindex);
+	if (dev)
+		zone = dev->zone;
+	/* Forwarded from another managed device: tracked and counted there, in
+	 * that device's zone. Here it needs work only when this device
+	 * translates; otherwise it passes untouched, before any parsing. */
+	if (hook == HOOK_EGRESS && skb->ingress_ifindex) {
+		__u32 in = skb->ingress_ifindex;
+		struct device_info *from = bpf_map_lookup_elem(&tsct_devices, &in);
+
+		if (from) {
+			lookup_only = 1;
+			zone = from->zone;
+			if (!dev || !(dev->flags & DEVICE_F_MASQUERADE)) {
+				metrics_count(REASON_TWICE_SKIPPED, hook, 0);
+				metrics_count(REASON_FORWARDED, hook, skb->len);
+				return TC_ACT_OK;
+			}
+		}
+	}
+	/* Read only by packets that are processed here, not by those passed above. */
+	cfg = config_get();
+	reason = tsct_parse(skb, &p);
+	if (reason == REASON_UNTRACKED) {
+		metrics_count(REASON_UNTRACKED, hook, skb->len);
+		metrics_count(REASON_FORWARDED, hook, skb->len);
+		cb_write(skb, 0, 0, 0, 0, 0, hook);
+		return TC_ACT_OK;
+	}
+	if (reason)
+		return verdict_invalid(skb, reason, hook, cfg, zone);
+
+	now = bpf_ktime_get_coarse_ns();
+	/* Replies to translated connections get their destination back before
+	 * the lookup, so that the connection is found by its original tuple. */
+	if (hook == HOOK_INGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
+		nio.now = now;
+		nio.zone = zone;
+		nio.ifindex = ifindex;
+		reason = tsct_nat_ingress(skb, &p, &nio);
+		if (reason_is_drop(reason)) {
+			cb_write(skb, 0, 0, reason, zone, 0, hook);
+			return tc_drop(skb, reason, hook);
+		}
+		if (reason)
+			return verdict_invalid(skb, reason, hook, cfg, zone);
+		zone = nio.zone;
+	}
+	{
+		struct ct_io cio = {
+			.now = now, .ifindex = ifindex, .zone = zone, .hook = hook, .lookup_only = lookup_only};
+
+		reason = tsct_ct(&p, &cio);
+		state = cio.state;
+		mark = cio.mark;
+		dir = cio.dir;
+		nat_io_from_ct(&nio, &cio);
+	}
+	if (reason_is_drop(reason)) {
+		cb_write(skb, 0, 0, reason, zone, 0, hook);
+		return tc_drop(skb, reason, hook);
+	}
+	if (reason)
+		return verdict_invalid(skb, reason, hook, cfg, zone);
+	nio.now = now;
+	nio.zone = zone;
+	nio.ct_state = state;
+	nio.ct_dir = dir;
+	if (hook == HOOK_EGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
+		nio.ifindex = ifindex;
+		nio.dev = *dev;
+		reason = tsct_snat_map(&p, &nio);
+		if (!reason)
+			reason = tsct_snat_rewrite(skb, &p, &nio);
+		if (reason) {
+			cb_write(skb, state, mark, reason, zone, dir, hook);
+			return tc_drop(skb, reason, hook);
+		}
+		state = nio.ct_state;
+	}
+	if (lookup_only)
+		metrics_count(REASON_TWICE_SKIPPED, hook, 0);
+	cb_write(skb, state, mark, 0, zone, dir, hook);
+	metrics_count(REASON_FORWARDED, hook, skb->len);
+	if (hook == HOOK_INGRESS && (config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_TRK) &&
+	    ((state & CT_STATE_EST) || ((state & CT_STATE_NEW) && (config_flags(cfg) & CFG_F_FAST_PATH_NEW))) &&
+	    !(state & (CT_STATE_INV | CT_STATE_REL))) {
+		int act = tsct_fast_path(skb, &p, &nio);
+
+		/* Out of a masquerading device: translated here, which spares
+		 * its egress hook parsing the packet and looking it up again.
+		 * A failure leaves it to the stack, and to that hook, which
+		 * drops it for the same reason and counts it. */
+		if (act == FAST_PATH_SNAT)
+			act = tsct_snat_map(&p, &nio) || tsct_snat_rewrite(skb, &p, &nio)
+				      ? -1
+				      : tsct_fast_path_send(skb, &p);
+
+		if (act == TC_ACT_REDIRECT) {
+			metrics_count(REASON_FAST_PATH, hook, 0);
+			return act;
+		}
+	}
+	return TC_ACT_OK;
+}
+
+#endif
