@@ -4,6 +4,7 @@ import * as http from 'node:http';
 import { Registry } from 'prom-client';
 import { Datapath } from '../datapath/datapath';
 import { attachmentsOf } from '../datapath/attach';
+import { parseServeAddr } from './options';
 import { UsageError } from '../errors';
 import { buildRegistry } from '../metrics/registry';
 import { GcLoop } from './gcLoop';
@@ -11,17 +12,6 @@ import { GcLoop } from './gcLoop';
 export interface Health {
   attached(): { ok: boolean; why: string };
   gcRunning(): { ok: boolean; why: string };
-}
-
-/** '127.0.0.1:9962', '[::1]:9962', ':9962' (every address: an explicit choice). */
-export function parseServeAddr(text: string): { host: string | undefined; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(text.trim());
-  if (!m || Number(m[3]) > 65535)
-    throw new UsageError(
-      `--prometheus-serve-addr: '${text}' is not host:port, e.g. 127.0.0.1:9962 or :9962 for every address`,
-    );
-  const host = m[1] ?? m[2];
-  return { host: host === '' ? undefined : host, port: Number(m[3]) };
 }
 
 export async function serveHttp(addr: string, registry: Registry, health: Health): Promise<http.Server> {

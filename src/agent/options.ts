@@ -9,7 +9,6 @@ import { CtTimeouts, DEFAULT_CONFIG, DEFAULT_NAT_PORTS, DEFAULT_TIMEOUTS } from 
 import { DEFAULT_SIZES } from '../datapath/tables';
 import { STRUCTS } from '../bpf/layouts';
 import { formatAddr, parseAddr } from '../net/addr';
-import { parseServeAddr } from './http';
 import { UsageError } from '../errors';
 
 export { UsageError };
@@ -182,6 +181,17 @@ export const AGENT_FLAGS: FlagSpec[] = [
     default: '127.0.0.1:9962',
   },
 ];
+
+/** '127.0.0.1:9962', '[::1]:9962', ':9962' (every address: an explicit choice). */
+export function parseServeAddr(text: string): { host: string | undefined; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(text.trim());
+  if (!m || Number(m[3]) > 65535)
+    throw new UsageError(
+      `--prometheus-serve-addr: '${text}' is not host:port, e.g. 127.0.0.1:9962 or :9962 for every address`,
+    );
+  const host = m[1] ?? m[2];
+  return { host: host === '' ? undefined : host, port: Number(m[3]) };
+}
 
 export function envName(flag: string): string {
   return `TSCT_${flag.toUpperCase().replace(/-/g, '_')}`;
