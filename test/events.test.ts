@@ -3,10 +3,11 @@
 // and never costs a packet.
 import { ChildProcess, spawn } from 'node:child_process';
 import { privTest } from './helpers/privilege';
-import { buildRouterLab, RouterLab } from '../lab/routerLab';
+import { RouterLab } from '../lab/routerLab';
+import { withRouterAgent } from '../lab/routerAgent';
 import { NamespaceLab } from '../lab/namespaceLab';
-import { startEchoServer, tcpExchange, udpBurst } from '../lab/traffic';
-import { AgentHandle, startAgentIn, tsctIn, TSCT_BIN } from '../lab/agentProcess';
+import { tcpExchange, udpBurst } from '../lab/traffic';
+import { TSCT_BIN } from '../lab/agentProcess';
 import { readPinnedMetrics, reasonTotal } from '../src/metrics/reasons';
 import { BpfMap } from 'libbpf-ts';
 import * as path from 'node:path';
@@ -66,28 +67,9 @@ async function until(check: () => boolean, seconds: number): Promise<boolean> {
 }
 
 async function withAgent(extra: string[], fn: (lab: RouterLab, root: string) => Promise<void>): Promise<void> {
-  const lab = buildRouterLab('tsct-ev');
-  const root = `/sys/fs/bpf/${lab.lab.id}`;
-  let agent: AgentHandle | null = null;
-  try {
-    agent = await startAgentIn(lab.router, [
-      '--devices',
-      'eth1,eth2',
-      '--bpf-root',
-      root,
-      '--bpf-ct-global-tcp-max',
-      '4096',
-      '--bpf-ct-global-any-max',
-      '4096',
-      ...extra,
-    ]);
-    await startEchoServer(lab.lab, lab.server, 8080, 90);
-    await fn(lab, root);
-  } finally {
-    if (agent) await agent.stop();
-    await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
-    lab.lab.destroy();
-  }
+  await withRouterAgent({ prefix: 'tsct-ev', args: extra, echo: { port: 8080, seconds: 90 } }, (lab, root) =>
+    fn(lab, root),
+  );
 }
 
 privTest('the event stream shows [NEW] and [DESTROY] for a real connection', async (t) => {

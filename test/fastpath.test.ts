@@ -3,9 +3,8 @@
 // redirect) arrive as the stack would have sent them, and --bpf-fast-path
 // false leaves forwarding to the stack.
 import { privTest } from './helpers/privilege';
-import { buildRouterLab } from '../lab/routerLab';
+import { withRouterAgent } from '../lab/routerAgent';
 import { startEchoServer, tcpExchange, udpExchange } from '../lab/traffic';
-import { AgentHandle, startAgentIn, tsctIn } from '../lab/agentProcess';
 import { readPinnedMetrics, reasonTotal } from '../src/metrics/reasons';
 
 // Captures UDP datagrams to a port on the server and prints each one's TTL,
@@ -34,25 +33,14 @@ except socket.timeout:
 `;
 
 async function run(fastPath: boolean, masquerade = false, fastPathNew = false) {
-  const lab = buildRouterLab('tsct-fp');
-  const root = `/sys/fs/bpf/${lab.lab.id}`;
-  let agent: AgentHandle | null = null;
-  try {
-    agent = await startAgentIn(lab.router, [
-      '--devices',
-      'eth1,eth2',
-      '--bpf-root',
-      root,
-      '--bpf-ct-global-tcp-max',
-      '4096',
-      '--bpf-ct-global-any-max',
-      '4096',
-      '--bpf-fast-path',
-      String(fastPath),
-      '--bpf-fast-path-new',
-      String(fastPathNew),
-      ...(masquerade ? ['--masquerade-devices', 'eth2'] : []),
-    ]);
+  const args = [
+    '--bpf-fast-path',
+    String(fastPath),
+    '--bpf-fast-path-new',
+    String(fastPathNew),
+    ...(masquerade ? ['--masquerade-devices', 'eth2'] : []),
+  ];
+  return withRouterAgent({ prefix: 'tsct-fp', args }, async (lab, root) => {
     // What reaches the stack's FORWARD chain, client to server (a rule with no target only counts).
     lab.lab.exec(lab.router, 'iptables', ['-A', 'FORWARD', '-i', 'eth1', '-p', 'udp', '--dport', '8080']);
     lab.lab.exec(lab.router, 'iptables', ['-A', 'FORWARD', '-i', 'eth1', '-p', 'tcp', '--dport', '8080']);
@@ -82,11 +70,7 @@ async function run(fastPath: boolean, masquerade = false, fastPathNew = false) {
       .filter((l) => /dpt:8080/.test(l))
       .reduce((n, l) => n + Number(l.trim().split(/\s+/)[0]), 0);
     return { udp, tcp, fast, stackForwarded, packets: lines.filter((l) => l !== 'ready'), lab };
-  } finally {
-    if (agent) await agent.stop();
-    await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
-    lab.lab.destroy();
-  }
+  });
 }
 
 privTest(

@@ -3,9 +3,10 @@
 import * as fs from 'node:fs';
 import { ExecutionContext } from 'ava';
 import { privTest } from './helpers/privilege';
-import { buildRouterLab, RouterLab, RouterLabOptions } from '../lab/routerLab';
-import { ping, startEchoServer, tcpExchange, udpExchange, udpToClosedPort, whoami } from '../lab/traffic';
-import { AgentHandle, startAgentIn, tsctIn } from '../lab/agentProcess';
+import { RouterLab, RouterLabOptions } from '../lab/routerLab';
+import { withRouterAgent } from '../lab/routerAgent';
+import { ping, tcpExchange, udpExchange, udpToClosedPort, whoami } from '../lab/traffic';
+import { AgentHandle, tsctIn } from '../lab/agentProcess';
 import { readPinnedMetrics, reasonTotal } from '../src/metrics/reasons';
 
 async function withNatLab(
@@ -14,32 +15,20 @@ async function withNatLab(
   extra: string[],
   fn: (lab: RouterLab, root: string, agent: AgentHandle) => Promise<void>,
 ): Promise<void> {
-  const lab = buildRouterLab('tsct-nat', opts);
-  const root = `/sys/fs/bpf/${lab.lab.id}`;
-  let agent: AgentHandle | null = null;
-  try {
-    const devices = opts.secondClient ? 'eth1,eth2,eth3' : 'eth1,eth2';
-    agent = await startAgentIn(lab.router, [
-      '--devices',
-      devices,
-      '--masquerade-devices',
-      'eth2',
-      '--bpf-root',
-      root,
-      '--bpf-ct-global-tcp-max',
-      '4096',
-      '--bpf-ct-global-any-max',
-      '4096',
-      ...extra,
-    ]);
-    await startEchoServer(lab.lab, lab.server, 8080, 90);
-    await fn(lab, root, agent);
-  } finally {
-    if (agent) await agent.stop();
-    await tsctIn(lab.router, ['uninstall', '--bpf-root', root]);
-    lab.lab.destroy();
-    t.false(fs.existsSync(root));
-  }
+  const root = await withRouterAgent(
+    {
+      prefix: 'tsct-nat',
+      lab: opts,
+      devices: opts.secondClient ? 'eth1,eth2,eth3' : 'eth1,eth2',
+      args: ['--masquerade-devices', 'eth2', ...extra],
+      echo: { port: 8080, seconds: 90 },
+    },
+    async (lab, root, agent) => {
+      await fn(lab, root, agent);
+      return root;
+    },
+  );
+  t.false(fs.existsSync(root));
 }
 
 interface JsonNat {
