@@ -128,6 +128,11 @@ export function formatCtStateTerm(term: CtStateTerm): string {
   return out === '' ? 'any' : out;
 }
 
+/** A packet's state bits as OVS prints them (+trk+est+rpl); 0 is an untracked packet. */
+export function formatCtStateBits(state: number): string {
+  return state === 0 ? '-trk (untracked)' : formatCtStateTerm({ set: state, clear: 0 });
+}
+
 export function formatCtState(match: CtStateMatch): string {
   return match.anyOf.length === 0 ? 'none' : match.anyOf.map(formatCtStateTerm).join(',');
 }

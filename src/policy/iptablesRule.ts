@@ -259,7 +259,7 @@ class SpecBuilder {
   }
 
   set<K extends keyof RuleMatch>(key: K, value: RuleMatch[K], option: string): void {
-    if (this.match[key] !== undefined && key !== 'family') {
+    if (this.match[key] !== undefined) {
       throw new ValueError(`${option} matches what an earlier option of this rule already matches; keep one`);
     }
     if (value !== undefined) this.match[key] = value;

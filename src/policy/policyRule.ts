@@ -262,7 +262,11 @@ export function hookOfChain(ruleSet: PolicyRuleSet, chain: string): Hook | undef
   return HOOKS.find((h) => ruleSet.hooks[h].chain === chain);
 }
 
+export function formatSource(source: SourceRef): string {
+  return `${source.file}:${source.line}`;
+}
+
 /** "file:line: " for a message, or "" when the rule was built in code. */
 export function where(source: SourceRef | undefined): string {
-  return source ? `${source.file}:${source.line}: ` : '';
+  return source ? `${formatSource(source)}: ` : '';
 }

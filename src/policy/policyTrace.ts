@@ -3,7 +3,7 @@
 // policy trace` and is the oracle the BPF classifier is tested against.
 import { deviceNameMatches, matchFailure, PolicyPacket, preparePacket, PreparedPacket, SetLookup } from './ruleMatch';
 import { FlatHook, FlatOrigin, FlatPolicy, FlatRule, KEEP_ESTABLISHED_CHAIN } from './flatten';
-import { CommitSettings, Hook, RejectWith, where } from './policyRule';
+import { CommitSettings, formatSource, Hook, RejectWith } from './policyRule';
 import { formatAction } from './ruleFormat';
 
 export type { PolicyPacket } from './ruleMatch';
@@ -77,9 +77,10 @@ function failure(rule: FlatRule, pp: PreparedPacket, sets: SetLookup): string | 
 
 /** Whether the hook's device list covers the packet (input: in-device, output: out-device, forward: either). */
 function judgesDevices(h: FlatHook, p: PolicyPacket): boolean {
-  if (!h.devices) return true;
+  const devices = h.devices;
+  if (!devices) return true;
   const listed = (name: string | undefined) =>
-    name !== undefined && h.devices!.some((pattern) => deviceNameMatches(pattern, name));
+    name !== undefined && devices.some((pattern) => deviceNameMatches(pattern, name));
   if (h.hook === 'input') return listed(p.inDev);
   if (h.hook === 'output') return listed(p.outDev);
   return listed(p.inDev) || listed(p.outDev);
@@ -88,7 +89,7 @@ function judgesDevices(h: FlatHook, p: PolicyPacket): boolean {
 /** `CHAIN[n] (file:line) via INPUT[2]`, with n 0-based as in the flat origin. */
 export function describeOrigin(o: FlatOrigin): string {
   if (o.chain === KEEP_ESTABLISHED_CHAIN) return 'keep-established';
-  const at = o.source ? ` (${where(o.source).slice(0, -2)})` : '';
+  const at = o.source ? ` (${formatSource(o.source)})` : '';
   const via = o.via.length === 0 ? '' : ` via ${o.via.map((r) => `${r.chain}[${r.index}]`).join(' > ')}`;
   return `${o.chain}[${o.index}]${at}${via}`;
 }

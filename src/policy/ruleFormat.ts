@@ -54,7 +54,9 @@ export function formatProto(proto: number): string {
 /** `field=value` pairs for every field the match sets, in the order the classifier tests them. */
 export function formatMatch(m: RuleMatch): string {
   const parts: string[] = [];
-  const add = (name: string, value: string | undefined) => value !== undefined && parts.push(`${name}=${value}`);
+  const add = (name: string, value: string | undefined) => {
+    if (value !== undefined) parts.push(`${name}=${value}`);
+  };
   add('family', m.family === undefined ? undefined : `ipv${m.family}`);
   add('protocol', m.proto === undefined ? undefined : formatProto(m.proto));
   add('ct-state', m.ctState && formatCtState(m.ctState));

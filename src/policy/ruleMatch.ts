@@ -5,7 +5,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { UsageError } from '../errors';
 import { parseAddr } from '../net/addr';
 import { cidrContains } from './cidr';
-import { ctStateMatches, formatCtState, formatCtStateTerm } from './ctState';
+import { ctStateMatches, formatCtState, formatCtStateBits } from './ctState';
 import { inRange } from './ports';
 import {
   AddressItem,
@@ -90,7 +90,7 @@ export function matchFailure(m: RuleMatch, pp: PreparedPacket, sets: SetLookup):
     return `protocol ${formatProto(p.proto)} is not ${formatProto(m.proto)}`;
   }
   if (m.ctState && !ctStateMatches(m.ctState, p.ctState)) {
-    return `ct_state ${formatCtStateTerm({ set: p.ctState, clear: 0 })} is not ${formatCtState(m.ctState)}`;
+    return `ct_state ${formatCtStateBits(p.ctState)} is not ${formatCtState(m.ctState)}`;
   }
   if (m.zone !== undefined && m.zone !== (p.zone ?? 0)) return `zone ${p.zone ?? 0} is not ${m.zone}`;
   return (

@@ -70,8 +70,6 @@
 //
 // Nothing is returned unless the whole file is right: jumps to unknown chains, loops of jumps,
 // jumps nested deeper than MAX_JUMP_DEPTH and references to unknown sets are errors as well.
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
-import type { Document } from 'yaml';
 import { UsageError } from '../errors';
 import { parseCidr } from './cidr';
 import { parseCtStateList } from './ctState';
@@ -108,6 +106,7 @@ import { checkRuleSet, setRefProblem } from './ruleSetCheck';
 import { expandSecurityGroups } from './securityGroup';
 import { parseMasked32, parseMaskedLabel } from './marks';
 import { ValueError } from './valueError';
+import { readTree, Tree, TreeEntry, TreeMap } from './yamlTree';
 
 /** A rules file that uses every part of the schema; it parses, and the tests keep it so. */
 export const EXAMPLE_RULES_YAML = `# tsct policy: a host with a web server, an FTP server and two guarded guests
@@ -240,91 +239,11 @@ const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/;
 const NAME_RULE = '1 to 64 letters, digits, _ . : -, not starting with . : -';
 /** Linux's IFNAMSIZ less the NUL; a trailing + makes a prefix. */
 const DEVICE_RE = /^[^\s/:+]{1,15}\+?$/;
-/** Bounds the work a file of aliases to aliases can cause. */
-const MAX_NODES = 2_000_000;
 
 export function parseRulesFile(text: string, fileName: string): PolicyRuleSet {
   const root = readTree(text, fileName);
+  if (!root) throw new UsageError(`${fileName}:1: the rules file is empty; write at least hooks:`);
   return new RulesFileReader(fileName).ruleSet(root);
-}
-
-// ---- the YAML tree, with a line on every node ----
-
-type Tree = TreeMap | TreeSeq | TreeScalar;
-interface TreeMap {
-  kind: 'map';
-  line: number;
-  entries: TreeEntry[];
-}
-interface TreeEntry {
-  key: string;
-  line: number;
-  value: Tree;
-}
-interface TreeSeq {
-  kind: 'seq';
-  line: number;
-  items: Tree[];
-}
-interface TreeScalar {
-  kind: 'scalar';
-  line: number;
-  value: unknown;
-  /** The scalar as written, so 0x10 stays hex and a 128-bit label loses no digits. */
-  text: string;
-}
-
-function readTree(text: string, file: string): Tree {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, intAsBigInt: true, prettyErrors: false });
-  const err = doc.errors[0];
-  if (err) {
-    const line = lineCounter.linePos(err.pos[0]).line;
-    const what = err.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-    throw new UsageError(`${file}:${line}: ${what}; fix the YAML (or JSON) syntax there`);
-  }
-  if (doc.contents === null) throw new UsageError(`${file}:1: the rules file is empty; write at least hooks:`);
-  const budget = { nodes: 0 };
-  return toTree(doc.contents, { doc, lineCounter, file, budget }, 1);
-}
-
-interface TreeContext {
-  doc: Document;
-  lineCounter: LineCounter;
-  file: string;
-  budget: { nodes: number };
-}
-
-function lineOf(ctx: TreeContext, node: unknown, fallback: number): number {
-  const range = (node as { range?: [number, number, number] } | null)?.range;
-  return range ? ctx.lineCounter.linePos(range[0]).line : fallback;
-}
-
-function toTree(node: unknown, ctx: TreeContext, fallbackLine: number, depth = 0): Tree {
-  const line = lineOf(ctx, node, fallbackLine);
-  if (++ctx.budget.nodes > MAX_NODES || depth > 64) {
-    throw new UsageError(`${ctx.file}:${line}: the file nests or repeats too much (aliases?); write it out plainly`);
-  }
-  if (isAlias(node)) return toTree(node.resolve(ctx.doc), ctx, line, depth + 1);
-  if (isMap(node)) {
-    const entries = node.items.map((pair) => toEntry(pair, ctx, line, depth));
-    return { kind: 'map', line, entries };
-  }
-  if (isSeq(node)) return { kind: 'seq', line, items: node.items.map((i) => toTree(i, ctx, line, depth + 1)) };
-  if (isScalar(node)) {
-    const text = typeof node.source === 'string' ? node.source : String(node.value);
-    return { kind: 'scalar', line, value: node.value, text };
-  }
-  return { kind: 'scalar', line, value: null, text: '' };
-}
-
-function toEntry(pair: unknown, ctx: TreeContext, line: number, depth: number): TreeEntry {
-  if (!isPair(pair) || !isScalar(pair.key)) {
-    throw new UsageError(`${ctx.file}:${line}: a key must be a plain name; write name: value`);
-  }
-  const keyLine = lineOf(ctx, pair.key, line);
-  const key = String(pair.key.value);
-  return { key, line: keyLine, value: toTree(pair.value, ctx, keyLine, depth + 1) };
 }
 
 // ---- from the tree to the model ----
@@ -369,7 +288,7 @@ class RulesFileReader {
   }
 
   /** Runs a value parser; its ValueError becomes a UsageError at the value's line. */
-  private parse<T>(node: Tree, parse: (text: string) => T, what: string): T {
+  private parseValue<T>(node: Tree, parse: (text: string) => T, what: string): T {
     const text = this.scalar(node, what);
     try {
       return parse(text);
@@ -457,7 +376,9 @@ class RulesFileReader {
       const source = this.at(e.line);
       if (!!f.addresses === !!f.ports) this.fail(e.line, `set ${name} needs exactly one of addresses: or ports:`);
       if (f.addresses) {
-        const cidrs = this.list(f.addresses.value).map((n) => this.parse(n, (t) => parseCidr(t, 'refuse'), 'address'));
+        const cidrs = this.list(f.addresses.value).map((n) =>
+          this.parseValue(n, (t) => parseCidr(t, 'refuse'), 'address'),
+        );
         this.sets.set(name, { kind: 'address', name, cidrs, source });
       } else if (f.ports) {
         const ports = this.list(f.ports.value).map((n) => this.portRange(n, 'port'));
@@ -532,10 +453,10 @@ class RulesFileReader {
         return;
       case 'ct-mark':
       case 'packet-mark':
-        m[field === 'ct-mark' ? 'ctMark' : 'packetMark'] = this.parse(node, parseMasked32, field);
+        m[field === 'ct-mark' ? 'ctMark' : 'packetMark'] = this.parseValue(node, parseMasked32, field);
         return;
       case 'ct-label':
-        m.ctLabel = this.parse(node, parseMaskedLabel, field);
+        m.ctLabel = this.parseValue(node, parseMaskedLabel, field);
         return;
       case 'icmp-type':
       case 'icmp-code':
@@ -563,7 +484,7 @@ class RulesFileReader {
   }
 
   private ctStateItems(node: Tree) {
-    return this.parse(node, (t) => parseCtStateList(splitList(t)), 'ct-state').anyOf;
+    return this.parseValue(node, (t) => parseCtStateList(splitList(t)), 'ct-state').anyOf;
   }
 
   private family(node: Tree): Family {
@@ -599,7 +520,7 @@ class RulesFileReader {
   private addressItem(node: Tree, what: string): AddressItem {
     const text = this.scalar(node, what);
     if (text.startsWith('$')) return { set: this.setRef(node, text.slice(1), 'address') };
-    return { cidr: this.parse(node, (t) => parseCidr(t, 'refuse'), what) };
+    return { cidr: this.parseValue(node, (t) => parseCidr(t, 'refuse'), what) };
   }
 
   private setRef(node: Tree, name: string, kind: NamedSet['kind']): string {
@@ -609,7 +530,7 @@ class RulesFileReader {
   }
 
   private portRange(node: Tree, what: string): PortRange {
-    return this.parse(node, parsePortRange, what);
+    return this.parseValue(node, parsePortRange, what);
   }
 
   private portMatch(node: Tree, what: string): PortMatch {
@@ -710,7 +631,7 @@ class RulesFileReader {
   private group(e: TreeEntry): SecurityGroup {
     const f = this.fields(this.map(e.value, `security group ${e.key}`), GROUP_FIELDS, `in security group ${e.key}`);
     const members: Cidr[] = f.members
-      ? this.list(f.members.value).map((n) => this.parse(n, (t) => parseCidr(t, 'refuse'), 'member'))
+      ? this.list(f.members.value).map((n) => this.parseValue(n, (t) => parseCidr(t, 'refuse'), 'member'))
       : [];
     return {
       name: e.key,
@@ -748,7 +669,7 @@ class RulesFileReader {
     if (cidr && group) this.fail(node.line, 'give remote-cidr or remote-group, not both; split the rule in two');
     if (cidr) {
       const items = this.nonEmpty(cidr.value, 'remote-cidr');
-      return { cidrs: items.map((n) => this.parse(n, (t) => parseCidr(t, 'refuse'), 'remote-cidr')) };
+      return { cidrs: items.map((n) => this.parseValue(n, (t) => parseCidr(t, 'refuse'), 'remote-cidr')) };
     }
     if (!group) return undefined;
     const name = this.scalar(group.value, 'remote-group');

@@ -149,6 +149,17 @@ test('the imported dump decides packets as iptables would', (t) => {
   }
 });
 
+test('a trace says why each rule did not match and which one decided', (t) => {
+  const flat = flattenPolicy(importIptablesSave(DUMP, 'host.rules'));
+  const r = tracePolicy(flat, 'input', tcp('10.11.3.4', 22, NEW_STATE));
+  t.true(
+    r.steps.includes('#4 INPUT[4] (host.rules:12): no match: src 10.11.3.4 is not in 10.10.0.0/16'),
+    r.steps.join('\n'),
+  );
+  t.is(r.steps[r.steps.length - 1], '#12 INPUT[9] (host.rules:17): match: reject with tcp-reset');
+  t.deepEqual([r.index, r.rejectWith], [12, 'tcp-reset']);
+});
+
 test('counters in front of rules (iptables-save -c) are accepted', (t) => {
   const rs = importIptablesSave(
     '*filter\n:INPUT ACCEPT [9:900]\n[5:300] -A INPUT -p udp --dport 53 -j ACCEPT\nCOMMIT\n',

@@ -312,6 +312,18 @@ const BAD: Array<[string, string, number, RegExp]> = [
     4,
     /an empty list matches nothing/,
   ],
+  [
+    'a helper without its protocol',
+    inputRules('      - dport: 21\n        protocol: udp\n        action: accept commit helper ftp\n'),
+    4,
+    /helper ftp runs on tcp connections; add protocol: tcp/,
+  ],
+  [
+    'a set of both kinds',
+    'sets:\n  s:\n    addresses: []\n    ports: []\n',
+    2,
+    /set s needs exactly one of addresses: or ports:/,
+  ],
 ];
 
 for (const [what, text, line, pattern] of BAD) {
