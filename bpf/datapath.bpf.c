@@ -24,6 +24,10 @@ struct tsct_btf_anchor {
 	enum nat_dir nat_dir;
 	enum ct_event_type event_type;
 	enum tsct_default dflt;
+	enum lb_algorithm lb_algorithm;
+	enum lb_service_flag lb_service_flag;
+	enum lb_backend_state lb_backend_state;
+	enum lb_member_flag lb_member_flag;
 	/* Written only through bpf_ringbuf_reserve: not otherwise in BTF. */
 	struct ct_event ct_event;
 	struct nat_forget_args nat_forget_args;

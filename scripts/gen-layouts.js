@@ -34,6 +34,16 @@ const STRUCTS = [
   'masq6_key',
   'ct_event',
   'nat_forget_args',
+  'lb4_key',
+  'lb6_key',
+  'lb_service',
+  'lb_backend',
+  'lb_reverse_nat',
+  'lb_affinity_key',
+  'lb_affinity',
+  'lb_stats',
+  'lb_member_key',
+  'lb_member',
 ];
 const ENUMS = [
   'ct_state_bit',
@@ -49,6 +59,10 @@ const ENUMS = [
   'nat_dir',
   'ct_event_type',
   'tsct_default',
+  'lb_algorithm',
+  'lb_service_flag',
+  'lb_backend_state',
+  'lb_member_flag',
 ];
 
 function main() {

@@ -103,14 +103,24 @@ enum tsct_reason {
 	REASON_EVENT_LOST = 17,	     /* a connection event found the ring buffer full */
 	REASON_FAST_PATH = 18,	     /* forwarded by the datapath itself (fib lookup, redirect) */
 	REASON_XDP_FAST_PATH = 19,   /* forwarded from XDP, before any skb (counted under ingress) */
+	REASON_LB_NEW = 20,	     /* a new load-balanced connection chose a backend */
+	REASON_LB_DNAT = 21,	     /* a packet to a service sent to its backend */
+	REASON_LB_REVDNAT = 22,	     /* a backend's reply given the service's address back */
+	REASON_LB_RESELECTED = 23,   /* a UDP flow moved off a backend no longer active */
+	REASON_LB_AFFINITY = 24,     /* a new connection went to its client's affinity backend */
 
 	REASON_DROP_INVALID = 128,	      /* an invalid packet dropped, by configuration */
 	REASON_DROP_NAT_PORT_EXHAUSTED = 129, /* no free port for a new mapping */
 	REASON_DROP_NAT_TABLE_FULL = 130,     /* the NAT table had no room */
 	REASON_DROP_NAT_NO_CT = 131,	      /* a new mapping had no connection to keep it (connection table full) */
 	REASON_DROP_CT_TABLE_FULL = 132,      /* a new connection found its table full and nothing evictable */
-	REASON_DROP_WRITE_ERROR = 133, /* a rewrite of the packet failed (bpf_skb_store_bytes, or out of bounds) */
-	REASON_DROP_CSUM = 134,	       /* a checksum update failed */
+	REASON_DROP_WRITE_ERROR = 133,	 /* a rewrite of the packet failed (bpf_skb_store_bytes, or out of bounds) */
+	REASON_DROP_CSUM = 134,		 /* a checksum update failed */
+	REASON_DROP_LB_NO_BACKEND = 135, /* a service with no backend to serve a new connection */
+	REASON_DROP_LB_PORT_NOT_SERVED = 136,  /* a known service address, on a port or protocol it does not serve */
+	REASON_DROP_LB_BACKEND_GONE = 137,     /* a TCP connection whose backend was removed */
+	REASON_DROP_LB_SOURCE_RANGE = 138,     /* a client outside the service's source ranges */
+	REASON_DROP_LB_NO_LOCAL_BACKEND = 139, /* traffic policy Local, and no backend on this node */
 	REASON_MAX = 256,
 };
 
@@ -127,6 +137,7 @@ enum ct_entry_flag {
 	CT_F_DNAT = 0x1000,
 	CT_F_PICKED_UP = 0x2000, /* adopted mid-stream */
 	CT_F_EGRESS = 0x4000,	 /* first seen at egress (OUT), else ingress (IN) */
+	CT_F_SERVICE = 0x8000,	 /* a service entry (client -> VIP): holds the backend, as Cilium's CT_SERVICE */
 };
 
 /* Compiled defaults, the one definition of each: the agent's flags take
@@ -154,6 +165,9 @@ enum tsct_default {
 	DEFAULT_EVENTS_RING = 1 << 20, /* bytes, --bpf-events-ring-size */
 	DEFAULT_DEVICE_MAP = 256,
 	DEFAULT_MASQ_CIDRS = 256,
+	DEFAULT_LB_MAP = 65536,		   /* --bpf-lb-map-max: services, backends, affinity */
+	DEFAULT_LB_MAGLEV_SLOTS = 1 << 22, /* --bpf-lb-maglev-map-max: backend-table slots of all services */
+	DEFAULT_LB_REV_NAT = 65536,	   /* service ids are 16-bit */
 };
 
 /* Connection events in tsct_events, as conntrack -E names them. */
@@ -173,7 +187,9 @@ enum tsct_config_flag {
 	CFG_F_EVENTS_UPDATE = 0x20,   /* and TCP state changes */
 	CFG_F_FAST_PATH = 0x40,	      /* forward established flows from tc ingress, past the stack */
 	CFG_F_FAST_PATH_NEW = 0x80,   /* and new connections' packets too */
-	CFG_F_CT_FULL_PASS = 0x100,   /* a full table passes new connections untracked instead of dropping them */
+	CFG_F_CT_FULL_PASS = 0x100,
+	CFG_F_LB = 0x200,
+	/* services are configured: new connections look up tsct_lb4/6_services */ /* a full table passes new connections untracked instead of dropping them */
 };
 
 /* The per-packet verdict of the tracker, also written to skb->cb for the

@@ -164,6 +164,11 @@ struct tsct_config {
 	/* NAT port range, host order (Linux's 32768-60999 by default). */
 	__u32 nat_port_min;
 	__u32 nat_port_max;
+	/* The seed of the tuple hash that indexes Maglev tables
+	 * (--bpf-lb-maglev-hash-seed): the same on every node, so that every
+	 * node picks the same backend for the same connection. */
+	__u32 lb_hash_seed;
+	__u32 pad;
 };
 
 enum ct_table {
@@ -420,6 +425,177 @@ struct {
 	__type(value, struct metrics_value);
 	__uint(max_entries, METRICS_MAX);
 } tsct_metrics SEC(".maps");
+
+/* The service load balancer. A frontend is (VIP, port, protocol); a known
+ * VIP also has a wildcard entry (port 0, protocol 0) that rejects the ports
+ * it does not serve. Each frontend has a service id (rev_nat_index), which
+ * names its reverse translation and counters, and a backend table: a range
+ * of tsct_lb_maglev holding backend ids, the Maglev lookup table (or, for
+ * random selection, the list of active backends). A new table is written to
+ * a free range and the service entry then points at it in one update: no
+ * packet sees half a table. */
+struct lb4_key {
+	__be32 addr;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct lb6_key {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+enum lb_algorithm {
+	LB_ALG_RANDOM = 1,
+	LB_ALG_MAGLEV = 2,
+};
+
+enum lb_service_flag {
+	LB_SVC_F_WILDCARD = 0x1,     /* a known VIP's catch-all: rejects what the VIP does not serve */
+	LB_SVC_F_AFFINITY = 0x2,     /* sessionAffinity ClientIP: the source port is left out of the hash */
+	LB_SVC_F_LOCAL = 0x4,	     /* traffic policy Local: only this node's backends, drop when none */
+	LB_SVC_F_SOURCE_RANGE = 0x8, /* loadBalancerSourceRanges apply */
+	LB_SVC_F_NODEPORT = 0x10,
+	LB_SVC_F_EXTERNAL_IP = 0x20,
+	LB_SVC_F_LOADBALANCER = 0x40,
+	LB_SVC_F_SNAT = 0x80, /* full NAT: the client's source is translated too */
+};
+
+struct lb_service {
+	__u32 table_offset;	/* first slot of the backend table in tsct_lb_maglev */
+	__u32 table_size;	/* M (Maglev) or the backend count (random); 0: no backend */
+	__u32 affinity_timeout; /* seconds, with LB_SVC_F_AFFINITY */
+	__u16 rev_nat_index;	/* the service id */
+	__u8 algorithm;		/* enum lb_algorithm */
+	__u8 flags;		/* enum lb_service_flag */
+};
+
+enum lb_backend_state {
+	LB_BE_NONE = 0,	       /* no backend under this id (removed) */
+	LB_BE_ACTIVE = 1,      /* takes new connections */
+	LB_BE_TERMINATING = 2, /* keeps its TCP connections, takes no new ones (unless none is active) */
+	LB_BE_QUARANTINED = 3, /* failed health checks: keeps nothing new */
+	LB_BE_MAINTENANCE = 4, /* taken out by the operator */
+};
+
+/* tsct_lb_backends[id]; ids are the agent's, stable per backend address. */
+struct lb_backend {
+	__be32 addr[4];
+	__be16 port;
+	__u8 family; /* 4 or 6 */
+	__u8 state;  /* enum lb_backend_state */
+};
+
+/* tsct_lb_reverse_nat[service id]: what a backend's reply is given back. */
+struct lb_reverse_nat {
+	__be32 addr[4];
+	__be16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+/* Which backends a service has, with their place in it: its table holds only
+ * those that take new connections, this holds them all (listing, restoring
+ * the agent's state, and checking that an affinity's backend still belongs
+ * to its service). */
+struct lb_member_key {
+	__u32 backend_id;
+	__u16 rev_nat_index;
+	__u16 pad;
+};
+
+struct lb_member {
+	__u16 weight;
+	__u8 flags; /* enum lb_member_flag */
+	__u8 pad;
+};
+
+enum lb_member_flag {
+	LB_MEMBER_F_LOCAL = 0x1, /* the backend runs on this node (traffic policy Local) */
+};
+
+/* Session affinity: a client's backend per service, for its timeout. */
+struct lb_affinity_key {
+	__be32 client[4];
+	__u16 rev_nat_index;
+	__u8 family;
+	__u8 pad;
+};
+
+struct lb_affinity {
+	__u64 last_used_ns;
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* Per service id, summed over CPUs by the agent's metrics. */
+struct lb_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 connections;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb4_key);
+	__type(value, struct lb_service);
+	__uint(max_entries, DEFAULT_LB_MAP);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_lb4_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb6_key);
+	__type(value, struct lb_service);
+	__uint(max_entries, DEFAULT_LB_MAP);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_lb6_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+	__uint(max_entries, DEFAULT_LB_MAP);
+} tsct_lb_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_reverse_nat);
+	__uint(max_entries, DEFAULT_LB_REV_NAT);
+} tsct_lb_reverse_nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, DEFAULT_LB_MAGLEV_SLOTS);
+} tsct_lb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb_member_key);
+	__type(value, struct lb_member);
+	__uint(max_entries, DEFAULT_LB_MAP);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_lb_members SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity);
+	__uint(max_entries, DEFAULT_LB_MAP);
+} tsct_lb_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_stats);
+	__uint(max_entries, DEFAULT_LB_REV_NAT);
+} tsct_lb_stats SEC(".maps");
 
 /* Per-CPU scratch space: values too large for the BPF stack next to what the
  * stages keep there. A program runs on one CPU from start to end, so a slot

@@ -19,6 +19,12 @@ export interface MapSizes {
   nat: number;
   /** Bytes of the event ring buffer (a power of 2, at least a page). */
   events: number;
+  /** --bpf-lb-map-max: services (each family), backends. */
+  lb: number;
+  /** --bpf-lb-affinity-map-max */
+  lbAffinity: number;
+  /** --bpf-lb-maglev-map-max: slots for the backend tables of all services together. */
+  lbMaglevSlots: number;
 }
 
 /** Cilium's defaults, as compiled into the object. */
@@ -28,6 +34,9 @@ export const DEFAULT_SIZES: MapSizes = {
   frag: DEFAULTS.DEFAULT_FRAG_MAP,
   nat: DEFAULTS.DEFAULT_NAT_MAP,
   events: DEFAULTS.DEFAULT_EVENTS_RING,
+  lb: DEFAULTS.DEFAULT_LB_MAP,
+  lbAffinity: DEFAULTS.DEFAULT_LB_MAP,
+  lbMaglevSlots: DEFAULTS.DEFAULT_LB_MAGLEV_SLOTS,
 };
 
 export const CT_TABLES = [
@@ -47,6 +56,19 @@ export const NAT_TABLES = [
 ] as const;
 export type NatMapName = (typeof NAT_TABLES)[number]['map'];
 
+/** The service load balancer's maps (bpf/include/maps.h). */
+export const LB_MAPS = [
+  'tsct_lb4_services',
+  'tsct_lb6_services',
+  'tsct_lb_backends',
+  'tsct_lb_reverse_nat',
+  'tsct_lb_members',
+  'tsct_lb_maglev',
+  'tsct_lb_affinity',
+  'tsct_lb_stats',
+] as const;
+export type LbMapName = (typeof LB_MAPS)[number];
+
 /** Every map the agent pins, and so reuses, migrates and uninstalls. Scratch maps are per load: not pinned. */
 export const MAP_NAMES = [
   ...CT_TABLES.map((t) => t.map),
@@ -64,6 +86,7 @@ export const MAP_NAMES = [
   'tsct_masq_src6',
   'tsct_events',
   'tsct_events_reader',
+  ...LB_MAPS,
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -97,6 +120,12 @@ export function tableSizes(s: MapSizes): Array<[string, number]> {
     ['tsct_frag6', s.frag],
     ...NAT_TABLES.map((t): [string, number] => [t.map, s.nat]),
     ['tsct_events', s.events],
+    ['tsct_lb4_services', s.lb],
+    ['tsct_lb6_services', s.lb],
+    ['tsct_lb_backends', s.lb],
+    ['tsct_lb_members', s.lb],
+    ['tsct_lb_affinity', s.lbAffinity],
+    ['tsct_lb_maglev', s.lbMaglevSlots],
   ];
 }
 

@@ -88,7 +88,7 @@ export const STRUCTS = {
     },
   },
   tsct_config: {
-    size: 80,
+    size: 88,
     fields: {
       initialized: {offset: 0,size: 4,count: 1},
       flags: {offset: 4,size: 4,count: 1},
@@ -98,6 +98,8 @@ export const STRUCTS = {
       ring_size: {offset: 56,size: 4,count: 4},
       nat_port_min: {offset: 72,size: 4,count: 1},
       nat_port_max: {offset: 76,size: 4,count: 1},
+      lb_hash_seed: {offset: 80,size: 4,count: 1},
+      pad: {offset: 84,size: 4,count: 1},
     },
   },
   metrics_value: {
@@ -263,6 +265,94 @@ export const STRUCTS = {
       pad: {offset: 60,size: 4,count: 1},
     },
   },
+  lb4_key: {
+    size: 8,
+    fields: {
+      addr: {offset: 0,size: 4,count: 1},
+      port: {offset: 4,size: 2,count: 1},
+      proto: {offset: 6,size: 1,count: 1},
+      pad: {offset: 7,size: 1,count: 1},
+    },
+  },
+  lb6_key: {
+    size: 20,
+    fields: {
+      addr: {offset: 0,size: 4,count: 4},
+      port: {offset: 16,size: 2,count: 1},
+      proto: {offset: 18,size: 1,count: 1},
+      pad: {offset: 19,size: 1,count: 1},
+    },
+  },
+  lb_service: {
+    size: 16,
+    fields: {
+      table_offset: {offset: 0,size: 4,count: 1},
+      table_size: {offset: 4,size: 4,count: 1},
+      affinity_timeout: {offset: 8,size: 4,count: 1},
+      rev_nat_index: {offset: 12,size: 2,count: 1},
+      algorithm: {offset: 14,size: 1,count: 1},
+      flags: {offset: 15,size: 1,count: 1},
+    },
+  },
+  lb_backend: {
+    size: 20,
+    fields: {
+      addr: {offset: 0,size: 4,count: 4},
+      port: {offset: 16,size: 2,count: 1},
+      family: {offset: 18,size: 1,count: 1},
+      state: {offset: 19,size: 1,count: 1},
+    },
+  },
+  lb_reverse_nat: {
+    size: 20,
+    fields: {
+      addr: {offset: 0,size: 4,count: 4},
+      port: {offset: 16,size: 2,count: 1},
+      family: {offset: 18,size: 1,count: 1},
+      pad: {offset: 19,size: 1,count: 1},
+    },
+  },
+  lb_affinity_key: {
+    size: 20,
+    fields: {
+      client: {offset: 0,size: 4,count: 4},
+      rev_nat_index: {offset: 16,size: 2,count: 1},
+      family: {offset: 18,size: 1,count: 1},
+      pad: {offset: 19,size: 1,count: 1},
+    },
+  },
+  lb_affinity: {
+    size: 16,
+    fields: {
+      last_used_ns: {offset: 0,size: 8,count: 1},
+      backend_id: {offset: 8,size: 4,count: 1},
+      pad: {offset: 12,size: 4,count: 1},
+    },
+  },
+  lb_stats: {
+    size: 24,
+    fields: {
+      packets: {offset: 0,size: 8,count: 1},
+      bytes: {offset: 8,size: 8,count: 1},
+      connections: {offset: 16,size: 8,count: 1},
+    },
+  },
+  lb_member_key: {
+    size: 8,
+    fields: {
+      backend_id: {offset: 0,size: 4,count: 1},
+      rev_nat_index: {offset: 4,size: 2,count: 1},
+      pad: {offset: 6,size: 2,count: 1},
+    },
+  },
+  lb_member: {
+    size: 4,
+    fields: {
+      weight: {offset: 0,size: 2,count: 1},
+      flags: {offset: 2,size: 1,count: 1},
+      pad: {offset: 3,size: 1,count: 1},
+    },
+  },
 } as const;
 
 export const ENUMS = {
@@ -337,6 +427,11 @@ export const ENUMS = {
     REASON_EVENT_LOST: 17,
     REASON_FAST_PATH: 18,
     REASON_XDP_FAST_PATH: 19,
+    REASON_LB_NEW: 20,
+    REASON_LB_DNAT: 21,
+    REASON_LB_REVDNAT: 22,
+    REASON_LB_RESELECTED: 23,
+    REASON_LB_AFFINITY: 24,
     REASON_DROP_INVALID: 128,
     REASON_DROP_NAT_PORT_EXHAUSTED: 129,
     REASON_DROP_NAT_TABLE_FULL: 130,
@@ -344,6 +439,11 @@ export const ENUMS = {
     REASON_DROP_CT_TABLE_FULL: 132,
     REASON_DROP_WRITE_ERROR: 133,
     REASON_DROP_CSUM: 134,
+    REASON_DROP_LB_NO_BACKEND: 135,
+    REASON_DROP_LB_PORT_NOT_SERVED: 136,
+    REASON_DROP_LB_BACKEND_GONE: 137,
+    REASON_DROP_LB_SOURCE_RANGE: 138,
+    REASON_DROP_LB_NO_LOCAL_BACKEND: 139,
     REASON_MAX: 256,
   },
   ct_entry_flag: {
@@ -357,6 +457,7 @@ export const ENUMS = {
     CT_F_DNAT: 4096,
     CT_F_PICKED_UP: 8192,
     CT_F_EGRESS: 16384,
+    CT_F_SERVICE: 32768,
   },
   tsct_config_flag: {
     CFG_F_TCP_LOOSE: 1,
@@ -368,6 +469,7 @@ export const ENUMS = {
     CFG_F_FAST_PATH: 64,
     CFG_F_FAST_PATH_NEW: 128,
     CFG_F_CT_FULL_PASS: 256,
+    CFG_F_LB: 512,
   },
   tsct_cb_slot: {
     CB_CT_STATE: 0,
@@ -414,5 +516,32 @@ export const ENUMS = {
     DEFAULT_EVENTS_RING: 1048576,
     DEFAULT_DEVICE_MAP: 256,
     DEFAULT_MASQ_CIDRS: 256,
+    DEFAULT_LB_MAP: 65536,
+    DEFAULT_LB_MAGLEV_SLOTS: 4194304,
+    DEFAULT_LB_REV_NAT: 65536,
+  },
+  lb_algorithm: {
+    LB_ALG_RANDOM: 1,
+    LB_ALG_MAGLEV: 2,
+  },
+  lb_service_flag: {
+    LB_SVC_F_WILDCARD: 1,
+    LB_SVC_F_AFFINITY: 2,
+    LB_SVC_F_LOCAL: 4,
+    LB_SVC_F_SOURCE_RANGE: 8,
+    LB_SVC_F_NODEPORT: 16,
+    LB_SVC_F_EXTERNAL_IP: 32,
+    LB_SVC_F_LOADBALANCER: 64,
+    LB_SVC_F_SNAT: 128,
+  },
+  lb_backend_state: {
+    LB_BE_NONE: 0,
+    LB_BE_ACTIVE: 1,
+    LB_BE_TERMINATING: 2,
+    LB_BE_QUARANTINED: 3,
+    LB_BE_MAINTENANCE: 4,
+  },
+  lb_member_flag: {
+    LB_MEMBER_F_LOCAL: 1,
   },
 } as const;
