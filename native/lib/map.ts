@@ -1,6 +1,6 @@
 import { BpfError, bpfError } from './errors';
 import { UpdateFlags, mapTypeName } from './constants';
-import { addon, NativeBatchChunk, NativeMap, NativeMapInfo } from './native';
+import { addon, NativeBatchChunk, NativeMap, NativeMapInfo, openPinnedAs } from './native';
 
 export interface MapInfo extends NativeMapInfo {
   /** bpftool's name for the type: hash, lru_hash, percpu_array, ... */
@@ -88,12 +88,7 @@ export class BpfMap {
 
   /** Opens the map pinned at `path` (on bpffs). */
   static openPinned(path: string): BpfMap {
-    const obj = addon.openPinned(path);
-    if (obj.kind !== 'map') {
-      obj.handle.close();
-      throw bpfError('bpf_obj_get', path, 'EINVAL', `the object pinned at ${path} is a program, not a map`);
-    }
-    return new BpfMap(obj.handle);
+    return new BpfMap(openPinnedAs(path, 'map'));
   }
 
   info(): MapInfo {

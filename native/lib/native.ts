@@ -1,5 +1,5 @@
 // The shape of the compiled addon, as lib/*.ts uses it. Not exported from the package.
-import { BpfError } from './errors';
+import { BpfError, bpfError } from './errors';
 
 export interface NativeMapInfo {
   name: string;
@@ -124,3 +124,23 @@ export interface Addon {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const addon: Addon = require('../build/Release/addon.node');
 addon.setErrorClass(BpfError);
+
+/** What openPinnedAs hands out for each kind. */
+interface PinnedHandle {
+  map: NativeMap;
+  program: NativeProgram;
+}
+
+/**
+ * The handle on what is pinned at `path` when it is a `kind`; a handle of the
+ * other kind is closed and refused with EINVAL.
+ * @internal
+ */
+export function openPinnedAs<K extends keyof PinnedHandle>(path: string, kind: K): PinnedHandle[K] {
+  const obj = addon.openPinned(path);
+  if (obj.kind !== kind) {
+    obj.handle.close();
+    throw bpfError('bpf_obj_get', path, 'EINVAL', `the object pinned at ${path} is a ${obj.kind}, not a ${kind}`);
+  }
+  return obj.handle as PinnedHandle[K];
+}

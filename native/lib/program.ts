@@ -1,5 +1,4 @@
-import { bpfError } from './errors';
-import { addon, NativeProgram, TcAttachment, XdpAttachment } from './native';
+import { addon, NativeProgram, openPinnedAs, TcAttachment, XdpAttachment } from './native';
 
 export type { TcAttachment, XdpAttachment };
 export type TcAttachPoint = 'ingress' | 'egress';
@@ -69,12 +68,7 @@ export class BpfProgram {
 
   /** Opens the program pinned at `path`. */
   static openPinned(path: string): BpfProgram {
-    const obj = addon.openPinned(path);
-    if (obj.kind !== 'program') {
-      obj.handle.close();
-      throw bpfError('bpf_obj_get', path, 'EINVAL', `the object pinned at ${path} is a map, not a program`);
-    }
-    return new BpfProgram(obj.handle);
+    return new BpfProgram(openPinnedAs(path, 'program'));
   }
 
   get fd(): number {

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "args.h"
+#include "bpf_fd.h"
 #include "errors.h"
 #include "map.h"
 #include "netns.h"
@@ -37,41 +38,45 @@ uint32_t XdpModeFlags(Napi::Env env, const std::string& mode, const char* call) 
   Throw(env, EINVAL, call, mode, "XDP mode must be 'native', 'generic' or 'auto'");
 }
 
+// A tc call's answer rc: true on success, false where there is nothing (no
+// clsact qdisc answers EINVAL, no filter at that handle ENOENT); other errors throw.
+bool TcFound(Napi::Env env, int rc, const char* call, int ifindex) {
+  if (rc == -ENOENT || rc == -EINVAL) return false;
+  if (rc < 0) Throw(env, -rc, call, std::to_string(ifindex));
+  return true;
+}
+
+// tcDetach and tcQuery: fn(hook, opts) on the filter that (target, point,
+// {handle, priority, netns}) names; TcFound of its answer.
+template <typename Fn>
+bool OnTcFilter(const Napi::CallbackInfo& info, const char* call, Fn fn) {
+  Napi::Env env = info.Env();
+  bpf_tc_attach_point point = AttachPointArg(info, 1, call);
+  Napi::Object opts = OptsArg(info, 2);
+  NetnsInterface iface(env, info[0], OptString(opts, "netns"), call);
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = iface.ifindex(), .attach_point = point);
+  LIBBPF_OPTS(bpf_tc_opts, tc, .handle = OptU32(opts, "handle", 1), .priority = OptU32(opts, "priority", 1));
+  return TcFound(env, fn(&hook, &tc), call, iface.ifindex());
+}
+
 }  // namespace
 
 // tcDetach(target, point, {handle, priority, netns}) -> boolean (false: nothing there)
 Napi::Value TcDetach(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const char* call = "bpf_tc_detach";
-  bpf_tc_attach_point point = AttachPointArg(info, 1, call);
-  Napi::Object opts = OptsArg(info, 2);
-  std::string netns = OptString(opts, "netns");
-  NetnsScope scope(env, netns, call);
-  int ifindex = ResolveIfindex(env, info[0], call, netns);
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
-  LIBBPF_OPTS(bpf_tc_opts, tc, .handle = OptU32(opts, "handle", 1), .priority = OptU32(opts, "priority", 1));
-  int rc = bpf_tc_detach(&hook, &tc);
-  if (rc == -ENOENT || rc == -EINVAL) return Napi::Boolean::New(env, false);
-  if (rc < 0) Throw(env, -rc, call, std::to_string(ifindex));
-  return Napi::Boolean::New(env, true);
+  bool detached =
+      OnTcFilter(info, "bpf_tc_detach", [](bpf_tc_hook* hook, bpf_tc_opts* tc) { return bpf_tc_detach(hook, tc); });
+  return Napi::Boolean::New(info.Env(), detached);
 }
 
 // tcQuery(target, point, {handle, priority, netns}) -> program id or null
 Napi::Value TcQuery(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const char* call = "bpf_tc_query";
-  bpf_tc_attach_point point = AttachPointArg(info, 1, call);
-  Napi::Object opts = OptsArg(info, 2);
-  std::string netns = OptString(opts, "netns");
-  NetnsScope scope(env, netns, call);
-  int ifindex = ResolveIfindex(env, info[0], call, netns);
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
-  LIBBPF_OPTS(bpf_tc_opts, tc, .handle = OptU32(opts, "handle", 1), .priority = OptU32(opts, "priority", 1));
-  int rc = bpf_tc_query(&hook, &tc);
-  // No clsact qdisc answers EINVAL; no filter at that handle answers ENOENT.
-  if (rc == -ENOENT || rc == -EINVAL) return env.Null();
-  if (rc < 0) Throw(env, -rc, call, std::to_string(ifindex));
-  return Napi::Number::New(env, tc.prog_id);
+  uint32_t id = 0;
+  bool found = OnTcFilter(info, "bpf_tc_query", [&id](bpf_tc_hook* hook, bpf_tc_opts* tc) {
+    int rc = bpf_tc_query(hook, tc);
+    id = tc->prog_id;
+    return rc;
+  });
+  return found ? Napi::Number::New(info.Env(), id) : info.Env().Null();
 }
 
 // tcHookDestroy(target, {netns}): removes the clsact qdisc with every filter on it.
@@ -79,15 +84,10 @@ Napi::Value TcHookDestroy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* call = "bpf_tc_hook_destroy";
   Napi::Object opts = OptsArg(info, 1);
-  std::string netns = OptString(opts, "netns");
-  NetnsScope scope(env, netns, call);
-  int ifindex = ResolveIfindex(env, info[0], call, netns);
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+  NetnsInterface iface(env, info[0], OptString(opts, "netns"), call);
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = iface.ifindex(),
               .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
-  int rc = bpf_tc_hook_destroy(&hook);
-  if (rc == -ENOENT || rc == -EINVAL) return Napi::Boolean::New(env, false);
-  if (rc < 0) Throw(env, -rc, call, std::to_string(ifindex));
-  return Napi::Boolean::New(env, true);
+  return Napi::Boolean::New(env, TcFound(env, bpf_tc_hook_destroy(&hook), call, iface.ifindex()));
 }
 
 // xdpQuery(target, {mode, netns}) -> program id or null
@@ -95,13 +95,11 @@ Napi::Value XdpQuery(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* call = "bpf_xdp_query";
   Napi::Object opts = OptsArg(info, 1);
-  std::string netns = OptString(opts, "netns");
   uint32_t flags = XdpModeFlags(env, OptString(opts, "mode"), call);
-  NetnsScope scope(env, netns, call);
-  int ifindex = ResolveIfindex(env, info[0], call, netns);
+  NetnsInterface iface(env, info[0], OptString(opts, "netns"), call);
   uint32_t id = 0;
-  int rc = bpf_xdp_query_id(ifindex, flags, &id);
-  if (rc < 0) Throw(env, -rc, call, std::to_string(ifindex));
+  int rc = bpf_xdp_query_id(iface.ifindex(), flags, &id);
+  if (rc < 0) Throw(env, -rc, call, std::to_string(iface.ifindex()));
   return id ? Napi::Number::New(env, id) : env.Null();
 }
 
@@ -112,18 +110,16 @@ Napi::Value XdpDetach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* call = "bpf_xdp_detach";
   Napi::Object opts = OptsArg(info, 1);
-  std::string netns = OptString(opts, "netns");
   uint32_t flags = XdpModeFlags(env, OptString(opts, "mode"), call);
   uint32_t expected = OptU32(opts, "expectedProgId", 0);
-  NetnsScope scope(env, netns, call);
-  int ifindex = ResolveIfindex(env, info[0], call, netns);
+  NetnsInterface iface(env, info[0], OptString(opts, "netns"), call);
   uint32_t id = 0;
-  if (bpf_xdp_query_id(ifindex, flags, &id) == 0 && id == 0) return Napi::Boolean::New(env, false);
+  if (bpf_xdp_query_id(iface.ifindex(), flags, &id) == 0 && id == 0) return Napi::Boolean::New(env, false);
   if (flags == 0) {
     // Detach from the mode the program is attached in: the kernel refuses a
     // detach aimed at the other mode while one is attached.
     LIBBPF_OPTS(bpf_xdp_query_opts, q);
-    if (bpf_xdp_query(ifindex, 0, &q) == 0) {
+    if (bpf_xdp_query(iface.ifindex(), 0, &q) == 0) {
       if (q.attach_mode == XDP_ATTACHED_SKB) flags = XDP_FLAGS_SKB_MODE;
       if (q.attach_mode == XDP_ATTACHED_DRV) flags = XDP_FLAGS_DRV_MODE;
       if (q.attach_mode == XDP_ATTACHED_HW) flags = XDP_FLAGS_HW_MODE;
@@ -137,9 +133,9 @@ Napi::Value XdpDetach(const Napi::CallbackInfo& info) {
     flags |= XDP_FLAGS_REPLACE;
   }
   LIBBPF_OPTS(bpf_xdp_attach_opts, xo, .old_prog_fd = oldFd);
-  int rc = bpf_xdp_detach(ifindex, flags, expected ? &xo : nullptr);
+  int rc = bpf_xdp_detach(iface.ifindex(), flags, expected ? &xo : nullptr);
   if (oldFd >= 0) close(oldFd);
-  if (rc < 0) Throw(env, -rc, call, std::to_string(ifindex));
+  if (rc < 0) Throw(env, -rc, call, std::to_string(iface.ifindex()));
   return Napi::Boolean::New(env, true);
 }
 
@@ -147,8 +143,7 @@ Napi::Value XdpDetach(const Napi::CallbackInfo& info) {
 Napi::Value Ifindex(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string netns = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
-  NetnsScope scope(env, netns, "if_nametoindex");
-  return Napi::Number::New(env, ResolveIfindex(env, info[0], "if_nametoindex", netns));
+  return Napi::Number::New(env, NetnsInterface(env, info[0], netns, "if_nametoindex").ifindex());
 }
 
 // openPinned(path) -> {kind: "map" | "program", handle}
@@ -203,13 +198,8 @@ Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
     if (errno == ENOENT) return env.Null();
     Throw(env, errno, "bpf_prog_get_fd_by_id", std::to_string(id));
   }
-  struct bpf_prog_info pi;
-  memset(&pi, 0, sizeof pi);
-  uint32_t len = sizeof pi;
-  int rc = bpf_obj_get_info_by_fd(fd, &pi, &len);
-  int e = errno;
+  struct bpf_prog_info pi = BpfObjInfo<struct bpf_prog_info>(env, fd, std::to_string(id), "");
   close(fd);
-  if (rc != 0) Throw(env, e, "bpf_obj_get_info_by_fd", std::to_string(id));
   char tag[2 * BPF_TAG_SIZE + 1];
   for (int i = 0; i < BPF_TAG_SIZE; i++) snprintf(tag + 2 * i, 3, "%02x", pi.tag[i]);
   Napi::Object o = Napi::Object::New(env);

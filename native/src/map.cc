@@ -30,38 +30,20 @@ uint32_t PossibleCpus() {
 }
 
 Napi::Function NativeMap::Init(Napi::Env env) {
-  return DefineClass(env, "NativeMap",
-                     {
-                         InstanceMethod("info", &NativeMap::Info),
-                         InstanceMethod("nextKey", &NativeMap::NextKey),
-                         InstanceMethod("lookupBatch", &NativeMap::LookupBatch),
-                         InstanceMethod("updateBatch", &NativeMap::UpdateBatch),
-                         InstanceMethod("deleteBatch", &NativeMap::DeleteBatch),
-                         InstanceMethod("pin", &NativeMap::Pin),
-                         InstanceMethod("close", &NativeMap::Close),
-                         InstanceMethod("fd", &NativeMap::Fd),
-                     });
-}
-
-Napi::Object NativeMap::FromFd(Napi::Env env, int fd, const std::string& name) {
-  return Data(env).mapClass.New({Napi::Number::New(env, fd), Napi::String::New(env, name)});
+  return Define(env, "NativeMap",
+                {
+                    InstanceMethod("info", &NativeMap::Info),
+                    InstanceMethod("nextKey", &NativeMap::NextKey),
+                    InstanceMethod("lookupBatch", &NativeMap::LookupBatch),
+                    InstanceMethod("updateBatch", &NativeMap::UpdateBatch),
+                    InstanceMethod("deleteBatch", &NativeMap::DeleteBatch),
+                });
 }
 
 // new NativeMap(fd, label): takes ownership of fd and reads the map's info.
-NativeMap::NativeMap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeMap>(info) {
-  Napi::Env env = info.Env();
-  int fd = static_cast<int>(U32Arg(info, 0, "fd"));
-  std::string label = StringArg(info, 1, "label");
-  struct bpf_map_info mi;
-  memset(&mi, 0, sizeof mi);
-  uint32_t len = sizeof mi;
-  if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0) {
-    int e = errno;
-    close(fd);
-    Throw(env, e, "bpf_obj_get_info_by_fd", label, "not a BPF map");
-  }
-  fd_ = fd;
-  name_ = mi.name[0] ? mi.name : label;
+NativeMap::NativeMap(const Napi::CallbackInfo& info) : BpfFdHandle<NativeMap>(info) {
+  struct bpf_map_info mi = Adopt<struct bpf_map_info>(info);
+  if (mi.name[0]) name_ = mi.name;
   type_ = mi.type;
   keySize_ = mi.key_size;
   valueSize_ = mi.value_size;
@@ -70,21 +52,6 @@ NativeMap::NativeMap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeMa
   id_ = mi.id;
   valueBufSize_ = IsPerCpu(type_) ? ((valueSize_ + 7) & ~7u) * PossibleCpus() : valueSize_;
   scratch_.resize(std::max<uint32_t>(valueBufSize_, keySize_) + 8);
-}
-
-NativeMap::~NativeMap() {
-  if (fd_ >= 0) close(fd_);
-}
-
-void NativeMap::CheckOpen(Napi::Env env, const char* call) {
-  if (fd_ < 0) Throw(env, EBADF, call, name_, "map handle is closed");
-}
-
-int NativeMap::DupFd(Napi::Env env, const char* call) {
-  CheckOpen(env, call);
-  int fd = fcntl(fd_, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) Throw(env, errno, call, name_);
-  return fd;
 }
 
 const uint8_t* NativeMap::KeyArg(const Napi::CallbackInfo& info, size_t i, const char* call) {
@@ -221,27 +188,17 @@ Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo& info) {
       info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : uint64_t{BPF_ANY};
   auto keys = std::make_shared<std::vector<uint8_t>>(kb.Data(), kb.Data() + kb.Length());
   auto values = std::make_shared<std::vector<uint8_t>>(vb.Data(), vb.Data() + vb.Length());
-  auto done = std::make_shared<uint32_t>(0);
-  int fd = DupFd(env, call);
-  JobSpec spec;
-  spec.call = call;
-  spec.subject = name_;
-  spec.run = [=](std::string& detail) -> int {
-    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
-    uint32_t n = count;
-    int rc = count ? bpf_map_update_batch(fd, keys->data(), values->data(), &n, &opts) : 0;
-    int e = rc < 0 ? errno : 0;
-    close(fd);
-    *done = n;
-    if (rc < 0) {
-      if (e == E2BIG || e == ENOMEM)
-        detail = "map is full after " + std::to_string(n) + " of " + std::to_string(count) + " entries";
-      return -e;
-    }
-    return 0;
-  };
-  spec.result = [done](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *done); };
-  return QueueJob(env, std::move(spec));
+  return QueueCountedBatch(
+      env, call, count,
+      [keys, values, flags](int fd, uint32_t* n) {
+        LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+        return bpf_map_update_batch(fd, keys->data(), values->data(), n, &opts);
+      },
+      [count](int e, uint32_t n) -> std::string {
+        if (e == E2BIG || e == ENOMEM)
+          return "map is full after " + std::to_string(n) + " of " + std::to_string(count) + " entries";
+        return "";
+      });
 }
 
 // deleteBatch(keys, count) -> Promise<number>
@@ -256,54 +213,42 @@ Napi::Value NativeMap::DeleteBatch(const Napi::CallbackInfo& info) {
   if (kb.Length() != static_cast<size_t>(count) * keySize_)
     Throw(env, EINVAL, call, name_, "keys must hold count x " + std::to_string(keySize_) + " bytes");
   auto keys = std::make_shared<std::vector<uint8_t>>(kb.Data(), kb.Data() + kb.Length());
+  return QueueCountedBatch(
+      env, call, count,
+      [keys](int fd, uint32_t* n) {
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        return bpf_map_delete_batch(fd, keys->data(), n, &opts);
+      },
+      [](int e, uint32_t n) -> std::string {
+        if (e == ENOENT)
+          return "key " + std::to_string(n) + " of the batch does not exist; " + std::to_string(n) +
+                 " deleted before it";
+        return "";
+      });
+}
+
+Napi::Value NativeMap::QueueCountedBatch(Napi::Env env, const char* call, uint32_t count,
+                                         std::function<int(int fd, uint32_t* n)> op,
+                                         std::function<std::string(int e, uint32_t n)> explain) {
   auto done = std::make_shared<uint32_t>(0);
   int fd = DupFd(env, call);
   JobSpec spec;
   spec.call = call;
   spec.subject = name_;
   spec.run = [=](std::string& detail) -> int {
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
     uint32_t n = count;
-    int rc = count ? bpf_map_delete_batch(fd, keys->data(), &n, &opts) : 0;
+    int rc = count ? op(fd, &n) : 0;
     int e = rc < 0 ? errno : 0;
     close(fd);
     *done = n;
     if (rc < 0) {
-      if (e == ENOENT)
-        detail =
-            "key " + std::to_string(n) + " of the batch does not exist; " + std::to_string(n) + " deleted before it";
+      detail = explain(e, n);
       return -e;
     }
     return 0;
   };
   spec.result = [done](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *done); };
   return QueueJob(env, std::move(spec));
-}
-
-Napi::Value NativeMap::Pin(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CheckOpen(env, "bpf_obj_pin");
-  std::string path = StringArg(info, 0, "path");
-  if (bpf_obj_pin(fd_, path.c_str()) != 0) {
-    int e = errno;
-    std::string detail;
-    if (e == EEXIST) detail = "something is already pinned at " + path;
-    if (e == ENOENT) detail = "the folder of " + path + " does not exist";
-    if (e == EPERM) detail = path + " is not on a bpffs mount (mount -t bpf bpf /sys/fs/bpf), or no privilege";
-    Throw(env, e, "bpf_obj_pin", name_, detail);
-  }
-  return env.Undefined();
-}
-
-Napi::Value NativeMap::Close(const Napi::CallbackInfo& info) {
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
-  return info.Env().Undefined();
-}
-
-Napi::Value NativeMap::Fd(const Napi::CallbackInfo& info) {
-  CheckOpen(info.Env(), "fd");
-  return Napi::Number::New(info.Env(), fd_);
 }
 
 }  // namespace lbt

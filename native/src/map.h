@@ -3,7 +3,11 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
+
+#include "addon_data.h"
+#include "bpf_fd.h"
 
 namespace lbt {
 
@@ -11,13 +15,14 @@ namespace lbt {
 bool IsPerCpu(uint32_t mapType);
 uint32_t PossibleCpus();
 
-class NativeMap : public Napi::ObjectWrap<NativeMap> {
+class NativeMap : public BpfFdHandle<NativeMap> {
  public:
+  static constexpr const char* kKind = "map";
+  static constexpr Napi::FunctionReference AddonData::*kClass = &AddonData::mapClass;
+  static constexpr bool kPinHintsBpffs = true;
+
   static Napi::Function Init(Napi::Env env);
-  // Takes ownership of fd.
-  static Napi::Object FromFd(Napi::Env env, int fd, const std::string& name);
   explicit NativeMap(const Napi::CallbackInfo& info);
-  ~NativeMap() override;
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
@@ -25,16 +30,15 @@ class NativeMap : public Napi::ObjectWrap<NativeMap> {
   Napi::Value LookupBatch(const Napi::CallbackInfo& info);
   Napi::Value UpdateBatch(const Napi::CallbackInfo& info);
   Napi::Value DeleteBatch(const Napi::CallbackInfo& info);
-  Napi::Value Pin(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info);
-  Napi::Value Fd(const Napi::CallbackInfo& info);
 
-  void CheckOpen(Napi::Env env, const char* call);
   const uint8_t* KeyArg(const Napi::CallbackInfo& info, size_t i, const char* call);
-  int DupFd(Napi::Env env, const char* call);
+  // updateBatch and deleteBatch off the event loop: op(fd, &n) acts on count
+  // entries and sets n to how many it did, which the promise resolves with;
+  // explain(errno, n) says what a failure means ("" for the usual text).
+  Napi::Value QueueCountedBatch(Napi::Env env, const char* call, uint32_t count,
+                                std::function<int(int fd, uint32_t* n)> op,
+                                std::function<std::string(int e, uint32_t n)> explain);
 
-  int fd_ = -1;
-  std::string name_;
   uint32_t type_ = 0, keySize_ = 0, valueSize_ = 0, maxEntries_ = 0, flags_ = 0, id_ = 0;
   uint32_t valueBufSize_ = 0;  // valueSize, or round_up(valueSize, 8) * possible CPUs
   std::string scratch_;

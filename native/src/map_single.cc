@@ -43,48 +43,52 @@ napi_value ThrowErrno(napi_env env, int err, const char* call, napi_value name, 
   return nullptr;
 }
 
+// A call's N arguments, the first of them the map's fd.
+template <size_t N>
+struct MapArgs {
+  napi_value argv[N];
+  int32_t fd = -1;
+  MapArgs(napi_env env, napi_callback_info cbinfo) {
+    size_t argc = N;
+    napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
+    napi_get_value_int32(env, argv[0], &fd);
+  }
+};
+
+// The answer of a lookup or delete that returned rc: whether the key was there.
+napi_value KeyFound(napi_env env, int rc, const char* call, napi_value name) {
+  if (rc == 0) return Bool(env, true);
+  if (errno == ENOENT) return Bool(env, false);
+  return ThrowErrno(env, errno, call, name);
+}
+
 }  // namespace
 
 // mapLookup(fd, key, out, name) -> boolean
 napi_value MapLookup(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
-  int32_t fd = -1;
-  napi_get_value_int32(env, argv[0], &fd);
-  if (bpf_map_lookup_elem(fd, BufferData(env, argv[1]), BufferData(env, argv[2])) == 0) return Bool(env, true);
-  if (errno == ENOENT) return Bool(env, false);
-  return ThrowErrno(env, errno, "bpf_map_lookup_elem", argv[3]);
+  MapArgs<4> a(env, cbinfo);
+  int rc = bpf_map_lookup_elem(a.fd, BufferData(env, a.argv[1]), BufferData(env, a.argv[2]));
+  return KeyFound(env, rc, "bpf_map_lookup_elem", a.argv[3]);
 }
 
 // mapUpdate(fd, key, value, flags, name) -> undefined
 napi_value MapUpdate(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 5;
-  napi_value argv[5];
-  napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
-  int32_t fd = -1;
+  MapArgs<5> a(env, cbinfo);
   int64_t flags = 0;
-  napi_get_value_int32(env, argv[0], &fd);
-  napi_get_value_int64(env, argv[3], &flags);
-  if (bpf_map_update_elem(fd, BufferData(env, argv[1]), BufferData(env, argv[2]), flags) == 0) return nullptr;
+  napi_get_value_int64(env, a.argv[3], &flags);
+  if (bpf_map_update_elem(a.fd, BufferData(env, a.argv[1]), BufferData(env, a.argv[2]), flags) == 0) return nullptr;
   int e = errno;
   std::string detail;
   if (e == EEXIST) detail = "key already exists (BPF_NOEXIST)";
   if (e == ENOENT) detail = "key does not exist (BPF_EXIST)";
   if (e == E2BIG) detail = "map is full";
-  return ThrowErrno(env, e, "bpf_map_update_elem", argv[4], detail);
+  return ThrowErrno(env, e, "bpf_map_update_elem", a.argv[4], detail);
 }
 
 // mapDelete(fd, key, name) -> boolean (false: the key was not there)
 napi_value MapDelete(napi_env env, napi_callback_info cbinfo) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr);
-  int32_t fd = -1;
-  napi_get_value_int32(env, argv[0], &fd);
-  if (bpf_map_delete_elem(fd, BufferData(env, argv[1])) == 0) return Bool(env, true);
-  if (errno == ENOENT) return Bool(env, false);
-  return ThrowErrno(env, errno, "bpf_map_delete_elem", argv[2]);
+  MapArgs<3> a(env, cbinfo);
+  return KeyFound(env, bpf_map_delete_elem(a.fd, BufferData(env, a.argv[1])), "bpf_map_delete_elem", a.argv[2]);
 }
 
 }  // namespace lbt

@@ -39,6 +39,9 @@ NetnsScope::~NetnsScope() {
   close(orig_);
 }
 
+namespace {
+
+// Runs inside the namespace the interface is looked up in.
 int ResolveIfindex(Napi::Env env, Napi::Value target, const std::string& call, const std::string& netns) {
   if (target.IsNumber()) {
     int idx = target.As<Napi::Number>().Int32Value();
@@ -54,5 +57,10 @@ int ResolveIfindex(Napi::Env env, Napi::Value target, const std::string& call, c
   }
   return static_cast<int>(idx);
 }
+
+}  // namespace
+
+NetnsInterface::NetnsInterface(Napi::Env env, Napi::Value target, const std::string& netns, const std::string& call)
+    : scope_(env, netns, call), ifindex_(ResolveIfindex(env, target, call, netns)) {}
 
 }  // namespace lbt

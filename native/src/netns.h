@@ -21,7 +21,17 @@ class NetnsScope {
   int orig_ = -1;
 };
 
-// Resolves an interface given by name or index; must run inside the NetnsScope.
-int ResolveIfindex(Napi::Env env, Napi::Value target, const std::string& call, const std::string& netns);
+// An interface given by name or index (target), in the namespace at `netns`
+// ("": this one): the calling thread is in that namespace, and the index
+// valid, for the lifetime of the object.
+class NetnsInterface {
+ public:
+  NetnsInterface(Napi::Env env, Napi::Value target, const std::string& netns, const std::string& call);
+  int ifindex() const { return ifindex_; }
+
+ private:
+  NetnsScope scope_;
+  int ifindex_;
+};
 
 }  // namespace lbt

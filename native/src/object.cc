@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "args.h"
+#include "bpf_fd.h"
 #include "errors.h"
 #include "job.h"
 #include "map.h"
@@ -19,19 +20,72 @@
 
 namespace lbt {
 
+namespace {
+
+// What the object's calls on its maps and on its programs differ in: with
+// these, one piece of code lists either, finds one by name and hands out its handle.
+struct MapKind {
+  using Item = struct bpf_map;
+  using Handle = NativeMap;
+  static constexpr const char* kName = "map";
+  static constexpr const char* kNameArg = "map name";
+  static constexpr const char* kListCall = "maps";
+  static constexpr const char* kFdCall = "bpf_map__fd";
+  static constexpr const char* kNotLoaded = "the object is not loaded yet; call load() first";
+  static Item* Find(const bpf_object* obj, const char* name) { return bpf_object__find_map_by_name(obj, name); }
+  static Item* Next(const bpf_object* obj, Item* it) { return bpf_object__next_map(obj, it); }
+  static const char* NameOf(const Item* it) { return bpf_map__name(it); }
+  static int FdOf(const Item* it) { return bpf_map__fd(it); }
+  static Napi::Object Describe(Napi::Env env, const Item* m) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", bpf_map__name(m));
+    o.Set("type", static_cast<uint32_t>(bpf_map__type(m)));
+    o.Set("keySize", bpf_map__key_size(m));
+    o.Set("valueSize", bpf_map__value_size(m));
+    o.Set("maxEntries", bpf_map__max_entries(m));
+    o.Set("flags", bpf_map__map_flags(m));
+    o.Set("internal", bpf_map__is_internal(m));
+    return o;
+  }
+};
+
+struct ProgramKind {
+  using Item = struct bpf_program;
+  using Handle = NativeProgram;
+  static constexpr const char* kName = "program";
+  static constexpr const char* kNameArg = "program name";
+  static constexpr const char* kListCall = "programs";
+  static constexpr const char* kFdCall = "bpf_program__fd";
+  static constexpr const char* kNotLoaded = "the object is not loaded yet, or this program was not loaded";
+  static Item* Find(const bpf_object* obj, const char* name) { return bpf_object__find_program_by_name(obj, name); }
+  static Item* Next(const bpf_object* obj, Item* it) { return bpf_object__next_program(obj, it); }
+  static const char* NameOf(const Item* it) { return bpf_program__name(it); }
+  static int FdOf(const Item* it) { return bpf_program__fd(it); }
+  static Napi::Object Describe(Napi::Env env, const Item* p) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", bpf_program__name(p));
+    o.Set("section", bpf_program__section_name(p));
+    o.Set("type", static_cast<uint32_t>(bpf_program__type(p)));
+    o.Set("autoload", bpf_program__autoload(p));
+    return o;
+  }
+};
+
+}  // namespace
+
 class NativeObject : public Napi::ObjectWrap<NativeObject> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeObject",
                        {
-                           InstanceMethod("maps", &NativeObject::Maps),
-                           InstanceMethod("programs", &NativeObject::Programs),
+                           InstanceMethod("maps", &NativeObject::List<MapKind>),
+                           InstanceMethod("programs", &NativeObject::List<ProgramKind>),
                            InstanceMethod("setMaxEntries", &NativeObject::SetMaxEntries),
                            InstanceMethod("reusePinnedMap", &NativeObject::ReusePinnedMap),
                            InstanceMethod("setAutoload", &NativeObject::SetAutoload),
                            InstanceMethod("load", &NativeObject::Load),
-                           InstanceMethod("map", &NativeObject::Map),
-                           InstanceMethod("program", &NativeObject::Program),
+                           InstanceMethod("map", &NativeObject::HandleOf<MapKind>),
+                           InstanceMethod("program", &NativeObject::HandleOf<ProgramKind>),
                            InstanceMethod("close", &NativeObject::Close),
                        });
   }
@@ -82,62 +136,29 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     if (loading_) Throw(env, EBUSY, call, path_, "object is being loaded");
   }
 
-  struct bpf_map* FindMap(Napi::Env env, const std::string& name, const char* call) {
-    struct bpf_map* m = bpf_object__find_map_by_name(obj_, name.c_str());
-    if (!m) {
+  // The map or program named name; its absence is refused with the names there are.
+  template <typename K>
+  typename K::Item* Find(Napi::Env env, const std::string& name, const char* call) {
+    typename K::Item* found = K::Find(obj_, name.c_str());
+    if (!found) {
       std::string names;
-      struct bpf_map* it;
-      bpf_object__for_each_map(it, obj_) names += (names.empty() ? "" : ", ") + std::string(bpf_map__name(it));
-      Throw(env, ENOENT, call, name, "no map named '" + name + "' in " + path_ + " (maps: " + names + ")");
+      for (typename K::Item* it = K::Next(obj_, nullptr); it; it = K::Next(obj_, it))
+        names += (names.empty() ? "" : ", ") + std::string(K::NameOf(it));
+      Throw(
+          env, ENOENT, call, name,
+          std::string("no ") + K::kName + " named '" + name + "' in " + path_ + " (" + K::kName + "s: " + names + ")");
     }
-    return m;
+    return found;
   }
 
-  struct bpf_program* FindProgram(Napi::Env env, const std::string& name, const char* call) {
-    struct bpf_program* p = bpf_object__find_program_by_name(obj_, name.c_str());
-    if (!p) {
-      std::string names;
-      struct bpf_program* it;
-      bpf_object__for_each_program(it, obj_) names += (names.empty() ? "" : ", ") + std::string(bpf_program__name(it));
-      Throw(env, ENOENT, call, name, "no program named '" + name + "' in " + path_ + " (programs: " + names + ")");
-    }
-    return p;
-  }
-
-  Napi::Value Maps(const Napi::CallbackInfo& info) {
+  // maps(), programs(): what the object file declares, before or after load.
+  template <typename K>
+  Napi::Value List(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    CheckOpen(env, "maps");
+    CheckOpen(env, K::kListCall);
     Napi::Array out = Napi::Array::New(env);
-    struct bpf_map* m;
     uint32_t i = 0;
-    bpf_object__for_each_map(m, obj_) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("name", bpf_map__name(m));
-      o.Set("type", static_cast<uint32_t>(bpf_map__type(m)));
-      o.Set("keySize", bpf_map__key_size(m));
-      o.Set("valueSize", bpf_map__value_size(m));
-      o.Set("maxEntries", bpf_map__max_entries(m));
-      o.Set("flags", bpf_map__map_flags(m));
-      o.Set("internal", bpf_map__is_internal(m));
-      out.Set(i++, o);
-    }
-    return out;
-  }
-
-  Napi::Value Programs(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    CheckOpen(env, "programs");
-    Napi::Array out = Napi::Array::New(env);
-    struct bpf_program* p;
-    uint32_t i = 0;
-    bpf_object__for_each_program(p, obj_) {
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("name", bpf_program__name(p));
-      o.Set("section", bpf_program__section_name(p));
-      o.Set("type", static_cast<uint32_t>(bpf_program__type(p)));
-      o.Set("autoload", bpf_program__autoload(p));
-      out.Set(i++, o);
-    }
+    for (typename K::Item* it = K::Next(obj_, nullptr); it; it = K::Next(obj_, it)) out.Set(i++, K::Describe(env, it));
     return out;
   }
 
@@ -148,7 +169,7 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     std::string name = StringArg(info, 0, "map name");
     uint32_t n = U32Arg(info, 1, "maxEntries");
     if (n == 0) Throw(env, EINVAL, call, name, "max_entries must be at least 1");
-    int rc = bpf_map__set_max_entries(FindMap(env, name, call), n);
+    int rc = bpf_map__set_max_entries(Find<MapKind>(env, name, call), n);
     if (rc < 0) Throw(env, -rc, call, name, rc == -EBUSY ? "the object is already loaded; size maps before load" : "");
     return env.Undefined();
   }
@@ -158,7 +179,7 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     const char* call = "bpf_program__set_autoload";
     CheckOpen(env, call);
     std::string name = StringArg(info, 0, "program name");
-    int rc = bpf_program__set_autoload(FindProgram(env, name, call), info.Length() > 1 && info[1].ToBoolean());
+    int rc = bpf_program__set_autoload(Find<ProgramKind>(env, name, call), info.Length() > 1 && info[1].ToBoolean());
     if (rc < 0) Throw(env, -rc, call, name, rc == -EINVAL ? "the object is already loaded" : "");
     return env.Undefined();
   }
@@ -172,20 +193,14 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     CheckOpen(env, call);
     std::string name = StringArg(info, 0, "map name");
     std::string path = StringArg(info, 1, "path");
-    struct bpf_map* m = FindMap(env, name, call);
+    struct bpf_map* m = Find<MapKind>(env, name, call);
     int fd = bpf_obj_get(path.c_str());
     if (fd < 0) {
       int e = errno;
       Throw(env, e, "bpf_obj_get", path, e == ENOENT ? "nothing is pinned at " + path : "");
     }
-    struct bpf_map_info mi;
-    memset(&mi, 0, sizeof mi);
-    uint32_t len = sizeof mi;
-    if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0) {
-      int e = errno;
-      close(fd);
-      Throw(env, e, "bpf_obj_get_info_by_fd", path, "the object pinned at " + path + " is not a map");
-    }
+    struct bpf_map_info mi =
+        BpfObjInfo<struct bpf_map_info>(env, fd, path, "the object pinned at " + path + " is not a map");
     std::string diff;
     auto cmp = [&diff](const char* what, uint32_t pinned, uint32_t wanted) {
       if (pinned != wanted)
@@ -250,30 +265,18 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
     return chained;
   }
 
-  Napi::Value Map(const Napi::CallbackInfo& info) {
+  // map(name), program(name): a handle of its own (a dup of libbpf's fd) on one of the loaded object's.
+  template <typename K>
+  Napi::Value HandleOf(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const char* call = "bpf_map__fd";
+    const char* call = K::kFdCall;
     CheckOpen(env, call);
-    std::string name = StringArg(info, 0, "map name");
-    struct bpf_map* m = FindMap(env, name, call);
-    int fd = bpf_map__fd(m);
-    if (fd < 0) Throw(env, EINVAL, call, name, "the object is not loaded yet; call load() first");
+    std::string name = StringArg(info, 0, K::kNameArg);
+    int fd = K::FdOf(Find<K>(env, name, call));
+    if (fd < 0) Throw(env, EINVAL, call, name, K::kNotLoaded);
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) Throw(env, errno, call, name);
-    return NativeMap::FromFd(env, dup, name);
-  }
-
-  Napi::Value Program(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const char* call = "bpf_program__fd";
-    CheckOpen(env, call);
-    std::string name = StringArg(info, 0, "program name");
-    struct bpf_program* p = FindProgram(env, name, call);
-    int fd = bpf_program__fd(p);
-    if (fd < 0) Throw(env, EINVAL, call, name, "the object is not loaded yet, or this program was not loaded");
-    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) Throw(env, errno, call, name);
-    return NativeProgram::FromFd(env, dup, name);
+    return K::Handle::FromFd(env, dup, name);
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

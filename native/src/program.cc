@@ -21,47 +21,21 @@
 namespace lbt {
 
 Napi::Function NativeProgram::Init(Napi::Env env) {
-  return DefineClass(env, "NativeProgram",
-                     {
-                         InstanceMethod("info", &NativeProgram::Info),
-                         InstanceMethod("attachTc", &NativeProgram::AttachTc),
-                         InstanceMethod("attachXdp", &NativeProgram::AttachXdp),
-                         InstanceMethod("testRun", &NativeProgram::TestRun),
-                         InstanceMethod("pin", &NativeProgram::Pin),
-                         InstanceMethod("close", &NativeProgram::Close),
-                         InstanceMethod("fd", &NativeProgram::Fd),
-                     });
+  return Define(env, "NativeProgram",
+                {
+                    InstanceMethod("info", &NativeProgram::Info),
+                    InstanceMethod("attachTc", &NativeProgram::AttachTc),
+                    InstanceMethod("attachXdp", &NativeProgram::AttachXdp),
+                    InstanceMethod("testRun", &NativeProgram::TestRun),
+                });
 }
 
-Napi::Object NativeProgram::FromFd(Napi::Env env, int fd, const std::string& name) {
-  return Data(env).progClass.New({Napi::Number::New(env, fd), Napi::String::New(env, name)});
-}
-
-NativeProgram::NativeProgram(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeProgram>(info) {
-  Napi::Env env = info.Env();
-  int fd = static_cast<int>(U32Arg(info, 0, "fd"));
-  std::string label = StringArg(info, 1, "label");
-  struct bpf_prog_info pi;
-  memset(&pi, 0, sizeof pi);
-  uint32_t len = sizeof pi;
-  if (bpf_obj_get_info_by_fd(fd, &pi, &len) != 0) {
-    int e = errno;
-    close(fd);
-    Throw(env, e, "bpf_obj_get_info_by_fd", label, "not a BPF program");
-  }
-  fd_ = fd;
-  // The kernel truncates names to 15 characters; keep the caller's full name.
-  name_ = label;
+// new NativeProgram(fd, label): takes ownership of fd and reads the program's info.
+NativeProgram::NativeProgram(const Napi::CallbackInfo& info) : BpfFdHandle<NativeProgram>(info) {
+  // The kernel truncates names to 15 characters; the caller's full name (label) stays.
+  struct bpf_prog_info pi = Adopt<struct bpf_prog_info>(info);
   type_ = pi.type;
   id_ = pi.id;
-}
-
-NativeProgram::~NativeProgram() {
-  if (fd_ >= 0) close(fd_);
-}
-
-void NativeProgram::CheckOpen(Napi::Env env, const char* call) {
-  if (fd_ < 0) Throw(env, EBADF, call, name_, "program handle is closed");
 }
 
 Napi::Value NativeProgram::Info(const Napi::CallbackInfo& info) {
@@ -84,11 +58,9 @@ Napi::Value NativeProgram::AttachTc(const Napi::CallbackInfo& info) {
   if (point != "ingress" && point != "egress")
     Throw(env, EINVAL, call, name_, "attach point must be 'ingress' or 'egress', not '" + point + "'");
   Napi::Object opts = OptsArg(info, 2);
-  std::string netns = OptString(opts, "netns");
-  NetnsScope scope(env, netns, call);
-  int ifindex = ResolveIfindex(env, info[0], call, netns);
+  NetnsInterface iface(env, info[0], OptString(opts, "netns"), call);
 
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = iface.ifindex(), .attach_point = BPF_TC_INGRESS);
   int rc = bpf_tc_hook_create(&hook);
   if (rc < 0 && rc != -EEXIST) Throw(env, -rc, "bpf_tc_hook_create", name_, "cannot create the clsact qdisc");
   hook.attach_point = point == "ingress" ? BPF_TC_INGRESS : BPF_TC_EGRESS;
@@ -102,7 +74,7 @@ Napi::Value NativeProgram::AttachTc(const Napi::CallbackInfo& info) {
     Throw(env, -rc, call, name_, detail);
   }
   Napi::Object out = Napi::Object::New(env);
-  out.Set("ifindex", ifindex);
+  out.Set("ifindex", iface.ifindex());
   out.Set("attachPoint", point);
   out.Set("handle", tc.handle);
   out.Set("priority", tc.priority);
@@ -127,10 +99,8 @@ Napi::Value NativeProgram::AttachXdp(const Napi::CallbackInfo& info) {
     Throw(env, EINVAL, call, name_, "XDP mode must be 'native', 'generic' or 'auto', not '" + mode + "'");
   Napi::Object opts = OptsArg(info, 2);
   if (!OptBool(opts, "replace", false)) flags |= XDP_FLAGS_UPDATE_IF_NOEXIST;
-  std::string netns = OptString(opts, "netns");
-  NetnsScope scope(env, netns, call);
-  int ifindex = ResolveIfindex(env, info[0], call, netns);
-  int rc = bpf_xdp_attach(ifindex, fd_, flags, nullptr);
+  NetnsInterface iface(env, info[0], OptString(opts, "netns"), call);
+  int rc = bpf_xdp_attach(iface.ifindex(), fd_, flags, nullptr);
   if (rc < 0) {
     std::string detail;
     if (rc == -EBUSY || rc == -EEXIST) detail = "an XDP program is already attached; pass replace: true to replace it";
@@ -138,7 +108,7 @@ Napi::Value NativeProgram::AttachXdp(const Napi::CallbackInfo& info) {
     Throw(env, -rc, call, name_, detail);
   }
   Napi::Object out = Napi::Object::New(env);
-  out.Set("ifindex", ifindex);
+  out.Set("ifindex", iface.ifindex());
   out.Set("mode", mode);
   out.Set("progId", id_);
   return out;
@@ -176,8 +146,7 @@ Napi::Value NativeProgram::TestRun(const Napi::CallbackInfo& info) {
   st->repeat = OptU32(opts, "repeat", 1);
   st->flags = OptU32(opts, "flags", 0);
   st->cpu = OptU32(opts, "cpu", 0);
-  int fd = fcntl(fd_, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) Throw(env, errno, call, name_);
+  int fd = DupFd(env, call);
   bool isSyscall = type_ == BPF_PROG_TYPE_SYSCALL;
 
   JobSpec spec;
@@ -232,31 +201,6 @@ Napi::Value NativeProgram::TestRun(const Napi::CallbackInfo& info) {
     return out;
   };
   return QueueJob(env, std::move(spec));
-}
-
-Napi::Value NativeProgram::Pin(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CheckOpen(env, "bpf_obj_pin");
-  std::string path = StringArg(info, 0, "path");
-  if (bpf_obj_pin(fd_, path.c_str()) != 0) {
-    int e = errno;
-    std::string detail;
-    if (e == EEXIST) detail = "something is already pinned at " + path;
-    if (e == ENOENT) detail = "the folder of " + path + " does not exist";
-    Throw(env, e, "bpf_obj_pin", name_, detail);
-  }
-  return env.Undefined();
-}
-
-Napi::Value NativeProgram::Close(const Napi::CallbackInfo& info) {
-  if (fd_ >= 0) close(fd_);
-  fd_ = -1;
-  return info.Env().Undefined();
-}
-
-Napi::Value NativeProgram::Fd(const Napi::CallbackInfo& info) {
-  CheckOpen(info.Env(), "fd");
-  return Napi::Number::New(info.Env(), fd_);
 }
 
 }  // namespace lbt

@@ -5,27 +5,26 @@
 #include <cstdint>
 #include <string>
 
+#include "addon_data.h"
+#include "bpf_fd.h"
+
 namespace lbt {
 
-class NativeProgram : public Napi::ObjectWrap<NativeProgram> {
+class NativeProgram : public BpfFdHandle<NativeProgram> {
  public:
+  static constexpr const char* kKind = "program";
+  static constexpr Napi::FunctionReference AddonData::*kClass = &AddonData::progClass;
+  static constexpr bool kPinHintsBpffs = false;
+
   static Napi::Function Init(Napi::Env env);
-  static Napi::Object FromFd(Napi::Env env, int fd, const std::string& name);
   explicit NativeProgram(const Napi::CallbackInfo& info);
-  ~NativeProgram() override;
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value AttachTc(const Napi::CallbackInfo& info);
   Napi::Value AttachXdp(const Napi::CallbackInfo& info);
   Napi::Value TestRun(const Napi::CallbackInfo& info);
-  Napi::Value Pin(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info);
-  Napi::Value Fd(const Napi::CallbackInfo& info);
-  void CheckOpen(Napi::Env env, const char* call);
 
-  int fd_ = -1;
-  std::string name_;
   uint32_t type_ = 0, id_ = 0;
 };
 
