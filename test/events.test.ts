@@ -99,7 +99,7 @@ privTest('the event stream shows [NEW] and [DESTROY] for a real connection', asy
       t.regex(
         newLine,
         new RegExp(
-          `^ +\\[NEW\\] tcp 6 \\d+ SYN_SENT src=${lab.addr.client4} dst=${lab.addr.server4} sport=${r.localPort} dport=8080 \\[UNREPLIED\\] src=${lab.addr.server4}`,
+          `^ +\\[NEW\\] tcp +6 \\d+ SYN_SENT src=${lab.addr.client4} dst=${lab.addr.server4} sport=${r.localPort} dport=8080 \\[UNREPLIED\\] src=${lab.addr.server4}`,
         ),
       );
       const destroy = plain.lines.find((l) => l.includes('[DESTROY]') && mine(l))!;

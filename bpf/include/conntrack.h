@@ -23,13 +23,23 @@
  * be able to step over such a run. */
 #define EVICT_TRIES 64
 
+/* What the tracker found of the load balancer (struct ct_io's lb). */
+enum ct_lb_kind {
+	CT_LB_NONE = 0,
+	CT_LB_FRONT = 1,   /* a service entry (client -> VIP): its backend_id says where the connection goes */
+	CT_LB_SERVICE = 2, /* no connection, and the destination is a service: the load balancer decides */
+};
+
 struct ct_result {
 	__u32 state; /* ct_state bits */
 	__u32 mark;
-	__u8 dir; /* enum ct_dir */
-	__u8 pad;
+	__u8 dir;	 /* enum ct_dir */
+	__u8 lb;	 /* enum ct_lb_kind */
 	__be16 nat_port; /* with +snat: the connection's source translation */
 	__be32 nat_addr[4];
+	__u32 backend_id;    /* with +dnat, or of a service entry */
+	__u16 rev_nat_index; /* with +dnat, or of a service entry */
+	__u16 pad;
 };
 
 /* What a packet of a known connection reports: its state as seen in this
@@ -43,6 +53,10 @@ static __always_inline void ct_result_of(struct ct_result *res, const struct ct_
 	if (e->flags & CT_F_SNAT) {
 		res->nat_port = e->nat_port;
 		__builtin_memcpy(res->nat_addr, e->nat_addr, 16);
+	}
+	if (e->flags & (CT_F_DNAT | CT_F_SERVICE)) {
+		res->backend_id = e->backend_id;
+		res->rev_nat_index = e->rev_nat_index;
 	}
 }
 
@@ -308,7 +322,41 @@ struct ct_ctx {
 	__u16 zone;
 	__u8 hook;
 	__u8 lookup_only;
+	/* Look a missing connection's destination up among the services. */
+	__u8 lb_lookup;
+	/* A new connection the load balancer sent to a backend: its entry
+	 * records the backend and the service (+dnat). */
+	__u16 dnat_rev_nat;
+	__u32 dnat_backend_id;
 };
+
+/* Whether a packet's destination is a service frontend, or a known service
+ * address (the wildcard entry): then the load balancer, not the tracker,
+ * decides what a new connection to it becomes. */
+static __always_inline int lb_is_service_dst(const struct pkt *p)
+{
+	if (p->kind != PKT_NORMAL ||
+	    !(p->t.proto == IPPROTO_TCP || p->t.proto == IPPROTO_UDP || p->t.proto == IPPROTO_SCTP))
+		return 0;
+	if (p->t.family == 4) {
+		struct lb4_key k = {.addr = p->t.daddr[0], .port = p->t.dport, .proto = p->t.proto};
+
+		if (bpf_map_lookup_elem(&tsct_lb4_services, &k))
+			return 1;
+		k.port = 0;
+		k.proto = 0;
+		return bpf_map_lookup_elem(&tsct_lb4_services, &k) != 0;
+	} else {
+		struct lb6_key k = {.port = p->t.dport, .proto = p->t.proto};
+
+		__builtin_memcpy(k.addr, p->t.daddr, 16);
+		if (bpf_map_lookup_elem(&tsct_lb6_services, &k))
+			return 1;
+		k.port = 0;
+		k.proto = 0;
+		return bpf_map_lookup_elem(&tsct_lb6_services, &k) != 0;
+	}
+}
 
 /* Finds or creates the packet's connection in one table. Returns 0 or an
  * invalid reason. */
@@ -324,6 +372,19 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 #pragma unroll
 	for (attempt = 0; attempt < 2; attempt++) {
 		e = bpf_map_lookup_elem(map, key);
+		if (e && (e->flags & CT_F_SERVICE)) {
+			/* A load-balanced connection's service entry: the load
+			 * balancer takes the packet to the backend, and its own
+			 * connection entry is tracked then. */
+			dir = ct_packet_dir(e, src_is_b);
+			ct_result_of(c->res, e, ct_state_of(e->flags, dir), dir);
+			c->res->lb = CT_LB_FRONT;
+			if (!c->lookup_only && e->last_seen_ns != c->now) {
+				e->last_seen_ns = c->now;
+				e->expires_ns = c->now + ct_timeout_ns(c->cfg, p->t.proto, TCP_CT_ESTABLISHED);
+			}
+			return 0;
+		}
 		if (e) {
 			dir = ct_packet_dir(e, src_is_b);
 			if (c->lookup_only) {
@@ -356,12 +417,20 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 		} else if (c->lookup_only) {
 			/* Counted where it entered the node. */
 			return 0;
+		} else if (c->lb_lookup && lb_is_service_dst(p)) {
+			c->res->lb = CT_LB_SERVICE;
+			return 0;
 		}
 
 		fresh = bpf_map_lookup_elem(&tsct_ct_scratch, &zero);
 		if (!fresh)
 			return 0;
 		ct_entry_init(fresh, p, c->now, src_is_b, c->zone, c->ifindex, c->hook);
+		if (c->dnat_backend_id) {
+			fresh->flags |= CT_F_DNAT;
+			fresh->backend_id = c->dnat_backend_id;
+			fresh->rev_nat_index = c->dnat_rev_nat;
+		}
 		reason = ct_new_allowed(p, c->cfg, fresh);
 		if (reason)
 			return reason;
@@ -385,8 +454,10 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 				return 0;
 			}
 		}
-		c->res->state = CT_STATE_TRK | CT_STATE_NEW;
+		c->res->state = CT_STATE_TRK | CT_STATE_NEW | (c->dnat_backend_id ? CT_STATE_DNAT : 0);
 		c->res->dir = CT_DIR_ORIGINAL;
+		c->res->backend_id = c->dnat_backend_id;
+		c->res->rev_nat_index = c->dnat_rev_nat;
 		if (rc == 0) {
 			metrics_count(REASON_CT_NEW, c->hook, 0);
 			if (events_on(c->cfg, CFG_F_EVENTS) && events_read(c->now))
@@ -468,22 +539,8 @@ static __always_inline __u32 ct6_handle(struct ct_ctx *c)
 	return reason;
 }
 
-/* The tracker's interface as a global function: verified once, on its own,
- * whatever the parser found. Flat arguments only (no pointers inside). */
-struct ct_io {
-	__u64 now;
-	__u32 ifindex;
-	__u32 state; /* out: ct_state */
-	__u32 mark;  /* out */
-	__u16 zone;
-	__u8 hook;
-	__u8 lookup_only;
-	__u8 dir; /* out */
-	__u8 pad;
-	__be16 nat_port;    /* out, with +snat: the connection's translation */
-	__be32 nat_addr[4]; /* out, with +snat */
-};
-
+/* The tracker's interface (struct ct_io, maps.h) as a global function:
+ * verified once, on its own, whatever the parser found. */
 __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 {
 	struct ct_result res = {};
@@ -499,6 +556,9 @@ __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 	c.zone = io->zone;
 	c.hook = io->hook & 1;
 	c.lookup_only = io->lookup_only;
+	c.lb_lookup = io->lb && (config_flags(c.cfg) & CFG_F_LB);
+	c.dnat_backend_id = io->backend_id;
+	c.dnat_rev_nat = io->rev_nat_index;
 	io->state = 0;
 	if (p->t.family == 4)
 		io->state = ct4_handle(&c);
@@ -511,6 +571,9 @@ __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 	io->dir = res.dir;
 	io->nat_port = res.nat_port;
 	__builtin_memcpy(io->nat_addr, res.nat_addr, 16);
+	io->lb = res.lb;
+	io->backend_id = res.backend_id;
+	io->rev_nat_index = res.rev_nat_index;
 	return c.ifindex;
 }
 

@@ -33,6 +33,8 @@ static __always_inline int ct_event_write(__u8 type, const struct tuple *orig, c
 	ev->flags = e->flags;
 	ev->zone = e->zone;
 	ev->tcp_state = e->tcp_state;
+	ev->nat_port = e->nat_port;
+	__builtin_memcpy(ev->nat_addr, e->nat_addr, 16);
 	ev->timeout_s = e->expires_ns > now ? (e->expires_ns - now) / NSEC_PER_SEC : 0;
 	__builtin_memset(ev->pad, 0, sizeof(ev->pad));
 	bpf_ringbuf_submit(ev, 0);

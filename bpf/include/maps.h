@@ -254,7 +254,9 @@ struct ct_event {
 	__u8 family;
 	__u8 proto;
 	__u8 tcp_state;
-	__u8 pad[6];
+	__be16 nat_port; /* with CT_F_SNAT: the translated source */
+	__u8 pad[4];
+	__be32 nat_addr[4];
 };
 
 struct {
@@ -601,6 +603,58 @@ struct {
  * stages keep there. A program runs on one CPU from start to end, so a slot
  * is never shared. */
 
+/* The tracker's interface (tsct_ct, conntrack.h): flat, no pointers inside,
+ * as a global function's arguments must be. */
+struct ct_io {
+	__u64 now;
+	__u32 ifindex;
+	__u32 state; /* out: ct_state */
+	__u32 mark;  /* out */
+	__u16 zone;
+	__u8 hook;
+	__u8 lookup_only;
+	__u8 dir;	 /* out */
+	__u8 lb;	 /* in: 1 to look a new connection's destination up among the services; out: enum ct_lb_kind */
+	__be16 nat_port; /* out, with +snat: the connection's translation */
+	__be32 nat_addr[4];  /* out, with +snat */
+	__u32 backend_id;    /* in: a new connection's backend (+dnat); out: with +dnat or CT_LB_FRONT */
+	__u16 rev_nat_index; /* in, with backend_id; out, as backend_id */
+	__u16 pad;
+};
+
+/* What the NAT stage needs from the tracker, and gives back. Flat (no
+ * pointers), because the NAT stage is a global function that the verifier
+ * checks on its own. */
+struct nat_io {
+	__u64 now;
+	__u32 ct_state; /* in; +snat added */
+	__u32 ifindex;	/* the device */
+	__u16 zone;	/* in; for replies, the connection's zone out */
+	__u8 ct_dir;
+	__u8 xlate;		/* out: the packet is to be rewritten to to_addr, to_port */
+	struct device_info dev; /* the device's settings, as the caller found them */
+	/* In, when ct_state has +snat: the translation the connection carries
+	 * (ct_io's nat_addr, nat_port). Out: what the packet is rewritten to. */
+	__be32 to_addr[4];
+	__be16 to_port;
+	__u16 pad;
+};
+
+/* The tc pipeline's parsed packet and tracker interface (pipeline.h): on
+ * its stack, with the frames of the stages it calls, they would pass the
+ * verifier's 512 bytes for the whole call chain. */
+struct pipeline_scratch {
+	struct pkt p;
+	struct ct_io cio;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct pipeline_scratch);
+	__uint(max_entries, 1);
+} tsct_pipeline_scratch SEC(".maps");
+
 /* A new connection's entry, built before it is inserted (conntrack.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -609,10 +663,12 @@ struct {
 	__uint(max_entries, 1);
 } tsct_ct_scratch SEC(".maps");
 
-/* The XDP fast path's parsed packet and FIB lookup (xdp.h). */
+/* The XDP fast path's parsed packet, FIB lookup and stage interfaces (xdp.h). */
 struct xdp_scratch {
 	struct pkt p;
 	struct bpf_fib_lookup fib;
+	struct ct_io cio;
+	struct nat_io nio;
 };
 
 struct {

@@ -333,23 +333,7 @@ static __always_inline int masq_source(const struct tuple *t, const struct devic
 	}
 }
 
-/* What the NAT stage needs from the tracker, and gives back. Flat (no
- * pointers), because the NAT stage is a global function that the verifier
- * checks on its own. */
-struct nat_io {
-	__u64 now;
-	__u32 ct_state; /* in; +snat added */
-	__u32 ifindex;	/* the device */
-	__u16 zone;	/* in; for replies, the connection's zone out */
-	__u8 ct_dir;
-	__u8 xlate;		/* out: the packet is to be rewritten to to_addr, to_port */
-	struct device_info dev; /* the device's settings, as the caller found them */
-	/* In, when ct_state has +snat: the translation the connection carries
-	 * (ct_io's nat_addr, nat_port). Out: what the packet is rewritten to. */
-	__be32 to_addr[4];
-	__be16 to_port;
-	__u16 pad;
-};
+/* The NAT stage's interface is struct nat_io (maps.h). */
 
 /* The translation the tracker found on the packet's connection. */
 static __always_inline void nat_io_from_ct(struct nat_io *io, const struct ct_io *cio)

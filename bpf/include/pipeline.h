@@ -11,10 +11,59 @@
 #include "conntrack.h"
 #include "drop.h"
 #include "fastpath.h"
+#include "lb.h"
 #include "maps.h"
 #include "metrics.h"
 #include "nat.h"
 #include "parse.h"
+
+/* A load-balanced packet on its way to its backend: the load balancer's
+ * choice (lb_stage) and the destination rewritten; io is then ready for the
+ * tracker to track the backend's own connection (+dnat). A global function,
+ * with its own frame. */
+__attribute__((noinline)) int tsct_lb_forward(struct __sk_buff *skb, struct pkt *p, struct ct_io *io)
+{
+	struct lb_io lio = {};
+	__u32 reason;
+
+	if (!skb || !p || !io)
+		return 0;
+	lio.now = io->now;
+	lio.backend_id = io->backend_id;
+	lio.zone = io->zone;
+	lio.lb = io->lb;
+	reason = lb_stage(p, &lio);
+	if (reason)
+		return reason;
+	reason = nat_rewrite_skb(skb, p, 0, lio.to_addr, lio.to_port);
+	if (reason)
+		return reason;
+	__builtin_memcpy(p->t.daddr, lio.to_addr, 16);
+	p->t.dport = lio.to_port;
+	io->lb = 0;
+	io->backend_id = lio.backend_id;
+	io->rev_nat_index = lio.rev_nat_index;
+	return 0;
+}
+
+/* A backend's reply to a load-balanced connection: its source becomes the
+ * service's address and port again. */
+__attribute__((noinline)) int tsct_lb_reply(struct __sk_buff *skb, struct pkt *p, __u32 rev_nat_index)
+{
+	struct lb_reverse_nat *r = lb_reverse_nat_of(rev_nat_index);
+	__u32 reason;
+
+	if (!skb || !p || !r)
+		return 0;
+	reason = nat_rewrite_skb(skb, p, 1, r->addr, r->port);
+	if (reason)
+		return reason;
+	__builtin_memcpy(p->t.saddr, r->addr, 16);
+	p->t.sport = r->port;
+	lb_stats_add(rev_nat_index, p->l3_len, 0);
+	metrics_count(REASON_LB_REVDNAT, HOOK_INGRESS, 0);
+	return 0;
+}
 
 static __always_inline void cb_write(struct __sk_buff *skb, __u32 state, __u32 mark, __u32 reason, __u32 zone,
 				     __u32 dir, enum tsct_hook hook)
@@ -41,7 +90,10 @@ static __always_inline int verdict_invalid(struct __sk_buff *skb, __u32 reason, 
 static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hook)
 {
 	struct tsct_config *cfg;
-	struct pkt p = {};
+	struct pipeline_scratch *s;
+	struct pkt *p;
+	struct ct_io *cio;
+	__u32 zero = 0;
 	/* One for the NAT stages of the packet, each of which fills it: the
 	 * stack has no room for one per stage next to the tracker's. */
 	struct nat_io nio = {};
@@ -80,7 +132,13 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	}
 	/* Read only by packets that are processed here, not by those passed above. */
 	cfg = config_get();
-	reason = tsct_parse(skb, &p);
+	s = bpf_map_lookup_elem(&tsct_pipeline_scratch, &zero);
+	if (!s)
+		return TC_ACT_OK;
+	p = &s->p;
+	cio = &s->cio;
+	__builtin_memset(p, 0, sizeof(*p));
+	reason = tsct_parse(skb, p);
 	if (reason == REASON_UNTRACKED) {
 		metrics_count(REASON_UNTRACKED, hook, skb->len);
 		metrics_count(REASON_FORWARDED, hook, skb->len);
@@ -97,7 +155,7 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		nio.now = now;
 		nio.zone = zone;
 		nio.ifindex = ifindex;
-		reason = tsct_nat_ingress(skb, &p, &nio);
+		reason = tsct_nat_ingress(skb, p, &nio);
 		if (reason_is_drop(reason)) {
 			cb_write(skb, 0, 0, reason, zone, 0, hook);
 			return tc_drop(skb, reason, hook);
@@ -107,14 +165,26 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		zone = nio.zone;
 	}
 	{
-		struct ct_io cio = {
-			.now = now, .ifindex = ifindex, .zone = zone, .hook = hook, .lookup_only = lookup_only};
-
-		reason = tsct_ct(&p, &cio);
-		state = cio.state;
-		mark = cio.mark;
-		dir = cio.dir;
-		nat_io_from_ct(&nio, &cio);
+		__builtin_memset(cio, 0, sizeof(*cio));
+		cio->now = now;
+		cio->ifindex = ifindex;
+		cio->zone = zone;
+		cio->hook = hook;
+		cio->lookup_only = lookup_only;
+		cio->lb = hook == HOOK_INGRESS;
+		reason = tsct_ct(p, cio);
+		/* The load balancer: at ingress, where a client's packet enters
+		 * and a backend's reply comes back. */
+		if (!reason && hook == HOOK_INGRESS && cio->lb != CT_LB_NONE) {
+			reason = tsct_lb_forward(skb, p, cio);
+			if (!reason)
+				reason = tsct_ct(p, cio);
+		} else if (!reason && hook == HOOK_INGRESS && cio->dir == CT_DIR_REPLY && (cio->state & CT_STATE_DNAT))
+			reason = tsct_lb_reply(skb, p, cio->rev_nat_index);
+		state = cio->state;
+		mark = cio->mark;
+		dir = cio->dir;
+		nat_io_from_ct(&nio, cio);
 	}
 	if (reason_is_drop(reason)) {
 		cb_write(skb, 0, 0, reason, zone, 0, hook);
@@ -129,9 +199,9 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	if (hook == HOOK_EGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
 		nio.ifindex = ifindex;
 		nio.dev = *dev;
-		reason = tsct_snat_map(&p, &nio);
+		reason = tsct_snat_map(p, &nio);
 		if (!reason)
-			reason = tsct_snat_rewrite(skb, &p, &nio);
+			reason = tsct_snat_rewrite(skb, p, &nio);
 		if (reason) {
 			cb_write(skb, state, mark, reason, zone, dir, hook);
 			return tc_drop(skb, reason, hook);
@@ -145,16 +215,15 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	if (hook == HOOK_INGRESS && (config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_TRK) &&
 	    ((state & CT_STATE_EST) || ((state & CT_STATE_NEW) && (config_flags(cfg) & CFG_F_FAST_PATH_NEW))) &&
 	    !(state & (CT_STATE_INV | CT_STATE_REL))) {
-		int act = tsct_fast_path(skb, &p, &nio);
+		int act = tsct_fast_path(skb, p, &nio);
 
 		/* Out of a masquerading device: translated here, which spares
 		 * its egress hook parsing the packet and looking it up again.
 		 * A failure leaves it to the stack, and to that hook, which
 		 * drops it for the same reason and counts it. */
 		if (act == FAST_PATH_SNAT)
-			act = tsct_snat_map(&p, &nio) || tsct_snat_rewrite(skb, &p, &nio)
-				      ? -1
-				      : tsct_fast_path_send(skb, &p);
+			act = tsct_snat_map(p, &nio) || tsct_snat_rewrite(skb, p, &nio) ? -1
+											: tsct_fast_path_send(skb, p);
 
 		if (act == TC_ACT_REDIRECT) {
 			metrics_count(REASON_FAST_PATH, hook, 0);

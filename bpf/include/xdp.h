@@ -22,6 +22,7 @@
 #include "conntrack.h"
 #include "drop.h"
 #include "fastpath.h" /* AF_INET, AF_INET6 */
+#include "lb.h"
 #include "maps.h"
 #include "metrics.h"
 #include "nat.h"
@@ -124,8 +125,8 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 	struct bpf_fib_lookup *fib;
 	struct pkt *p;
 	struct device_info *in_dev, *out_dev;
-	struct nat_io nio = {};
-	struct ct_io cio = {};
+	struct nat_io *nio;
+	struct ct_io *cio;
 	struct xdp_l3 l3 = {};
 	__u32 in_if = ctx->ingress_ifindex, out_if, reason, rev = 0, zero = 0;
 	long rc;
@@ -140,19 +141,23 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 		return XDP_PASS;
 	p = &x->p;
 	fib = &x->fib;
+	nio = &x->nio;
+	cio = &x->cio;
 	__builtin_memset(p, 0, sizeof(*p));
+	__builtin_memset(nio, 0, sizeof(*nio));
+	__builtin_memset(cio, 0, sizeof(*cio));
 	if (xdp_parse(data, end, p, &l3) || l3.ttl <= 1)
 		return XDP_PASS;
 
-	nio.now = bpf_ktime_get_coarse_ns();
-	nio.zone = in_dev->zone;
-	nio.ifindex = in_if;
+	nio->now = bpf_ktime_get_coarse_ns();
+	nio->zone = in_dev->zone;
+	nio->ifindex = in_if;
 	if (in_dev->flags & DEVICE_F_MASQUERADE) {
-		if (tsct_rev_lookup(p, &nio))
+		if (tsct_rev_lookup(p, nio))
 			return XDP_PASS;
-		if (nio.xlate) {
+		if (nio->xlate) {
 			rev = 1;
-			nat_rev_tuple(p, &nio);
+			nat_rev_tuple(p, nio);
 		}
 	}
 
@@ -166,40 +171,57 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 		return XDP_PASS;
 
 	/* From here the packet is this path's: tracked, then sent or dropped. */
-	cio.now = nio.now;
-	cio.ifindex = in_if;
-	cio.zone = nio.zone;
-	cio.hook = HOOK_INGRESS;
-	reason = tsct_ct(p, &cio);
-	if (reason || !(cio.state & CT_STATE_TRK) || (cio.state & (CT_STATE_INV | CT_STATE_REL)))
+	cio->now = nio->now;
+	cio->ifindex = in_if;
+	cio->zone = nio->zone;
+	cio->hook = HOOK_INGRESS;
+	cio->lb = 1;
+	reason = tsct_ct(p, cio);
+	if (reason || !(cio->state & CT_STATE_TRK) || (cio->state & (CT_STATE_INV | CT_STATE_REL)))
 		return XDP_PASS; /* no state was changed: tc judges and counts it */
+	/* A packet to a service goes to tc, which chooses or keeps its backend
+	 * (the tracker only found the service entry or nothing). */
+	if (cio->lb != CT_LB_NONE)
+		return XDP_PASS;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	/* The parser checked XDP_L4_MIN bytes of L4 header: the rewrites cannot
 	 * fail. A reply is translated back here, with what the lookup found. */
-	if (rev && nat_rewrite_at(data, end, p, 0, nio.to_addr, nio.to_port))
+	if (rev && nat_rewrite_at(data, end, p, 0, nio->to_addr, nio->to_port))
 		return xdp_drop(REASON_DROP_WRITE_ERROR, p->l3_len);
-	nio.xlate = 0;
+	/* A backend's reply: the service's address back as its source. */
+	if (cio->dir == CT_DIR_REPLY && (cio->state & CT_STATE_DNAT)) {
+		struct lb_reverse_nat *r = lb_reverse_nat_of(cio->rev_nat_index);
+
+		if (r && nat_rewrite_at(data, end, p, 1, r->addr, r->port))
+			return xdp_drop(REASON_DROP_WRITE_ERROR, p->l3_len);
+		if (r) {
+			__builtin_memcpy(p->t.saddr, r->addr, 16);
+			p->t.sport = r->port;
+			metrics_count(REASON_LB_REVDNAT, HOOK_INGRESS, 0);
+		}
+	}
+	nio->xlate = 0;
 	if (out_dev->flags & DEVICE_F_MASQUERADE) {
-		nio.ct_state = cio.state;
-		nio.ct_dir = cio.dir;
-		nio.zone = cio.zone;
-		nio.ifindex = out_if;
-		nio.dev = *out_dev;
-		nat_io_from_ct(&nio, &cio);
-		reason = tsct_snat_map(p, &nio);
+		nio->ct_state = cio->state;
+		nio->ct_dir = cio->dir;
+		nio->zone = cio->zone;
+		nio->ifindex = out_if;
+		nio->dev = *out_dev;
+		nat_io_from_ct(nio, cio);
+		reason = tsct_snat_map(p, nio);
 		if (reason)
 			return xdp_drop(reason, p->l3_len);
 		data = (void *)(long)ctx->data;
 		end = (void *)(long)ctx->data_end;
-		if (nio.xlate && nat_rewrite_at(data, end, p, 1, nio.to_addr, nio.to_port))
+		if (nio->xlate && nat_rewrite_at(data, end, p, 1, nio->to_addr, nio->to_port))
 			return xdp_drop(REASON_DROP_WRITE_ERROR, p->l3_len);
 	}
 	if (xdp_forward_rewrite(data, end, p, fib))
 		return xdp_drop(REASON_DROP_WRITE_ERROR, p->l3_len);
 	if (rev)
 		metrics_count(REASON_NAT_REVSNAT, HOOK_INGRESS, 0);
-	if (nio.xlate)
+	if (nio->xlate)
 		metrics_count(REASON_NAT_SNAT, HOOK_EGRESS, 0);
 	metrics_count(REASON_XDP_FAST_PATH, HOOK_INGRESS, 0);
 	metrics_count(REASON_FORWARDED, HOOK_INGRESS, p->l3_len);

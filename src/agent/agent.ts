@@ -56,7 +56,15 @@ function checkAgent(o: AgentOptions): CheckedDevice[] {
 async function loadDatapath(o: AgentOptions, log: Logger): Promise<Datapath> {
   preparePinRoot(o.bpfRoot);
   const dp = await Datapath.load({
-    sizes: { ctTcp: o.ctTcpMax, ctAny: o.ctAnyMax, nat: o.natMax, events: o.eventsRingSize },
+    sizes: {
+      ctTcp: o.ctTcpMax,
+      ctAny: o.ctAnyMax,
+      nat: o.natMax,
+      events: o.eventsRingSize,
+      lb: o.lbMapMax,
+      lbAffinity: o.lbAffinityMapMax,
+      lbMaglevSlots: o.lbMaglevSlots,
+    },
     config: {
       timeouts: o.timeouts,
       tcpLoose: o.tcpLoose,
@@ -69,6 +77,8 @@ async function loadDatapath(o: AgentOptions, log: Logger): Promise<Datapath> {
       events: o.events,
       fastPath: o.fastPath,
       fastPathNew: o.fastPathNew,
+      lb: o.lb,
+      lbHashSeed: o.maglevHashSeed.jhash0,
     },
     pinRoot: o.bpfRoot,
   });

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { CtTimeouts, DEFAULT_CONFIG, DEFAULT_NAT_PORTS, DEFAULT_TIMEOUTS } from '../datapath/config';
 import { DEFAULT_SIZES } from '../datapath/tables';
+import { DEFAULT_MAGLEV_HASH_SEED, MaglevHashSeed, parseMaglevHashSeed, parseMaglevTableSize } from '../lb/maglev';
 import { STRUCTS } from '../bpf/layouts';
 import { formatAddr, parseAddr } from '../net/addr';
 import { UsageError } from '../errors';
@@ -57,6 +58,18 @@ export interface AgentOptions {
   fastPath: boolean;
   fastPathNew: boolean;
   xdpFastPath: boolean;
+  /** The service load balancer: new connections look their destination up among the services. */
+  lb: boolean;
+  /** --bpf-lb-map-max: services per family, backends, members. */
+  lbMapMax: number;
+  lbAffinityMapMax: number;
+  /** --bpf-lb-maglev-map-max: slots of all backend tables together. */
+  lbMaglevSlots: number;
+  /** --bpf-lb-maglev-table-size: one M for every service; undefined: per service, from its backend count. */
+  maglevTableSize?: number;
+  maglevHashSeed: MaglevHashSeed;
+  /** --services-file: the services to program (watched; reloaded on change). */
+  servicesFile?: string;
 }
 
 export interface FlagSpec {
@@ -148,6 +161,38 @@ export const AGENT_FLAGS: FlagSpec[] = [
       '(true) instead of dropping them as nf_conntrack and Cilium do (false)',
     default: String(DEFAULT_CONFIG.ctFullPass),
   },
+  {
+    flag: 'bpf-lb',
+    help: 'the service load balancer: new connections look their destination up among the services (true or false)',
+    default: String(DEFAULT_CONFIG.lb),
+  },
+  {
+    flag: 'bpf-lb-map-max',
+    help: `size of the load balancer's service, backend and member maps (${TABLE_MIN} to ${TABLE_MAX})`,
+    default: String(DEFAULT_SIZES.lb),
+  },
+  {
+    flag: 'bpf-lb-affinity-map-max',
+    help: 'size of the session affinity map',
+    default: String(DEFAULT_SIZES.lbAffinity),
+  },
+  {
+    flag: 'bpf-lb-maglev-map-max',
+    help: "slots of all services' backend tables together (Maglev's M per service, or its backend count)",
+    default: String(DEFAULT_SIZES.lbMaglevSlots),
+  },
+  {
+    flag: 'bpf-lb-maglev-table-size',
+    help:
+      "one Maglev table size M for every service, one of Cilium's primes (251 ... 131071); " +
+      'by default each service gets the smallest allowed prime of at least 100 x its backends',
+  },
+  {
+    flag: 'bpf-lb-maglev-hash-seed',
+    help: 'seed of the Maglev hashes, base64 of 12 bytes; every node must use the same one',
+    default: DEFAULT_MAGLEV_HASH_SEED,
+  },
+  { flag: 'services-file', help: 'YAML or JSON file of services to program; watched, and reloaded when it changes' },
   { flag: 'masquerade-devices', help: 'devices whose outgoing traffic is masqueraded (among --devices)' },
   {
     flag: 'masquerade-cidrs',
@@ -395,8 +440,9 @@ export function resolveAgentOptions(
     any: dur('bpf-ct-timeout-regular-any'),
     icmp: dur('bpf-ct-timeout-regular-icmp'),
   };
-  for (const [k, v] of Object.entries(timeouts)) {
-    if (v < 1) throw new UsageError(`timeout ${k} is 0: connection timeouts must be at least 1s`);
+  for (const flag of AGENT_FLAGS.map((f) => f.flag).filter((f) => f.startsWith('bpf-ct-timeout-'))) {
+    if (dur(flag) < 1)
+      throw new UsageError(`--${flag}: ${get(flag)} is too short: connection timeouts must be at least 1s`);
   }
   const level = get('log-level')!;
   if (!['debug', 'info', 'warn', 'error'].includes(level))
@@ -467,5 +513,23 @@ export function resolveAgentOptions(
     fastPath,
     fastPathNew,
     xdpFastPath,
+    lb: parseBool('bpf-lb', get('bpf-lb')!),
+    lbMapMax: parseSize('bpf-lb-map-max', get('bpf-lb-map-max')!),
+    lbAffinityMapMax: parseSize('bpf-lb-affinity-map-max', get('bpf-lb-affinity-map-max')!),
+    lbMaglevSlots: parseSlots(get('bpf-lb-maglev-map-max')!),
+    maglevTableSize: get('bpf-lb-maglev-table-size')
+      ? parseMaglevTableSize(get('bpf-lb-maglev-table-size')!)
+      : undefined,
+    maglevHashSeed: parseMaglevHashSeed(get('bpf-lb-maglev-hash-seed')!),
+    servicesFile: get('services-file') || undefined,
   };
+}
+
+/** Slots of the backend tables: at least one table of the smallest size, at most 2^28 (1 GiB). */
+function parseSlots(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n < 251 || n > 1 << 28) {
+    throw new UsageError(`--bpf-lb-maglev-map-max: '${text}' is not a slot count from 251 to ${1 << 28}`);
+  }
+  return n;
 }

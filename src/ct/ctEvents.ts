@@ -1,7 +1,7 @@
 // Connection events from tsct_events, printed as `conntrack -E` prints them.
 import { ENUMS, STRUCTS } from '../bpf/layouts';
 import { formatAddr } from '../net/addr';
-import { CtEntry, Family } from './ctEntry';
+import { CtEntry, CtFlag, Family } from './ctEntry';
 import { formatConntrack, flagNames, protoName } from './ctFormat';
 
 const F = STRUCTS.ct_event.fields;
@@ -53,8 +53,11 @@ export function decodeEvent(b: Buffer): CtEvent {
       mark: 0,
       label: '0',
       revNatIndex: 0,
-      natAddr: null,
-      natPort: 0,
+      natAddr:
+        b.readUInt32LE(F.flags.offset) & CtFlag.CT_F_SNAT
+          ? formatAddr(b.subarray(F.nat_addr.offset, F.nat_addr.offset + len))
+          : null,
+      natPort: b.readUInt16BE(F.nat_port.offset),
       backendId: 0,
     },
   };
@@ -63,7 +66,7 @@ export function decodeEvent(b: Buffer): CtEvent {
 /** `conntrack -E` line: "[NEW] tcp 6 120 SYN_SENT src=... [UNREPLIED] src=...". */
 export function formatEvent(ev: CtEvent): string {
   let line = formatConntrack(ev.entry, ev.tsNs);
-  if (ev.type === 'DESTROY') line = line.replace(/^(\S+ \d+) \d+ /, '$1 '); // no timeout on a destroyed connection
+  if (ev.type === 'DESTROY') line = line.replace(/^(\S+ +\d+) \d+ /, '$1 '); // no timeout on a destroyed connection
   if (ev.type !== 'DESTROY') line = line.replace(/ packets=\d+ bytes=\d+/g, ''); // conntrack -E shows counters only at the end
   return `${`[${ev.type}]`.padStart(9)} ${line.replace(/ use=1$/, '')}`;
 }

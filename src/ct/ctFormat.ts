@@ -63,25 +63,39 @@ export function formatCilium(e: CtEntry): string {
   );
 }
 
-/** A line as `conntrack -L` prints it. nowNs is the monotonic clock, for the remaining timeout. */
-export function formatConntrack(e: CtEntry, nowNs: number): string {
+/** A service's address and port, as a load-balanced connection's client dialled it. */
+export interface ServiceAddr {
+  addr: string;
+  port: number;
+}
+
+/**
+ * A line as `conntrack -L` prints it. nowNs is the monotonic clock, for the
+ * remaining timeout. For a load-balanced connection (its entry is keyed by
+ * the backend), `service` is what the client dialled: the original tuple's
+ * destination, as conntrack shows a DNATed connection.
+ */
+export function formatConntrack(e: CtEntry, nowNs: number, service?: ServiceAddr | null): string {
   const t = e.tuple;
   const name = protoName(t.proto).toLowerCase();
   const left = e.expiresNs > nowNs ? Math.floor((e.expiresNs - nowNs) / 1e9) : 0;
+  const icmp = t.proto === 1 || t.proto === 58;
   const l4 = (sport: number, dport: number, reply: boolean) => {
-    if (t.proto === 1 || t.proto === 58) {
+    if (icmp) {
       const type = t.proto === 1 ? (reply ? 0 : 8) : reply ? 129 : 128;
-      return `type=${type} code=0 id=${sport}`;
+      // An echo's id is both of its "ports": the reply's is the translated one.
+      return `type=${type} code=0 id=${reply ? dport : sport}`;
     }
     return t.proto === 6 || t.proto === 17 || t.proto === 132 ? `sport=${sport} dport=${dport}` : '';
   };
   const snat = e.flags & CtFlag.CT_F_SNAT;
   const replyDst = snat && e.natAddr ? e.natAddr : t.src;
   const replyDport = snat ? e.natPort : t.sport;
+  const origDst = service?.addr ?? t.dst;
+  const origDport = service?.port ?? t.dport;
   const parts = [
-    `${name.padEnd(8)} ${t.proto} ${left}`,
     t.proto === 6 ? tcpStateName(e) : '',
-    `src=${t.src} dst=${t.dst} ${l4(t.sport, t.dport, false)} packets=${e.packets[0]} bytes=${e.bytes[0]}`,
+    `src=${t.src} dst=${origDst} ${l4(t.sport, origDport, false)} packets=${e.packets[0]} bytes=${e.bytes[0]}`,
     e.flags & CtFlag.CT_F_SEEN_REPLY ? '' : '[UNREPLIED]',
     `src=${t.dst} dst=${replyDst} ${l4(t.dport, replyDport, true)} packets=${e.packets[1]} bytes=${e.bytes[1]}`,
     e.flags & CtFlag.CT_F_ASSURED ? '[ASSURED]' : '',
@@ -89,7 +103,8 @@ export function formatConntrack(e: CtEntry, nowNs: number): string {
     t.zone ? `zone=${t.zone}` : '',
     'use=1',
   ];
-  return parts.filter(Boolean).join(' ').replace(/ +/g, ' ');
+  // conntrack's own layout: the L4 name padded to 8 columns, then single spaces.
+  return `${name.padEnd(8)} ${t.proto} ${left} ` + parts.filter(Boolean).join(' ').replace(/ +/g, ' ');
 }
 
 export function toJson(e: CtEntry, nowNs: number): Record<string, unknown> {

@@ -42,6 +42,10 @@ export interface DatapathConfig {
   fastPath: boolean;
   /** And new connections' packets too, past the stack's FORWARD rules. */
   fastPathNew: boolean;
+  /** New connections look their destination up among the services (the load balancer). */
+  lb: boolean;
+  /** The seed of the datapath's tuple hash for Maglev (the same on every node). */
+  lbHashSeed: number;
 }
 
 const D = ENUMS.tsct_default;
@@ -76,6 +80,8 @@ export const DEFAULT_CONFIG: DatapathConfig = {
   events: 'new-destroy',
   fastPath: true,
   fastPathNew: false,
+  lb: true,
+  lbHashSeed: 0,
 };
 
 const S = ENUMS.tcp_ct_state;
@@ -96,8 +102,10 @@ export function encodeConfig(cfg: DatapathConfig, ringSizes: number[]): Buffer {
       (cfg.events !== 'none' ? F.CFG_F_EVENTS : 0) |
       (cfg.events === 'all' ? F.CFG_F_EVENTS_UPDATE : 0) |
       (cfg.fastPath ? F.CFG_F_FAST_PATH : 0) |
-      (cfg.fastPath && cfg.fastPathNew ? F.CFG_F_FAST_PATH_NEW : 0),
+      (cfg.fastPath && cfg.fastPathNew ? F.CFG_F_FAST_PATH_NEW : 0) |
+      (cfg.lb ? F.CFG_F_LB : 0),
   );
+  v.set('lb_hash_seed', cfg.lbHashSeed >>> 0);
   v.set('nat_port_min', cfg.natPortMin);
   v.set('nat_port_max', cfg.natPortMax);
   const byState: Array<[number, number]> = [

@@ -23,6 +23,10 @@ export function parseAddr(text: string): Buffer {
 /** Formats 4 or 16 network-order bytes; IPv6 in RFC 5952 form (longest zero run compressed). */
 export function formatAddr(buf: Buffer): string {
   if (buf.length === 4) return `${buf[0]}.${buf[1]}.${buf[2]}.${buf[3]}`;
+  // IPv4-mapped: the dotted tail, as RFC 5952 section 5 recommends and inet_ntop prints.
+  if (buf.subarray(0, 10).every((b) => b === 0) && buf.readUInt16BE(10) === 0xffff) {
+    return `::ffff:${buf[12]}.${buf[13]}.${buf[14]}.${buf[15]}`;
+  }
   const g = Array.from({ length: 8 }, (_, i) => buf.readUInt16BE(i * 2));
   let best = -1;
   let bestLen = 1;

@@ -235,7 +235,7 @@ export const STRUCTS = {
     },
   },
   ct_event: {
-    size: 96,
+    size: 112,
     fields: {
       ts_ns: {offset: 0,size: 8,count: 1},
       packets: {offset: 8,size: 8,count: 2},
@@ -251,7 +251,9 @@ export const STRUCTS = {
       family: {offset: 87,size: 1,count: 1},
       proto: {offset: 88,size: 1,count: 1},
       tcp_state: {offset: 89,size: 1,count: 1},
-      pad: {offset: 90,size: 1,count: 6},
+      nat_port: {offset: 90,size: 2,count: 1},
+      pad: {offset: 92,size: 1,count: 4},
+      nat_addr: {offset: 96,size: 4,count: 4},
     },
   },
   nat_forget_args: {
