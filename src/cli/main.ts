@@ -6,6 +6,7 @@ import { PinnedLayoutError } from '../datapath/pins';
 import { ctEvents, ctFlush, ctList } from './ctCommands';
 import { status, uninstall } from './statusCommands';
 import { natFlush, natList } from './natCommands';
+import { registerServiceCommands } from './serviceCommands';
 
 const DEFAULT_ROOT = '/sys/fs/bpf/tsct';
 
@@ -94,6 +95,7 @@ export function buildProgram(extend: (program: Command) => void = () => undefine
       .command('flush')
       .description('delete the matching NAT mappings; their connections take new ones with their next packet out'),
   ).action(natFlush);
+  registerServiceCommands(program);
 
   program
     .command('status')

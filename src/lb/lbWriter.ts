@@ -1,0 +1,970 @@
+// Programs the load balancer's maps from a list of services, changing only the entries that differ, in an order
+// that never shows a packet half a service:
+//   1. backend entries (tsct_lb_backends[id]) and member entries (tsct_lb_members) that are new or changed;
+//   2. per service, its new table into a free range of tsct_lb_maglev, then tsct_lb_reverse_nat[id], then the
+//      service entry in one update that points at the new range;
+//   3. wildcard entries of new VIPs;
+//   4. only then removals: service and wildcard entries no longer wanted, reverse NAT of removed ids, members and
+//      backends no longer used (a backend's array entry is zeroed: LB_BE_NONE), and the old ranges are freed.
+// Old ranges are freed at the end of an apply, never reused within it: a packet that read a service entry just
+// before it changed may still be reading the old range.
+//
+// The writer keeps a mirror of what it wrote and can rebuild it from the maps (restore), so that the agent and
+// the CLI can program the same pinned maps, and a restarted agent rewrites nothing that is unchanged. The maps do
+// not hold the backends' Maglev names, so a restored table's names are checked against its content the first time
+// a service is applied again (its table is built and compared with the slots in the map; nothing is written when
+// they agree).
+import { ENUMS, StructView } from '../bpf/layouts';
+import { LB_MAPS, LbMapName } from '../datapath/tables';
+import { UsageError } from '../errors';
+import { formatAddr, parseAddr } from '../net/addr';
+import { buildMaglevTable, maglevTableSizeFor } from './maglev';
+import {
+  backendKey,
+  backendName,
+  canonicalAddr,
+  familyOfAddr,
+  LB_BACKEND_STATES,
+  LB_PROTO_NUMBERS,
+  LbAlgorithm,
+  LbBackend,
+  LbBackendState,
+  LbService,
+  LbServiceType,
+  protoName,
+  tableBackends,
+  validateServices,
+} from './lbService';
+
+/** What the writer needs of a map: BpfMap has it, and so can an in-memory fake. */
+export interface LbMapLike {
+  readonly maxEntries: number;
+  /** Bytes of a value as lookups return it and updates take it (per-CPU maps: all CPUs' values). */
+  readonly valueStride: number;
+  lookup(key: Buffer): Buffer | null;
+  update(key: Buffer, value: Buffer): void;
+  delete(key: Buffer): boolean;
+  updateBatch(keys: Buffer, values: Buffer): Promise<number>;
+  /** Every entry; the Buffers may be views that the next step reuses. */
+  entries(): AsyncIterable<[Buffer, Buffer]>;
+}
+
+export type LbMaps = Record<LbMapName, LbMapLike>;
+
+export interface LbWriterOptions {
+  /** One M for every Maglev service (--bpf-lb-maglev-table-size); else maglevTableSizeFor(its backend count). */
+  maglevTableSize?: number;
+  /** The murmur3 seed of the tables: parseMaglevHashSeed(...).murmur. Every node must use the same. */
+  hashSeed: number;
+}
+
+export interface LbWrites {
+  /** Service and wildcard entries, both families. */
+  services: number;
+  backends: number;
+  members: number;
+  revNat: number;
+  /** Slots of tsct_lb_maglev. */
+  slots: number;
+}
+
+export interface LbRemovals {
+  services: number;
+  backends: number;
+  members: number;
+  revNat: number;
+  /** Session affinity entries of removed services. */
+  affinity: number;
+  /** Counters of removed services zeroed, so that an id given to a new service starts from nothing. */
+  stats: number;
+}
+
+export interface LbApplyResult {
+  written: LbWrites;
+  removed: LbRemovals;
+  tablesRebuilt: number;
+  /** Slots of tsct_lb_maglev given back (bookkeeping: nothing is written for them). */
+  slotsFreed: number;
+}
+
+/** How many map entries an apply wrote or removed, all maps together. */
+export function lbTouched(r: LbApplyResult): number {
+  const sum = (o: object) => Object.values(o).reduce((a: number, b: number) => a + b, 0);
+  return sum(r.written) + sum(r.removed);
+}
+
+/** A service entry of tsct_lb4/6_services as the bpf lb listing shows it. */
+export interface LbEntryView {
+  family: 4 | 6;
+  addr: string;
+  port: number;
+  /** The protocol number (0 for a wildcard). */
+  proto: number;
+  revNatId: number;
+  flags: number;
+  algorithm: number;
+  tableOffset: number;
+  tableSize: number;
+  affinityTimeout: number;
+  /** The service's members in slot order (active first), each with its backend entry when there is one. */
+  backends: Array<{ id: number; addr?: string; port?: number; state?: LbBackendState }>;
+}
+
+const SF = ENUMS.lb_service_flag;
+const BS = ENUMS.lb_backend_state;
+const ALG = ENUMS.lb_algorithm;
+const MF = ENUMS.lb_member_flag;
+
+const STATE_VALUES: Record<LbBackendState, number> = {
+  active: BS.LB_BE_ACTIVE,
+  terminating: BS.LB_BE_TERMINATING,
+  quarantined: BS.LB_BE_QUARANTINED,
+  maintenance: BS.LB_BE_MAINTENANCE,
+};
+const TYPE_FLAGS: Record<LbServiceType, number> = {
+  ClusterIP: 0,
+  NodePort: SF.LB_SVC_F_NODEPORT,
+  ExternalIP: SF.LB_SVC_F_EXTERNAL_IP,
+  LoadBalancer: SF.LB_SVC_F_LOADBALANCER,
+};
+const ALGORITHM_VALUES: Record<LbAlgorithm, number> = { maglev: ALG.LB_ALG_MAGLEV, random: ALG.LB_ALG_RANDOM };
+
+function stateName(v: number): LbBackendState | undefined {
+  return LB_BACKEND_STATES.find((s) => STATE_VALUES[s] === v);
+}
+
+/** Slot order of a service's members: active first, then terminating, quarantined, maintenance; by id within. */
+function memberOrder(a: { id: number; state?: LbBackendState }, b: { id: number; state?: LbBackendState }): number {
+  const rank = (s?: LbBackendState) => (s === undefined ? LB_BACKEND_STATES.length : LB_BACKEND_STATES.indexOf(s));
+  return rank(a.state) - rank(b.state) || a.id - b.id;
+}
+
+/**
+ * Free ranges of tsct_lb_maglev: first fit over [0, total), merged when freed. Ranges are few (about one per
+ * service), so a sorted list is enough.
+ */
+export class SlotAllocator {
+  private free: Array<[number, number]>;
+
+  constructor(
+    readonly total: number,
+    free?: ReadonlyArray<readonly [number, number]>,
+  ) {
+    this.free = free ? free.map(([a, b]) => [a, b]) : total > 0 ? [[0, total]] : [];
+  }
+
+  clone(): SlotAllocator {
+    return new SlotAllocator(this.total, this.free);
+  }
+
+  get freeSlots(): number {
+    return this.free.reduce((n, [a, b]) => n + b - a, 0);
+  }
+
+  get largestFree(): number {
+    return this.free.reduce((n, [a, b]) => Math.max(n, b - a), 0);
+  }
+
+  /** The first free range of `size` slots, taken; undefined when none is large enough. */
+  alloc(size: number): number | undefined {
+    const i = this.free.findIndex(([a, b]) => b - a >= size);
+    if (i < 0) return undefined;
+    const at = this.free[i][0];
+    this.take(i, at, size);
+    return at;
+  }
+
+  /** Takes [offset, offset + size) if it is all free (restoring what a service entry points at). */
+  markUsed(offset: number, size: number): boolean {
+    const i = this.free.findIndex(([a, b]) => a <= offset && offset + size <= b);
+    if (i < 0) return false;
+    this.take(i, offset, size);
+    return true;
+  }
+
+  release(offset: number, size: number): void {
+    let i = 0;
+    while (i < this.free.length && this.free[i][0] < offset) i++;
+    this.free.splice(i, 0, [offset, offset + size]);
+    // Merge with the neighbours it touches.
+    if (i + 1 < this.free.length && this.free[i][1] === this.free[i + 1][0]) {
+      this.free[i][1] = this.free[i + 1][1];
+      this.free.splice(i + 1, 1);
+    }
+    if (i > 0 && this.free[i - 1][1] === this.free[i][0]) {
+      this.free[i - 1][1] = this.free[i][1];
+      this.free.splice(i, 1);
+    }
+  }
+
+  private take(i: number, offset: number, size: number): void {
+    const [a, b] = this.free[i];
+    const parts: Array<[number, number]> = [];
+    if (offset > a) parts.push([a, offset]);
+    if (offset + size < b) parts.push([offset + size, b]);
+    this.free.splice(i, 1, ...parts);
+  }
+}
+
+interface EntryMirror {
+  family: 4 | 6;
+  key: Buffer;
+  value: Buffer;
+}
+
+interface TableState {
+  offset: number;
+  size: number;
+  /** What the table was built from (algorithm, M, names, ids, weights); null when restored (names unknown). */
+  signature: string | null;
+  /** The same without the names, which the maps do not hold. */
+  nameless: string;
+  /** Whether this service owns [offset, offset + size): false for a restored range that overlapped another. */
+  owned: boolean;
+}
+
+interface ServiceState {
+  model: LbService;
+  /** Whether the model's names and source ranges are the user's (false: decoded from the maps). */
+  known: boolean;
+  entryId: string;
+  table: TableState;
+}
+
+interface MaglevInput {
+  name: string;
+  id: number;
+  weight: number;
+}
+
+interface TablePlan {
+  algorithm: LbAlgorithm;
+  size: number;
+  members: MaglevInput[];
+  signature: string;
+  nameless: string;
+}
+
+interface ServiceStep {
+  id: number;
+  /** A new table: written to [offset, offset + slots.length) before the service entry changes. */
+  table?: { offset: number; slots: Uint32Array };
+  revNat?: Buffer;
+  entry?: EntryMirror;
+}
+
+interface Plan {
+  backendWrites: Array<[number, Buffer, string]>;
+  memberWrites: EntryPair[];
+  steps: ServiceStep[];
+  wildcardWrites: EntryMirror[];
+  entryRemovals: EntryMirror[];
+  revNatRemovals: number[];
+  memberRemovals: Buffer[];
+  backendRemovals: number[];
+  rangesToFree: Array<[number, number]>;
+  removedIds: number[];
+  services: Map<number, ServiceState>;
+  backendIds: Map<string, number>;
+}
+
+interface EntryPair {
+  key: Buffer;
+  value: Buffer;
+}
+
+function u32Key(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+function entryId(family: 4 | 6, key: Buffer): string {
+  return `${family}:${key.toString('hex')}`;
+}
+
+function serviceKey(family: 4 | 6, addr: string, port: number, proto: number): Buffer {
+  const k = StructView.alloc(family === 4 ? 'lb4_key' : 'lb6_key');
+  parseAddr(addr).copy(k.bytes('addr'));
+  k.bytes('port').writeUInt16BE(port);
+  k.set('proto', proto);
+  return k.buf;
+}
+
+function decodeServiceKey(family: 4 | 6, key: Buffer): { addr: string; port: number; proto: number } {
+  const k = new StructView(family === 4 ? 'lb4_key' : 'lb6_key', key);
+  return { addr: formatAddr(Buffer.from(k.bytes('addr'))), port: k.bytes('port').readUInt16BE(), proto: k.u('proto') };
+}
+
+function addrField(addr: string, field: Buffer): void {
+  parseAddr(addr).copy(field);
+}
+
+function fieldAddr(family: number, field: Buffer): string {
+  return formatAddr(Buffer.from(field.subarray(0, family === 4 ? 4 : 16)));
+}
+
+function backendValue(b: LbBackend): Buffer {
+  const v = StructView.alloc('lb_backend');
+  addrField(b.addr, v.bytes('addr'));
+  v.bytes('port').writeUInt16BE(b.port);
+  v.set('family', familyOfAddr(b.addr));
+  v.set('state', STATE_VALUES[b.state]);
+  return v.buf;
+}
+
+function revNatValue(svc: LbService): Buffer {
+  const v = StructView.alloc('lb_reverse_nat');
+  addrField(svc.frontend.addr, v.bytes('addr'));
+  v.bytes('port').writeUInt16BE(svc.frontend.port);
+  v.set('family', familyOfAddr(svc.frontend.addr));
+  return v.buf;
+}
+
+function memberKey(backendId: number, serviceId: number): Buffer {
+  return StructView.alloc('lb_member_key').set('backend_id', backendId).set('rev_nat_index', serviceId).buf;
+}
+
+function memberValue(b: LbBackend): Buffer {
+  return StructView.alloc('lb_member')
+    .set('weight', b.weight)
+    .set('flags', b.local ? MF.LB_MEMBER_F_LOCAL : 0).buf;
+}
+
+function serviceFlags(svc: LbService): number {
+  return (
+    (svc.affinityTimeoutS > 0 ? SF.LB_SVC_F_AFFINITY : 0) |
+    (svc.trafficPolicy === 'local' ? SF.LB_SVC_F_LOCAL : 0) |
+    (svc.sourceRanges.length > 0 ? SF.LB_SVC_F_SOURCE_RANGE : 0) |
+    TYPE_FLAGS[svc.type] |
+    (svc.fullNat ? SF.LB_SVC_F_SNAT : 0)
+  );
+}
+
+function serviceValue(svc: LbService, offset: number, size: number): Buffer {
+  return StructView.alloc('lb_service')
+    .set('table_offset', offset)
+    .set('table_size', size)
+    .set('affinity_timeout', svc.affinityTimeoutS)
+    .set('rev_nat_index', svc.id)
+    .set('algorithm', ALGORITHM_VALUES[svc.algorithm])
+    .set('flags', serviceFlags(svc)).buf;
+}
+
+function wildcardValue(): Buffer {
+  return StructView.alloc('lb_service').set('flags', SF.LB_SVC_F_WILDCARD).buf;
+}
+
+function isZero(b: Buffer): boolean {
+  for (const x of b) if (x !== 0) return false;
+  return true;
+}
+
+/** A deep copy with canonical addresses, so that the caller's later changes do not reach the writer's mirror. */
+function normalize(svc: LbService): LbService {
+  const canon = (a: string) => canonicalAddr(`service ${svc.id}`, a);
+  return {
+    ...svc,
+    frontend: { ...svc.frontend, addr: canon(svc.frontend.addr) },
+    sourceRanges: [...svc.sourceRanges],
+    backends: svc.backends.map((b) => ({ ...b, addr: canon(b.addr) })),
+  };
+}
+
+function emptyResult(): LbApplyResult {
+  return {
+    written: { services: 0, backends: 0, members: 0, revNat: 0, slots: 0 },
+    removed: { services: 0, backends: 0, members: 0, revNat: 0, affinity: 0, stats: 0 },
+    tablesRebuilt: 0,
+    slotsFreed: 0,
+  };
+}
+
+export class LbWriter {
+  /** Every non-empty entry of both services maps (services, wildcards, and whatever else is there). */
+  private entries = new Map<string, EntryMirror>();
+  private services = new Map<number, ServiceState>();
+  /** Non-empty entries of tsct_lb_backends by id. */
+  private backends = new Map<number, { key: string | undefined; value: Buffer }>();
+  private backendIds = new Map<string, number>();
+  private members = new Map<string, EntryPair>();
+  /** Non-zero entries of tsct_lb_reverse_nat by id. */
+  private revNat = new Map<number, Buffer>();
+  private slots: SlotAllocator;
+  /** Applies run one at a time: each plans against the state the previous one left. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly maps: LbMaps,
+    private readonly opts: LbWriterOptions,
+  ) {
+    for (const name of LB_MAPS) if (!maps[name]) throw new Error(`LbWriter: map ${name} is missing`);
+    this.slots = new SlotAllocator(maps.tsct_lb_maglev.maxEntries);
+  }
+
+  /** A writer whose state is what the maps hold (empty maps: an empty writer). */
+  static async restore(maps: LbMaps, opts: LbWriterOptions): Promise<LbWriter> {
+    const w = new LbWriter(maps, opts);
+    await w.reload();
+    return w;
+  }
+
+  /** Makes the maps hold exactly `desired`. Refuses (UsageError) before writing anything when they cannot. */
+  apply(desired: readonly LbService[]): Promise<LbApplyResult> {
+    return this.serial(() => this.applyNow(desired));
+  }
+
+  /** Adds service svc or replaces the one with its id; the other services are left as they are. */
+  upsert(svc: LbService): Promise<LbApplyResult> {
+    return this.serial(() => {
+      const rest = [...this.services.entries()].filter(([id]) => id !== svc.id).map(([, s]) => s.model);
+      return this.applyNow([...rest, svc]);
+    });
+  }
+
+  /** Removes service id; UsageError when there is none. */
+  remove(id: number): Promise<LbApplyResult> {
+    return this.serial(() => {
+      if (!this.services.has(id)) {
+        throw new UsageError(`there is no service ${id}; tsct service list shows the services and their ids`);
+      }
+      return this.applyNow([...this.services.values()].filter((s) => s.model.id !== id).map((s) => s.model));
+    });
+  }
+
+  /**
+   * The services as the maps hold them, by id: decoded from the entries (type and options from the flags, backends
+   * from the members in slot order). Names and source-range CIDRs are not in the maps: they are there only for
+   * services this writer applied itself.
+   */
+  lbState(): LbService[] {
+    const out: LbService[] = [];
+    for (const id of [...this.services.keys()].sort((a, b) => a - b)) {
+      const st = this.services.get(id)!;
+      const e = this.entries.get(st.entryId);
+      if (!e) continue;
+      const decoded = this.decodeService(e);
+      if (!decoded) continue;
+      if (st.known) {
+        const names = new Map(st.model.backends.map((b) => [backendKey(b), b.name]));
+        for (const b of decoded.backends) {
+          const name = names.get(backendKey(b));
+          if (name !== undefined) b.name = name;
+        }
+        if (st.model.name !== undefined) decoded.name = st.model.name;
+        decoded.sourceRanges = [...st.model.sourceRanges];
+      }
+      out.push(decoded);
+    }
+    return out;
+  }
+
+  /** Every entry of the services maps, wildcards included, sorted by family, address, port and protocol. */
+  lbEntries(): LbEntryView[] {
+    const byService = this.membersByService();
+    const views = [...this.entries.values()].map((e): LbEntryView => {
+      const k = decodeServiceKey(e.family, e.key);
+      const v = new StructView('lb_service', e.value);
+      const revNatId = v.u('rev_nat_index');
+      const wildcard = (v.u('flags') & SF.LB_SVC_F_WILDCARD) !== 0;
+      const backends = wildcard
+        ? []
+        : (byService.get(revNatId) ?? [])
+            .map((m) => {
+              const be = this.backendOf(m.backendId);
+              return { id: m.backendId, addr: be?.addr, port: be?.port, state: be?.state };
+            })
+            .sort(memberOrder);
+      return {
+        family: e.family,
+        ...k,
+        revNatId,
+        flags: v.u('flags'),
+        algorithm: v.u('algorithm'),
+        tableOffset: v.u('table_offset'),
+        tableSize: v.u('table_size'),
+        affinityTimeout: v.u('affinity_timeout'),
+        backends,
+      };
+    });
+    const addrBytes = (x: LbEntryView) => parseAddr(x.addr);
+    return views.sort(
+      (a, b) =>
+        a.family - b.family ||
+        Buffer.compare(addrBytes(a), addrBytes(b)) ||
+        a.port - b.port ||
+        a.proto - b.proto ||
+        a.revNatId - b.revNatId,
+    );
+  }
+
+  /** The Maglev services' lookup tables (backend ids), by service id, as the map holds them. */
+  async maglevTables(): Promise<Array<{ id: number; table: Uint32Array }>> {
+    const out: Array<{ id: number; table: Uint32Array }> = [];
+    for (const id of [...this.services.keys()].sort((a, b) => a - b)) {
+      const e = this.entries.get(this.services.get(id)!.entryId);
+      if (!e) continue;
+      const v = new StructView('lb_service', e.value);
+      if (v.u('algorithm') !== ALG.LB_ALG_MAGLEV) continue;
+      out.push({ id, table: this.readSlots(v.u('table_offset'), v.u('table_size')) });
+    }
+    return out;
+  }
+
+  /** Slots of tsct_lb_maglev not used by any table. */
+  get freeSlots(): number {
+    return this.slots.freeSlots;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(desiredIn: readonly LbService[]): Promise<LbApplyResult> {
+    const current = new Map([...this.services].map(([id, s]) => [id, s.model]));
+    // A service passed back as the writer's own model (upsert, remove) is unchanged: its entries are kept as they
+    // are, which matters for what a restored model cannot say (its source-range CIDRs, its backends' names).
+    const unchanged = new Set(desiredIn.filter((s) => current.get(s.id) === s).map((s) => s.id));
+    const desired = desiredIn.map((s) => (unchanged.has(s.id) ? s : normalize(s)));
+    validateServices(desired);
+    const plan = await this.plan(desired, unchanged);
+    try {
+      return await this.execute(plan);
+    } catch (e) {
+      // Part of the plan may be written: the maps are the truth, so the mirror is rebuilt from them.
+      await this.reload();
+      throw e;
+    }
+  }
+
+  private async plan(desired: LbService[], unchanged: Set<number>): Promise<Plan> {
+    const plan: Plan = {
+      backendWrites: [],
+      memberWrites: [],
+      steps: [],
+      wildcardWrites: [],
+      entryRemovals: [],
+      revNatRemovals: [],
+      memberRemovals: [],
+      backendRemovals: [],
+      rangesToFree: [],
+      removedIds: [],
+      services: new Map(),
+      backendIds: new Map(),
+    };
+    const maps = this.maps;
+
+    // Backend ids: kept while used; a new backend takes the lowest id that no entry holds now (ids given up by this
+    // apply stay taken until its end, since the old tables still point at them).
+    const backendsMax = maps.tsct_lb_backends.maxEntries;
+    let nextId = 1;
+    const taken = new Set<number>();
+    const idOf = (b: LbBackend): number => {
+      const key = backendKey(b);
+      let id = plan.backendIds.get(key);
+      if (id !== undefined) return id;
+      id = this.backendIds.get(key);
+      if (id === undefined) {
+        while (this.backends.has(nextId) || taken.has(nextId)) nextId++;
+        if (nextId >= backendsMax) {
+          throw new UsageError(
+            `no backend id left for ${key}: tsct_lb_backends holds ids 1 to ${backendsMax - 1}, all in use ` +
+              `(ids of backends removed now are free from the next update on); raise --bpf-lb-map-max`,
+          );
+        }
+        id = nextId;
+      }
+      taken.add(id);
+      plan.backendIds.set(key, id);
+      const value = backendValue(b);
+      const cur = this.backends.get(id);
+      if (!cur || !cur.value.equals(value)) plan.backendWrites.push([id, value, key]);
+      return id;
+    };
+
+    const wantedMembers = new Map<string, EntryPair>();
+    const wantedEntries = new Map<string, EntryMirror>();
+    const sim = this.slots.clone();
+    const revNatMax = maps.tsct_lb_reverse_nat.maxEntries;
+
+    for (const svc of [...desired].sort((a, b) => a.id - b.id)) {
+      if (svc.id >= revNatMax) {
+        throw new UsageError(`service id ${svc.id} does not fit tsct_lb_reverse_nat (ids 1 to ${revNatMax - 1})`);
+      }
+      const family = familyOfAddr(svc.frontend.addr);
+      for (const b of svc.backends) {
+        const key = memberKey(idOf(b), svc.id);
+        const value = memberValue(b);
+        const hex = key.toString('hex');
+        wantedMembers.set(hex, { key, value });
+        const cur = this.members.get(hex);
+        if (!cur || !cur.value.equals(value)) plan.memberWrites.push({ key, value });
+      }
+      const cur = this.services.get(svc.id);
+      if (cur && unchanged.has(svc.id)) {
+        const kept = this.entries.get(cur.entryId);
+        if (kept) wantedEntries.set(cur.entryId, kept);
+        plan.services.set(svc.id, cur);
+        continue;
+      }
+      const step: ServiceStep = { id: svc.id };
+      const want = this.tablePlan(svc, idOf);
+      const built = await this.keptOrBuilt(cur?.table, want);
+      let table: TableState;
+      if (built === 'kept') {
+        table = { ...cur!.table, signature: want.signature };
+      } else {
+        let offset = 0;
+        if (want.size > 0) {
+          const at = sim.alloc(want.size);
+          if (at === undefined) {
+            throw new UsageError(
+              `tsct_lb_maglev has no free range of ${want.size} slots for service ${svc.id}'s table ` +
+                `(${sim.freeSlots} of ${sim.total} free, the largest range ${sim.largestFree}; a changed table ` +
+                `is written next to the one it replaces); raise --bpf-lb-maglev-map-max`,
+            );
+          }
+          offset = at;
+          step.table = { offset, slots: built };
+        }
+        table = { offset, size: want.size, signature: want.signature, nameless: want.nameless, owned: true };
+        if (cur && cur.table.owned && cur.table.size > 0) plan.rangesToFree.push([cur.table.offset, cur.table.size]);
+      }
+      const revNat = revNatValue(svc);
+      const curRevNat = this.revNat.get(svc.id);
+      if (!curRevNat || !curRevNat.equals(revNat)) step.revNat = revNat;
+      const key = serviceKey(family, svc.frontend.addr, svc.frontend.port, LB_PROTO_NUMBERS[svc.frontend.proto]);
+      const id = entryId(family, key);
+      const entry: EntryMirror = { family, key, value: serviceValue(svc, table.offset, table.size) };
+      wantedEntries.set(id, entry);
+      const curEntry = this.entries.get(id);
+      if (!curEntry || !curEntry.value.equals(entry.value)) step.entry = entry;
+      if (step.table || step.revNat || step.entry) plan.steps.push(step);
+      plan.services.set(svc.id, { model: svc, known: true, entryId: id, table });
+    }
+
+    // One wildcard entry per VIP in use, so that the VIP's other ports are refused rather than passed.
+    for (const svc of desired) {
+      const family = familyOfAddr(svc.frontend.addr);
+      const key = serviceKey(family, svc.frontend.addr, 0, 0);
+      const id = entryId(family, key);
+      if (wantedEntries.has(id)) continue;
+      const entry = { family, key, value: wildcardValue() };
+      wantedEntries.set(id, entry);
+      const curEntry = this.entries.get(id);
+      if (!curEntry || !curEntry.value.equals(entry.value)) plan.wildcardWrites.push(entry);
+    }
+
+    // Capacity: removals come last, so the old and the new entries are in the maps together for a moment.
+    for (const family of [4, 6] as const) {
+      const mapName = family === 4 ? 'tsct_lb4_services' : 'tsct_lb6_services';
+      const ids = new Set([...wantedEntries].filter(([, e]) => e.family === family).map(([id]) => id));
+      for (const [id, e] of this.entries) if (e.family === family) ids.add(id);
+      if (ids.size > maps[mapName].maxEntries) {
+        throw new UsageError(
+          `${ids.size} IPv${family} frontend and VIP entries (old and new together while the update runs) do not ` +
+            `fit ${mapName} (${maps[mapName].maxEntries}); raise --bpf-lb-map-max`,
+        );
+      }
+    }
+    const memberCount = new Set([...wantedMembers.keys(), ...this.members.keys()]).size;
+    if (memberCount > maps.tsct_lb_members.maxEntries) {
+      throw new UsageError(
+        `${memberCount} service-backend pairs (old and new together while the update runs) do not fit ` +
+          `tsct_lb_members (${maps.tsct_lb_members.maxEntries}); raise --bpf-lb-map-max`,
+      );
+    }
+
+    for (const [id, e] of this.entries) if (!wantedEntries.has(id)) plan.entryRemovals.push(e);
+    for (const id of this.revNat.keys()) if (!plan.services.has(id)) plan.revNatRemovals.push(id);
+    for (const [hex, m] of this.members) if (!wantedMembers.has(hex)) plan.memberRemovals.push(m.key);
+    for (const id of this.backends.keys()) if (!taken.has(id)) plan.backendRemovals.push(id);
+    for (const [id, s] of this.services) {
+      if (plan.services.has(id)) continue;
+      plan.removedIds.push(id);
+      if (s.table.owned && s.table.size > 0) plan.rangesToFree.push([s.table.offset, s.table.size]);
+    }
+    return plan;
+  }
+
+  /** What a service's table is made of, and its signature (what a change of it is judged by). */
+  private tablePlan(svc: LbService, idOf: (b: LbBackend) => number): TablePlan {
+    const members = tableBackends(svc).map((b) => ({ name: backendName(b), id: idOf(b), weight: b.weight }));
+    if (members.length === 0) {
+      return { algorithm: svc.algorithm, size: 0, members, signature: 'none', nameless: 'none' };
+    }
+    if (svc.algorithm === 'random') {
+      const ids = members.map((m) => m.id).sort((a, b) => a - b);
+      const sig = `random|${ids.join(',')}`;
+      return { algorithm: 'random', size: ids.length, members, signature: sig, nameless: sig };
+    }
+    // M follows the count of all the service's backends, not of those taking connections now, so that a backend
+    // going terminating changes a few slots instead of resizing (and so reshuffling) the whole table.
+    const m = this.opts.maglevTableSize ?? maglevTableSizeFor(svc.backends.length);
+    if (members.length > m) {
+      throw new UsageError(
+        `service ${svc.id} has ${members.length} backends but its Maglev table only ${m} slots; ` +
+          'give a larger --bpf-lb-maglev-table-size',
+      );
+    }
+    const byName = [...members].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const byId = [...members].sort((a, b) => a.id - b.id);
+    return {
+      algorithm: 'maglev',
+      size: m,
+      members,
+      signature: `maglev|${m}|${byName.map((x) => `${x.name}\u0000${x.id}*${x.weight}`).join('\u0000')}`,
+      nameless: `maglev|${m}|${byId.map((x) => `${x.id}*${x.weight}`).join(',')}`,
+    };
+  }
+
+  /**
+   * 'kept' when the table in the map is already the wanted one; else the wanted table's slots. A restored table
+   * (names unknown) whose ids, weights and size agree is compared slot by slot with the one built.
+   */
+  private async keptOrBuilt(cur: TableState | undefined, want: TablePlan): Promise<'kept' | Uint32Array> {
+    if (cur && cur.owned && cur.signature === want.signature) return 'kept';
+    const slots = this.buildSlots(want);
+    if (cur && cur.owned && cur.signature === null && cur.nameless === want.nameless) {
+      const stored = this.readSlots(cur.offset, cur.size);
+      if (stored.length === slots.length && stored.every((x, i) => x === slots[i])) return 'kept';
+    }
+    return slots;
+  }
+
+  private buildSlots(want: TablePlan): Uint32Array {
+    if (want.size === 0) return new Uint32Array(0);
+    if (want.algorithm === 'random') return Uint32Array.from(want.members.map((m) => m.id).sort((a, b) => a - b));
+    return buildMaglevTable(want.members, want.size, this.opts.hashSeed);
+  }
+
+  private readSlots(offset: number, size: number): Uint32Array {
+    const out = new Uint32Array(size);
+    const map = this.maps.tsct_lb_maglev;
+    for (let i = 0; i < size; i++) {
+      const v = map.lookup(u32Key(offset + i));
+      out[i] = v ? v.readUInt32LE(0) : 0;
+    }
+    return out;
+  }
+
+  private async execute(plan: Plan): Promise<LbApplyResult> {
+    const r = emptyResult();
+    const maps = this.maps;
+    for (const [id, value, key] of plan.backendWrites) {
+      maps.tsct_lb_backends.update(u32Key(id), value);
+      const old = this.backends.get(id);
+      if (old?.key !== undefined && old.key !== key) this.backendIds.delete(old.key);
+      this.backends.set(id, { key, value });
+      this.backendIds.set(key, id);
+      r.written.backends++;
+    }
+    for (const m of plan.memberWrites) {
+      maps.tsct_lb_members.update(m.key, m.value);
+      this.members.set(m.key.toString('hex'), m);
+      r.written.members++;
+    }
+    for (const step of plan.steps) {
+      if (step.table) {
+        const { offset, slots } = step.table;
+        if (!this.slots.markUsed(offset, slots.length)) throw new Error(`LbWriter: slots ${offset}+ are not free`);
+        const keys = Buffer.alloc(slots.length * 4);
+        for (let i = 0; i < slots.length; i++) keys.writeUInt32LE(offset + i, i * 4);
+        await maps.tsct_lb_maglev.updateBatch(keys, Buffer.from(slots.buffer, slots.byteOffset, slots.byteLength));
+        r.written.slots += slots.length;
+        r.tablesRebuilt++;
+      }
+      if (step.revNat) {
+        maps.tsct_lb_reverse_nat.update(u32Key(step.id), step.revNat);
+        this.revNat.set(step.id, step.revNat);
+        r.written.revNat++;
+      }
+      if (step.entry) {
+        this.writeEntry(step.entry);
+        r.written.services++;
+      }
+    }
+    for (const e of plan.wildcardWrites) {
+      this.writeEntry(e);
+      r.written.services++;
+    }
+    this.services = plan.services;
+
+    for (const e of plan.entryRemovals) {
+      (e.family === 4 ? maps.tsct_lb4_services : maps.tsct_lb6_services).delete(e.key);
+      this.entries.delete(entryId(e.family, e.key));
+      r.removed.services++;
+    }
+    const zeroRevNat = Buffer.alloc(StructView.sizeOf('lb_reverse_nat'));
+    for (const id of plan.revNatRemovals) {
+      maps.tsct_lb_reverse_nat.update(u32Key(id), zeroRevNat);
+      this.revNat.delete(id);
+      r.removed.revNat++;
+    }
+    for (const key of plan.memberRemovals) {
+      maps.tsct_lb_members.delete(key);
+      this.members.delete(key.toString('hex'));
+      r.removed.members++;
+    }
+    const zeroBackend = Buffer.alloc(StructView.sizeOf('lb_backend'));
+    for (const id of plan.backendRemovals) {
+      maps.tsct_lb_backends.update(u32Key(id), zeroBackend);
+      const old = this.backends.get(id);
+      if (old?.key !== undefined && this.backendIds.get(old.key) === id) this.backendIds.delete(old.key);
+      this.backends.delete(id);
+      r.removed.backends++;
+    }
+    for (const [offset, size] of plan.rangesToFree) {
+      this.slots.release(offset, size);
+      r.slotsFreed += size;
+    }
+    if (plan.removedIds.length > 0) {
+      const zeroStats = Buffer.alloc(maps.tsct_lb_stats.valueStride);
+      for (const id of plan.removedIds) {
+        maps.tsct_lb_stats.update(u32Key(id), zeroStats);
+        r.removed.stats++;
+      }
+      r.removed.affinity = await this.forgetAffinity(new Set(plan.removedIds));
+    }
+    return r;
+  }
+
+  private writeEntry(e: EntryMirror): void {
+    (e.family === 4 ? this.maps.tsct_lb4_services : this.maps.tsct_lb6_services).update(e.key, e.value);
+    this.entries.set(entryId(e.family, e.key), e);
+  }
+
+  /** Deletes the affinity entries of removed services: a new service given one of their ids starts afresh. */
+  private async forgetAffinity(ids: Set<number>): Promise<number> {
+    const doomed: Buffer[] = [];
+    for await (const [key] of this.maps.tsct_lb_affinity.entries()) {
+      if (ids.has(new StructView('lb_affinity_key', key).u('rev_nat_index'))) doomed.push(Buffer.from(key));
+    }
+    let n = 0;
+    for (const key of doomed) if (this.maps.tsct_lb_affinity.delete(key)) n++;
+    return n;
+  }
+
+  /** Rebuilds the mirror from the maps. */
+  private async reload(): Promise<void> {
+    this.entries = new Map();
+    this.services = new Map();
+    this.backends = new Map();
+    this.backendIds = new Map();
+    this.members = new Map();
+    this.revNat = new Map();
+    this.slots = new SlotAllocator(this.maps.tsct_lb_maglev.maxEntries);
+
+    for await (const [k, v] of this.maps.tsct_lb_backends.entries()) {
+      const view = new StructView('lb_backend', v);
+      if (view.u('state') === BS.LB_BE_NONE && isZero(v)) continue;
+      const id = k.readUInt32LE(0);
+      const family = view.u('family');
+      const valid = id !== 0 && (family === 4 || family === 6) && stateName(view.u('state')) !== undefined;
+      // An entry the writer cannot read is kept under its id, without a key, to be zeroed by the next apply.
+      const key = valid
+        ? backendKey({ addr: fieldAddr(family, view.bytes('addr')), port: view.bytes('port').readUInt16BE() })
+        : undefined;
+      this.backends.set(id, { key, value: Buffer.from(v) });
+      if (key !== undefined && !this.backendIds.has(key)) this.backendIds.set(key, id);
+    }
+    for await (const [k, v] of this.maps.tsct_lb_members.entries()) {
+      this.members.set(k.toString('hex'), { key: Buffer.from(k), value: Buffer.from(v) });
+    }
+    for await (const [k, v] of this.maps.tsct_lb_reverse_nat.entries()) {
+      if (!isZero(v)) this.revNat.set(k.readUInt32LE(0), Buffer.from(v));
+    }
+    const restored: Array<[EntryMirror, LbService]> = [];
+    for (const family of [4, 6] as const) {
+      for await (const [k, v] of (family === 4 ? this.maps.tsct_lb4_services : this.maps.tsct_lb6_services).entries()) {
+        const e: EntryMirror = { family, key: Buffer.from(k), value: Buffer.from(v) };
+        this.entries.set(entryId(family, e.key), e);
+        const model = this.decodeService(e);
+        if (model) restored.push([e, model]);
+      }
+    }
+    // Entries in key order, so that of two entries claiming one id (only after a failed write) the same one wins.
+    restored.sort(([a], [b]) => a.family - b.family || Buffer.compare(a.key, b.key));
+    for (const [e, model] of restored) {
+      if (this.services.has(model.id)) continue;
+      const v = new StructView('lb_service', e.value);
+      const offset = v.u('table_offset');
+      const size = v.u('table_size');
+      const owned = size === 0 || this.slots.markUsed(offset, size);
+      const want = this.tablePlan(model, (b) => this.backendIds.get(backendKey(b))!);
+      const table: TableState = { offset, size, signature: null, nameless: owned ? want.nameless : '', owned };
+      this.services.set(model.id, { model, known: false, entryId: entryId(e.family, e.key), table });
+    }
+  }
+
+  private membersByService(): Map<number, Array<{ backendId: number; weight: number; local: boolean }>> {
+    const out = new Map<number, Array<{ backendId: number; weight: number; local: boolean }>>();
+    for (const m of this.members.values()) {
+      const k = new StructView('lb_member_key', m.key);
+      const v = new StructView('lb_member', m.value);
+      const id = k.u('rev_nat_index');
+      if (!out.has(id)) out.set(id, []);
+      out.get(id)!.push({
+        backendId: k.u('backend_id'),
+        weight: v.u('weight'),
+        local: (v.u('flags') & MF.LB_MEMBER_F_LOCAL) !== 0,
+      });
+    }
+    return out;
+  }
+
+  private backendOf(id: number): { addr: string; port: number; state: LbBackendState } | undefined {
+    const be = this.backends.get(id);
+    if (!be || be.key === undefined) return undefined;
+    const v = new StructView('lb_backend', be.value);
+    const state = stateName(v.u('state'));
+    if (state === undefined) return undefined;
+    return { addr: fieldAddr(v.u('family'), v.bytes('addr')), port: v.bytes('port').readUInt16BE(), state };
+  }
+
+  /** The service an entry of the services maps is, or undefined for a wildcard or an entry tsct did not write. */
+  private decodeService(e: EntryMirror): LbService | undefined {
+    const v = new StructView('lb_service', e.value);
+    const flags = v.u('flags');
+    const id = v.u('rev_nat_index');
+    const k = decodeServiceKey(e.family, e.key);
+    const proto = protoName(k.proto);
+    if (flags & SF.LB_SVC_F_WILDCARD || id === 0 || proto === undefined || k.port === 0) return undefined;
+    const type: LbServiceType =
+      flags & SF.LB_SVC_F_LOADBALANCER
+        ? 'LoadBalancer'
+        : flags & SF.LB_SVC_F_NODEPORT
+          ? 'NodePort'
+          : flags & SF.LB_SVC_F_EXTERNAL_IP
+            ? 'ExternalIP'
+            : 'ClusterIP';
+    const backends: Array<LbBackend & { id: number }> = [];
+    for (const m of this.membersByService().get(id) ?? []) {
+      const be = this.backendOf(m.backendId);
+      if (!be || familyOfAddr(be.addr) !== e.family) continue;
+      backends.push({
+        id: m.backendId,
+        addr: be.addr,
+        port: be.port,
+        state: be.state,
+        weight: m.weight,
+        local: m.local,
+      });
+    }
+    backends.sort(memberOrder);
+    return {
+      id,
+      frontend: { addr: k.addr, port: k.port, proto },
+      type,
+      algorithm: v.u('algorithm') === ALG.LB_ALG_MAGLEV ? 'maglev' : 'random',
+      affinityTimeoutS: flags & SF.LB_SVC_F_AFFINITY ? v.u('affinity_timeout') : 0,
+      trafficPolicy: flags & SF.LB_SVC_F_LOCAL ? 'local' : 'cluster',
+      // The CIDRs are not in the maps (only the flag is).
+      sourceRanges: [],
+      fullNat: (flags & SF.LB_SVC_F_SNAT) !== 0,
+      backends: backends.map(({ addr, port, state, weight, local }) => ({ addr, port, state, weight, local })),
+    };
+  }
+}
