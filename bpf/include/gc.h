@@ -10,6 +10,7 @@
 #include "conntrack.h"
 #include "ct_map.h"
 #include "events.h"
+#include "lb.h"
 #include "maps.h"
 #include "metrics.h"
 #include "nat.h"
@@ -40,6 +41,52 @@ static __always_inline int gc_destroy_event(__u32 family, const void *key, const
 	return ct_event_write(CT_EVENT_DESTROY, &t, e, now);
 }
 
+/* When the connection a service entry sent to its backend expires (0 when
+ * it or the backend is gone): the entry is kept as long as that. Global
+ * functions, one per family, so that their frames are not the judge's. */
+static __always_inline __u64 gc_service_until(struct tuple *t, const struct ct_entry *e)
+{
+	struct lb_backend *b = lb_backend_of(e->backend_id);
+	struct ct_entry *main;
+
+	if (!b || b->state == LB_BE_NONE)
+		return 0;
+	__builtin_memcpy(t->daddr, b->addr, 16);
+	t->dport = b->port;
+	if (t->family == 4) {
+		struct ct4_key k;
+
+		ct4_key_from(&k, t, e->zone);
+		main = bpf_map_lookup_elem(ct_map_for(4, t->proto), &k);
+	} else {
+		struct ct6_key k;
+
+		ct6_key_from(&k, t, e->zone);
+		main = bpf_map_lookup_elem(ct_map_for(6, t->proto), &k);
+	}
+	return main ? main->expires_ns : 0;
+}
+
+__attribute__((noinline)) __u64 tsct_gc_service4(const struct ct4_key *key, const struct ct_entry *e)
+{
+	struct tuple t = {};
+
+	if (!key || !e)
+		return 0;
+	ct_orig_tuple(&t, 4, key, e);
+	return gc_service_until(&t, e);
+}
+
+__attribute__((noinline)) __u64 tsct_gc_service6(const struct ct6_key *key, const struct ct_entry *e)
+{
+	struct tuple t = {};
+
+	if (!key || !e)
+		return 0;
+	ct_orig_tuple(&t, 6, key, e);
+	return gc_service_until(&t, e);
+}
+
 /* Judges one connection: counts it, and for an expired one writes its
  * DESTROY event and removes its NAT entry. Returns its TCP state when it is
  * to be deleted (the caller deletes it: the map is the caller's), or
@@ -64,6 +111,15 @@ static __always_inline int gc_judge(__u32 family, const void *key, struct ct_ent
 	if (st >= TCP_CT_MAX)
 		st = TCP_CT_NONE;
 	w->s.scanned++;
+	/* A service entry, kept as long as its backend's connection (gc_entry4
+	 * and gc_entry6 extend it): no event or NAT entry of its own. */
+	if (e->flags & CT_F_SERVICE) {
+		if (e->expires_ns < w->now)
+			return st;
+		w->s.alive++;
+		w->s.alive_by_state[st]++;
+		return GC_KEEP;
+	}
 	if (e->expires_ns < w->now) {
 		/* A sweep that finds the ring full stops trying: the rest of its
 		 * destroy events are counted as lost, at no cost per entry. */
@@ -123,6 +179,12 @@ static long gc_entry4(struct bpf_map *map, struct ct4_key *key, struct ct_entry 
 {
 	struct ct4_key k = *key;
 
+	if (e->flags & CT_F_SERVICE) {
+		__u64 until = tsct_gc_service4(&k, e);
+
+		if (until > e->expires_ns)
+			e->expires_ns = until;
+	}
 	gc_delete(map, key, tsct_gc_judge4(&k, e, w), w);
 	return 0;
 }
@@ -131,6 +193,12 @@ static long gc_entry6(struct bpf_map *map, struct ct6_key *key, struct ct_entry 
 {
 	struct ct6_key k = *key;
 
+	if (e->flags & CT_F_SERVICE) {
+		__u64 until = tsct_gc_service6(&k, e);
+
+		if (until > e->expires_ns)
+			e->expires_ns = until;
+	}
 	gc_delete(map, key, tsct_gc_judge6(&k, e, w), w);
 	return 0;
 }

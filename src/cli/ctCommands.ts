@@ -1,11 +1,15 @@
 // `tsct bpf ct list global` and `tsct bpf ct flush global`.
 import { CtFilterOptions, parseCtFilter } from '../ct/ctFilter';
 import { forEachCt, openCtTables } from '../ct/ctTables';
-import { formatCilium, formatConntrack, toJson } from '../ct/ctFormat';
+import { formatCilium, formatConntrack, ServiceAddr, toJson } from '../ct/ctFormat';
+import { StructView } from '../bpf/layouts';
+import { formatAddr } from '../net/addr';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { UsageError } from '../errors';
 import { monotonicNs } from '../gc/gcState';
 import { LineWriter } from './output';
-import { CtEntry } from '../ct/ctEntry';
+import { CtEntry, CtFlag } from '../ct/ctEntry';
 import { natKeysOf } from '../nat/natEntry';
 import { openNatMaps } from './natCommands';
 import { RingBuffer } from 'libbpf-ts';
@@ -31,16 +35,20 @@ export async function ctList(o: ListOptions): Promise<void> {
   const now = Number(monotonicNs());
   let n = 0;
   try {
+    // conntrack shows one line per connection, with what the client dialled as
+    // the original destination: a load-balanced connection's service address.
+    const services = format === 'conntrack' ? readServiceAddrs(o.bpfRoot) : new Map<number, ServiceAddr>();
     const render =
       format === 'json'
         ? (e: CtEntry) => JSON.stringify(toJson(e, now))
         : format === 'conntrack'
-          ? (e: CtEntry) => formatConntrack(e, now)
+          ? (e: CtEntry) => formatConntrack(e, now, e.flags & CtFlag.CT_F_DNAT ? services.get(e.revNatIndex) : null)
           : formatCilium;
     await forEachCt(
       tables,
       (entry) => {
         if (!filter(entry)) return;
+        if (format === 'conntrack' && entry.flags & CtFlag.CT_F_SERVICE) return;
         n++;
         if (!o.count) out.line(render(entry));
       },
@@ -51,6 +59,31 @@ export async function ctList(o: ListOptions): Promise<void> {
   } finally {
     for (const t of tables) t.map.close();
   }
+}
+
+/** Service id -> its address and port (tsct_lb_reverse_nat); empty when no services were ever pinned. */
+function readServiceAddrs(root: string): Map<number, ServiceAddr> {
+  const out = new Map<number, ServiceAddr>();
+  if (!fs.existsSync(path.join(root, 'tsct_lb_reverse_nat'))) return out;
+  const m = openPinnedMap(root, 'tsct_lb_reverse_nat');
+  try {
+    const key = Buffer.alloc(4);
+    const value = Buffer.alloc(m.valueStride);
+    for (let id = 1; id < m.maxEntries; id++) {
+      key.writeUInt32LE(id);
+      if (!m.lookupInto(key, value)) continue;
+      const v = new StructView('lb_reverse_nat', value);
+      const family = v.u('family');
+      if (family !== 4 && family !== 6) continue;
+      out.set(id, {
+        addr: formatAddr(v.bytes('addr').subarray(0, family === 4 ? 4 : 16)),
+        port: v.bytes('port').readUInt16BE(),
+      });
+    }
+  } finally {
+    m.close();
+  }
+  return out;
 }
 
 /** Deletes the matching connections and, with them, their NAT entries. */

@@ -18,6 +18,7 @@ const FLAG_NAMES: Array<[number, string]> = [
   [CtFlag.CT_F_SNAT, 'SNAT'],
   [CtFlag.CT_F_DNAT, 'DNAT'],
   [CtFlag.CT_F_PICKED_UP, 'PickedUp'],
+  [CtFlag.CT_F_SERVICE, 'Service'],
 ];
 
 export function flagNames(flags: number): string[] {
@@ -41,7 +42,9 @@ function flagsPart(flags: number): string {
 const hostPort = (family: 4 | 6, addr: string, port: number) =>
   family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
 
-export function direction(e: CtEntry): 'IN' | 'OUT' {
+/** Cilium's column: IN or OUT for a connection, SVC for a load-balanced connection's service entry. */
+export function direction(e: CtEntry): 'IN' | 'OUT' | 'SVC' {
+  if (e.flags & CtFlag.CT_F_SERVICE) return 'SVC';
   return e.flags & CtFlag.CT_F_EGRESS ? 'OUT' : 'IN';
 }
 
