@@ -1,0 +1,150 @@
+// A load balancer lab: a client, a router running the agent, and N backend
+// namespaces each behind its own router link (eth2, eth3, ...), IPv4 and
+// IPv6. Each backend runs a name server: TCP and UDP on a port, answering
+// every connection or datagram with its name, so that a client sees which
+// backend served it. Addresses live only inside these namespaces; the
+// service addresses (10.200.100.0/24, fd00:200:100::/64) are routed nowhere:
+// only the datapath's translation makes them reachable.
+import { ChildProcess } from 'node:child_process';
+import { NamespaceLab } from './namespaceLab';
+import { AgentHandle, startAgentIn, tsctIn } from './agentProcess';
+import { labAgentArgs } from './routerAgent';
+
+export interface LbBackendHost {
+  ns: string;
+  name: string;
+  addr4: string;
+  addr6: string;
+}
+
+export interface LbLab {
+  lab: NamespaceLab;
+  client: string;
+  router: string;
+  backends: LbBackendHost[];
+  client4: string;
+  client6: string;
+  /** The router's devices, for --devices: eth1 (client side), eth2.. (backends). */
+  devices: string;
+}
+
+export function buildLbLab(prefix: string, n = 3): LbLab {
+  const lab = new NamespaceLab(prefix);
+  try {
+    const client = lab.addNamespace('client');
+    const router = lab.addNamespace('router');
+    lab.link(
+      { ns: client, dev: 'eth0', addrs: ['10.200.1.2/24', 'fd00:200:1::2/64'] },
+      { ns: router, dev: 'eth1', addrs: ['10.200.1.1/24', 'fd00:200:1::1/64'] },
+    );
+    lab.exec(client, 'ip', ['route', 'add', 'default', 'via', '10.200.1.1']);
+    lab.exec(client, 'ip', ['-6', 'route', 'add', 'default', 'via', 'fd00:200:1::1']);
+    const backends: LbBackendHost[] = [];
+    for (let i = 0; i < n; i++) {
+      const net = 10 + i;
+      const ns = lab.addNamespace(`be${i + 1}`);
+      lab.link(
+        { ns, dev: 'eth0', addrs: [`10.200.${net}.2/24`, `fd00:200:${net}::2/64`] },
+        { ns: router, dev: `eth${i + 2}`, addrs: [`10.200.${net}.1/24`, `fd00:200:${net}::1/64`] },
+      );
+      lab.exec(ns, 'ip', ['route', 'add', 'default', 'via', `10.200.${net}.1`]);
+      lab.exec(ns, 'ip', ['-6', 'route', 'add', 'default', 'via', `fd00:200:${net}::1`]);
+      backends.push({ ns, name: `be${i + 1}`, addr4: `10.200.${net}.2`, addr6: `fd00:200:${net}::2` });
+    }
+    lab.exec(router, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+    const devices = ['eth1', ...backends.map((_, i) => `eth${i + 2}`)].join(',');
+    return { lab, client, router, backends, client4: '10.200.1.2', client6: 'fd00:200:1::2', devices };
+  } catch (e) {
+    lab.destroy();
+    throw e;
+  }
+}
+
+const NAME_SERVER = `
+const net = require('net'), dgram = require('dgram');
+const [name, port, maxSeconds] = process.argv.slice(1);
+// TCP: the name, then an echo of what the client sends (a live connection to watch).
+net.createServer((s) => { s.write(name + '\\n'); s.on('data', (d) => s.write(d)); s.on('error', () => {}); })
+  .listen(Number(port), '::', () => console.log('ready'));
+const u = dgram.createSocket({ type: 'udp6' });
+u.on('message', (m, r) => u.send(name + ' ' + m.toString(), r.port, r.address));
+u.bind(Number(port), '::');
+setTimeout(() => process.exit(0), Number(maxSeconds) * 1000);
+`;
+
+/** Starts a name server on a backend; resolves once it listens. It exits by itself after maxSeconds. */
+export function startNameServer(
+  lab: NamespaceLab,
+  b: LbBackendHost,
+  port: number,
+  maxSeconds = 120,
+): Promise<ChildProcess> {
+  const child = lab.spawn(b.ns, process.execPath, ['-e', NAME_SERVER, b.name, String(port), String(maxSeconds)]);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`name server on ${b.name} did not start`)), 10_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('ready')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`name server on ${b.name} exited (${code})`)));
+  });
+}
+
+const WHO_SERVES = `
+const net = require('net'), dgram = require('dgram');
+const [host, port, count, proto, deadlineMs] = process.argv.slice(1);
+const seen = {};
+let done = 0, failed = 0;
+const finish = () => { console.log(JSON.stringify({ seen, failed })); process.exit(0); };
+setTimeout(finish, Number(deadlineMs));
+function tcp() {
+  const s = net.connect({ host, port: Number(port) });
+  let d = '';
+  s.setTimeout(3000, () => s.destroy(new Error('timeout')));
+  s.on('data', (b) => { d += b; if (d.includes('\\n')) s.end(); });
+  s.on('close', () => { const n = d.split('\\n')[0]; if (n) seen[n] = (seen[n] || 0) + 1; else failed++; next(); });
+  s.on('error', () => {});
+}
+function udp() {
+  // A connected socket: only a reply from the service address itself is taken.
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  const t = setTimeout(() => { failed++; s.close(); next(); }, 2000);
+  s.on('message', (m) => { clearTimeout(t); const n = m.toString().split(' ')[0]; seen[n] = (seen[n] || 0) + 1; s.close(); next(); });
+  s.connect(Number(port), host, () => s.send('who'));
+}
+function next() { if (++done >= Number(count)) finish(); else (proto === 'udp' ? udp : tcp)(); }
+done = -1; next();
+`;
+
+/** `count` new connections (or UDP sockets) to host:port, one after another: which backend answered how often. */
+export function whoServes(
+  lab: NamespaceLab,
+  ns: string,
+  host: string,
+  port: number,
+  count: number,
+  proto: 'tcp' | 'udp',
+): { seen: Record<string, number>; failed: number } {
+  const out = lab.exec(ns, process.execPath, ['-e', WHO_SERVES, host, String(port), String(count), proto, '60000'], {
+    timeoutMs: 90_000,
+  });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+/** The agent on the lab's router, with its own bpf-root; stop() and cleanup() undo it. */
+export async function startLbAgent(l: LbLab, extra: string[] = []): Promise<{ agent: AgentHandle; root: string }> {
+  const root = `/sys/fs/bpf/${l.lab.id}`;
+  const agent = await startAgentIn(
+    l.router,
+    labAgentArgs(root, l.devices, ['--prometheus-serve-addr', 'off', ...extra]),
+  );
+  return { agent, root };
+}
+
+export async function cleanupLbLab(l: LbLab, root: string, agent: AgentHandle | null): Promise<void> {
+  if (agent) await agent.stop();
+  await tsctIn(l.router, ['uninstall', '--bpf-root', root]);
+  l.lab.destroy();
+}

@@ -1,0 +1,155 @@
+// The service load balancer end to end: real TCP and UDP from a client to
+// service addresses on a router running `tsct agent`, three backend
+// namespaces behind it, services programmed with `tsct service update`.
+import { privTest } from './helpers/privilege';
+import { AgentHandle, tsctIn } from '../lab/agentProcess';
+import { buildLbLab, cleanupLbLab, LbLab, startLbAgent, startNameServer, whoServes } from '../lab/lbLab';
+import { ExecutionContext } from 'ava';
+
+const VIP4 = '10.200.100.10';
+const VIP6 = 'fd00:200:100::10';
+const PORT = 8080;
+
+async function withLb(
+  t: ExecutionContext,
+  prefix: string,
+  fn: (l: LbLab, root: string, cli: (...args: string[]) => Promise<string>) => Promise<void>,
+): Promise<void> {
+  const l = buildLbLab(prefix);
+  let agent: AgentHandle | null = null;
+  let root = `/sys/fs/bpf/${l.lab.id}`;
+  try {
+    ({ agent, root } = await startLbAgent(l));
+    for (const b of l.backends) await startNameServer(l.lab, b, PORT, 120);
+    const cli = async (...args: string[]) => {
+      const r = await tsctIn(l.router, [...args, '--bpf-root', root]);
+      t.is(r.code, 0, `tsct ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    await fn(l, root, cli);
+  } finally {
+    await cleanupLbLab(l, root, agent);
+  }
+}
+
+/** Each backend's share of `n` connections is within Maglev's balance for 3 backends (25-42 %). */
+function balanced(t: ExecutionContext, what: string, r: { seen: Record<string, number>; failed: number }, n: number) {
+  t.is(r.failed, 0, `${what}: every connection was answered`);
+  t.deepEqual(Object.keys(r.seen).sort(), ['be1', 'be2', 'be3'], `${what}: all three backends served`);
+  for (const [name, k] of Object.entries(r.seen)) {
+    t.true(k >= n * 0.25 && k <= n * 0.42, `${what}: ${name} served ${k} of ${n}`);
+  }
+}
+
+privTest(
+  'ClusterIP over TCP and UDP, IPv4 and IPv6: three backends share the connections, replies come from the VIP',
+  async (t) => {
+    await withLb(t, 'tsct-lb', async (l, _root, cli) => {
+      const be = (family: 4 | 6) =>
+        l.backends.map((b) => (family === 4 ? `${b.addr4}:${PORT}` : `[${b.addr6}]:${PORT}`)).join(',');
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '1',
+        '--frontend',
+        `${VIP4}:${PORT}/tcp`,
+        '--backends',
+        be(4),
+        '--algorithm',
+        'maglev',
+      );
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '2',
+        '--frontend',
+        `${VIP4}:${PORT}/udp`,
+        '--backends',
+        be(4),
+        '--algorithm',
+        'maglev',
+      );
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '3',
+        '--frontend',
+        `[${VIP6}]:${PORT}/tcp`,
+        '--backends',
+        be(6),
+        '--algorithm',
+        'maglev',
+      );
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '4',
+        '--frontend',
+        `[${VIP6}]:${PORT}/udp`,
+        '--backends',
+        be(6),
+        '--algorithm',
+        'maglev',
+      );
+
+      // A connected UDP socket takes only replies from the address it sent to, and a TCP
+      // connection only segments from it: every answer came back from the VIP.
+      balanced(t, 'TCP over IPv4', whoServes(l.lab, l.client, VIP4, PORT, 300, 'tcp'), 300);
+      balanced(t, 'UDP over IPv4', whoServes(l.lab, l.client, VIP4, PORT, 300, 'udp'), 300);
+      balanced(t, 'TCP over IPv6', whoServes(l.lab, l.client, VIP6, PORT, 300, 'tcp'), 300);
+      balanced(t, 'UDP over IPv6', whoServes(l.lab, l.client, VIP6, PORT, 300, 'udp'), 300);
+
+      const list = await cli('service', 'list');
+      const lines = list.trimEnd().split('\n');
+      t.regex(lines[0], /^ID\s+Frontend\s+Service Type\s+Backend$/);
+      t.regex(
+        lines[1],
+        new RegExp(
+          `^1\\s+${VIP4.replace(/\./g, '\\.')}:${PORT}/TCP\\s+ClusterIP\\s+1 => ${l.backends[0].addr4.replace(/\./g, '\\.')}:${PORT}/TCP \\(active\\)$`,
+        ),
+      );
+      t.is(lines.filter((x) => /=> .* \(active\)$/.test(x)).length, 12, 'four services of three active backends');
+      const lb = await cli('bpf', 'lb', 'list');
+      t.regex(lb, /^SERVICE ADDRESS\s+BACKEND ADDRESS \(REVNAT_ID\) \(SLOT\)/);
+      t.regex(lb, new RegExp(`0\\.0\\.0\\.0:0 \\(1\\) \\(0\\) \\[ClusterIP`));
+
+      const ct = await cli('bpf', 'ct', 'list', 'global', '-o', 'conntrack', '--dport', String(PORT), '--proto', 'tcp');
+      t.regex(
+        ct,
+        new RegExp(
+          `src=${l.client4} dst=${VIP4} sport=\\d+ dport=${PORT} .* src=10\\.200\\.1[0-2]\\.2 dst=${l.client4} sport=${PORT}`,
+        ),
+        'conntrack shows the VIP dialled and the backend that replied',
+      );
+    });
+  },
+);
+
+privTest(
+  'a service with no backends refuses new connections and leaves no entry; the next packet after a backend appears reaches it',
+  async (t) => {
+    await withLb(t, 'tsct-lbnb', async (l, _root, cli) => {
+      await cli('service', 'update', '--id', '5', '--frontend', `${VIP4}:${PORT}/udp`, '--backends', '');
+      const none = whoServes(l.lab, l.client, VIP4, PORT, 3, 'udp');
+      t.deepEqual(none.seen, {}, 'no backend answered');
+      const entries = await cli('bpf', 'ct', 'list', 'global', '--dport', String(PORT), '--count');
+      t.is(entries.trim(), '0', 'no connection entry was left to blackhole later packets');
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '5',
+        '--frontend',
+        `${VIP4}:${PORT}/udp`,
+        '--backends',
+        `${l.backends[1].addr4}:${PORT}`,
+      );
+      const after = whoServes(l.lab, l.client, VIP4, PORT, 3, 'udp');
+      t.deepEqual(after.seen, { be2: 3 }, 'the new backend answers at once');
+    });
+  },
+);
