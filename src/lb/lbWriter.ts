@@ -690,7 +690,7 @@ export class LbWriter {
   }
 
   /** What a service's table is made of, and its signature (what a change of it is judged by). */
-  private tablePlan(svc: LbService, idOf: (b: LbBackend) => number): TablePlan {
+  private tablePlan(svc: LbService, idOf: (b: LbBackend) => number, storedSize?: number): TablePlan {
     const members = tableBackends(svc).map((b) => ({ name: backendName(b), id: idOf(b), weight: b.weight }));
     if (members.length === 0) {
       return { algorithm: svc.algorithm, size: 0, members, signature: 'none', nameless: 'none' };
@@ -702,11 +702,12 @@ export class LbWriter {
     }
     // M follows the count of all the service's backends, not of those taking connections now, so that a backend
     // going terminating changes a few slots instead of resizing (and so reshuffling) the whole table.
-    const m = this.opts.maglevTableSize ?? maglevTableSizeFor(svc.backends.length);
-    if (members.length > m) {
+    // A restored table is described with the size it has in the map, whatever this writer's options say.
+    const m = storedSize ?? this.opts.maglevTableSize ?? maglevTableSizeFor(svc.backends.length);
+    if (storedSize === undefined && members.length > m) {
       throw new UsageError(
-        `service ${svc.id} has ${members.length} backends but its Maglev table only ${m} slots; ` +
-          'give a larger --bpf-lb-maglev-table-size',
+        `service ${svc.id} has ${members.length} backends taking connections but a Maglev table of ${m} slots; ` +
+          'give a larger Maglev table size (agent --bpf-lb-maglev-table-size, tsct service --maglev-table-size)',
       );
     }
     const byName = [...members].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -893,7 +894,7 @@ export class LbWriter {
       const offset = v.u('table_offset');
       const size = v.u('table_size');
       const owned = size === 0 || this.slots.markUsed(offset, size);
-      const want = this.tablePlan(model, (b) => this.backendIds.get(backendKey(b))!);
+      const want = this.tablePlan(model, (b) => this.backendIds.get(backendKey(b))!, size);
       const table: TableState = { offset, size, signature: null, nameless: owned ? want.nameless : '', owned };
       this.services.set(model.id, { model, known: false, entryId: entryId(e.family, e.key), table });
     }

@@ -562,3 +562,30 @@ test('bad services are refused before anything is written', async (t) => {
   });
   t.deepEqual(f.log, []);
 });
+
+test('a restored table keeps the size it has in the map: the same options write nothing, another size rebuilds', async (t) => {
+  const f = fakeMaps();
+  await (await writer(f, 1021)).apply([dns()]);
+  t.is(lbTouched(await (await writer(f, 1021)).apply([dns()])), 0);
+  const r = await (await writer(f)).apply([dns()]);
+  t.is(r.tablesRebuilt, 1);
+  t.is(serviceAt(f, v4Key('10.96.0.10', 53, 17))!.u('table_size'), 251, 'the per-service default M');
+});
+
+test('more backends taking connections than a fixed table size has slots is refused', async (t) => {
+  const f = fakeMaps({ lb: 512 });
+  const w = await writer(f, 251);
+  const many = svc(
+    1,
+    '10.96.0.1',
+    80,
+    Array.from({ length: 252 }, (_, i) => be(`10.0.${i >> 8}.${i & 255}`, 80)),
+  );
+  await t.throwsAsync(w.apply([many]), {
+    instanceOf: UsageError,
+    message:
+      'service 1 has 252 backends taking connections but a Maglev table of 251 slots; give a larger Maglev table ' +
+      'size (agent --bpf-lb-maglev-table-size, tsct service --maglev-table-size)',
+  });
+  t.deepEqual(f.log, []);
+});
