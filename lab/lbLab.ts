@@ -112,6 +112,8 @@ function udp() {
   const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   const t = setTimeout(() => { failed++; s.close(); next(); }, 2000);
   s.on('message', (m) => { clearTimeout(t); const n = m.toString().split(' ')[0]; seen[n] = (seen[n] || 0) + 1; s.close(); next(); });
+  // ICMP unreachable on a connected socket: refused.
+  s.on('error', () => { clearTimeout(t); failed++; s.close(); next(); });
   s.connect(Number(port), host, () => s.send('who'));
 }
 function next() { if (++done >= Number(count)) finish(); else (proto === 'udp' ? udp : tcp)(); }
@@ -147,4 +149,27 @@ export async function cleanupLbLab(l: LbLab, root: string, agent: AgentHandle | 
   if (agent) await agent.stop();
   await tsctIn(l.router, ['uninstall', '--bpf-root', root]);
   l.lab.destroy();
+}
+
+const TCP_OUTCOME = `
+const net = require('net');
+const [host, port] = process.argv.slice(1);
+const t0 = Date.now();
+const s = net.connect({ host, port: Number(port) });
+const done = (outcome) => { console.log(JSON.stringify({ outcome, ms: Date.now() - t0 })); process.exit(0); };
+s.setTimeout(5000, () => done('timeout'));
+s.on('connect', () => done('connected'));
+s.on('error', (e) => done(e.code === 'ECONNREFUSED' ? 'refused' : e.code));
+`;
+
+/** What a TCP connect to host:port gets: connected, refused (an RST), timeout or the error code; and how fast. */
+export function tcpConnectOutcome(
+  lab: NamespaceLab,
+  ns: string,
+  host: string,
+  port: number,
+): { outcome: string; ms: number } {
+  return JSON.parse(
+    lab.exec(ns, process.execPath, ['-e', TCP_OUTCOME, host, String(port)], { timeoutMs: 15_000 }).trim(),
+  );
 }

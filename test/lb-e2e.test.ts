@@ -3,7 +3,16 @@
 // namespaces behind it, services programmed with `tsct service update`.
 import { privTest } from './helpers/privilege';
 import { AgentHandle, tsctIn } from '../lab/agentProcess';
-import { buildLbLab, cleanupLbLab, LbLab, startLbAgent, startNameServer, whoServes } from '../lab/lbLab';
+import {
+  buildLbLab,
+  cleanupLbLab,
+  LbLab,
+  startLbAgent,
+  startNameServer,
+  tcpConnectOutcome,
+  whoServes,
+} from '../lab/lbLab';
+import { udpToClosedPort } from '../lab/traffic';
 import { ExecutionContext } from 'ava';
 
 const VIP4 = '10.200.100.10';
@@ -130,12 +139,17 @@ privTest(
 );
 
 privTest(
-  'a service with no backends refuses new connections and leaves no entry; the next packet after a backend appears reaches it',
+  'a service with no backends refuses TCP (RST) and UDP (port unreachable) at once and leaves no entry; ' +
+    'a backend added later gets the next packet',
   async (t) => {
     await withLb(t, 'tsct-lbnb', async (l, _root, cli) => {
       await cli('service', 'update', '--id', '5', '--frontend', `${VIP4}:${PORT}/udp`, '--backends', '');
-      const none = whoServes(l.lab, l.client, VIP4, PORT, 3, 'udp');
-      t.deepEqual(none.seen, {}, 'no backend answered');
+      await cli('service', 'update', '--id', '6', '--frontend', `${VIP4}:${PORT}/tcp`, '--backends', '');
+      const tcp = tcpConnectOutcome(l.lab, l.client, VIP4, PORT);
+      t.is(tcp.outcome, 'refused', 'TCP: connection refused');
+      t.true(tcp.ms < 1000, `at once (${tcp.ms} ms)`);
+      t.is(udpToClosedPort(l.lab, l.client, VIP4, PORT), 'refused', 'UDP: ICMP port unreachable');
+      t.is(tcpConnectOutcome(l.lab, l.client, VIP4, PORT + 1).outcome, 'refused', 'a port the VIP does not serve');
       const entries = await cli('bpf', 'ct', 'list', 'global', '--dport', String(PORT), '--count');
       t.is(entries.trim(), '0', 'no connection entry was left to blackhole later packets');
       await cli(

@@ -278,6 +278,16 @@ static __always_inline int lb_stage(struct pkt *p, struct lb_io *io)
 	return 0;
 }
 
+/* Whether a refusal of the load balancer is answered (kube-proxy's REJECT:
+ * no backend, a port the VIP does not serve, a TCP connection whose backend
+ * went), rather than silently dropped (traffic policy Local with none here,
+ * a source outside the ranges: kube-proxy's DROP). */
+static __always_inline int lb_reason_rejects(__u32 reason)
+{
+	return reason == REASON_DROP_LB_NO_BACKEND || reason == REASON_DROP_LB_PORT_NOT_SERVED ||
+	       reason == REASON_DROP_LB_BACKEND_GONE;
+}
+
 /* What a backend's reply gets back: the service's address and port. */
 static __always_inline struct lb_reverse_nat *lb_reverse_nat_of(__u16 rev_nat_index)
 {

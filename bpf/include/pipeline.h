@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "nat.h"
 #include "parse.h"
+#include "reject.h"
 
 /* A load-balanced packet on its way to its backend: the load balancer's
  * choice (lb_stage) and the destination rewritten; io is then ready for the
@@ -188,6 +189,10 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	}
 	if (reason_is_drop(reason)) {
 		cb_write(skb, 0, 0, reason, zone, 0, hook);
+		/* A service that cannot take the connection refuses it as
+		 * kube-proxy's REJECT does: the client learns at once. */
+		if (lb_reason_rejects(reason))
+			return tsct_reject(skb, p, reason, hook);
 		return tc_drop(skb, reason, hook);
 	}
 	if (reason)

@@ -62,8 +62,11 @@ export const MAX_BACKEND_WEIGHT = 0xffff;
 /** Kubernetes' sessionAffinityConfig.clientIP.timeoutSeconds: the default and the most the API server accepts. */
 export const DEFAULT_AFFINITY_TIMEOUT_S = 10800;
 export const MAX_AFFINITY_TIMEOUT_S = 86400;
-/** Cilium's default --bpf-lb-algorithm. */
-export const DEFAULT_ALGORITHM: LbAlgorithm = 'random';
+/**
+ * Maglev unless a service asks for random: the same backend for the same
+ * connection on every node (Cilium's --bpf-lb-algorithm defaults to random).
+ */
+export const DEFAULT_ALGORITHM: LbAlgorithm = 'maglev';
 
 export function protoName(proto: number): LbProto | undefined {
   return (Object.keys(LB_PROTO_NUMBERS) as LbProto[]).find((p) => LB_PROTO_NUMBERS[p] === proto);

@@ -8,7 +8,7 @@
 //       name: TEXT                  what the service is called (e.g. kube-system/kube-dns:dns)
 //       frontend: ADDR:PORT[/PROTO] required: 10.96.0.10:53/udp, [fd00::10]:53/udp; PROTO tcp (default), udp, sctp
 //       type: ClusterIP | NodePort | ExternalIP | LoadBalancer       (default ClusterIP)
-//       algorithm: random | maglev  (default random, as Cilium's --bpf-lb-algorithm)
+//       algorithm: maglev | random  (default maglev: every node picks the same backend)
 //       affinity-timeout: DURATION  ClientIP session affinity for this long: seconds (10800) or 3h, 90m, 10800s;
 //                                   true: 10800 (Kubernetes' default); false, 0 or absent: no affinity; at most 24h
 //       traffic-policy: cluster | local     local: only the backends marked local (on this node)
@@ -58,6 +58,7 @@ services:
     name: default/web:http
     frontend: 192.0.2.10:80/tcp
     type: LoadBalancer
+    algorithm: random
     affinity-timeout: 3h
     traffic-policy: local
     source-ranges: [198.51.100.0/24]
