@@ -173,3 +173,62 @@ export function tcpConnectOutcome(
     lab.exec(ns, process.execPath, ['-e', TCP_OUTCOME, host, String(port)], { timeoutMs: 15_000 }).trim(),
   );
 }
+
+const LIVE_CLIENT = `
+const net = require('net');
+const [host, port, gapMs, maxSeconds] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port) });
+let name = null, echoes = 0, buf = '';
+const say = (o) => console.log(JSON.stringify(o));
+const end = (o) => { say(o); process.exit(0); };
+setTimeout(() => end({ done: true, echoes }), Number(maxSeconds) * 1000);
+s.on('data', (d) => {
+  buf += d;
+  if (name === null && buf.includes('\\n')) { name = buf.split('\\n')[0]; buf = ''; say({ name }); }
+  else if (name !== null) { echoes += buf.length; buf = ''; say({ echoes }); }
+});
+const tick = setInterval(() => { if (name !== null) s.write('x'); }, Number(gapMs));
+s.on('error', (e) => { clearInterval(tick); end({ error: e.code, echoes }); });
+s.on('close', () => { clearInterval(tick); end({ closed: true, echoes }); });
+`;
+
+export interface LiveClient {
+  /** The backend's name, once the connection is up. */
+  name: Promise<string>;
+  /** Echoes so far. */
+  echoes(): number;
+  /** Resolves with how the connection ended: {error: 'ECONNRESET'} for an RST. */
+  ended: Promise<{ error?: string; closed?: boolean; done?: boolean; echoes: number }>;
+}
+
+/** A TCP connection that sends a byte every gapMs and counts the echoes, for at most maxSeconds. */
+export function liveTcpClient(lab: NamespaceLab, ns: string, host: string, port: number, gapMs = 100, maxSeconds = 60) {
+  const child = lab.spawn(ns, process.execPath, [
+    '-e',
+    LIVE_CLIENT,
+    host,
+    String(port),
+    String(gapMs),
+    String(maxSeconds),
+  ]);
+  let echoes = 0;
+  let resolveName: (n: string) => void = () => undefined;
+  let resolveEnd: (v: { error?: string; closed?: boolean; done?: boolean; echoes: number }) => void = () => undefined;
+  const name = new Promise<string>((r) => (resolveName = r));
+  const ended = new Promise<{ error?: string; closed?: boolean; done?: boolean; echoes: number }>(
+    (r) => (resolveEnd = r),
+  );
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const msg = JSON.parse(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      if (msg.name) resolveName(msg.name);
+      else if (msg.echoes !== undefined && !('error' in msg || 'closed' in msg || 'done' in msg)) echoes = msg.echoes;
+      else resolveEnd(msg);
+    }
+  });
+  child.on('close', () => resolveEnd({ closed: true, echoes }));
+  return { name, echoes: () => echoes, ended } satisfies LiveClient;
+}

@@ -9,11 +9,15 @@ import {
   LbLab,
   startLbAgent,
   startNameServer,
+  liveTcpClient,
   tcpConnectOutcome,
   whoServes,
 } from '../lab/lbLab';
 import { udpToClosedPort } from '../lab/traffic';
 import { ExecutionContext } from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 const VIP4 = '10.200.100.10';
 const VIP6 = 'fd00:200:100::10';
@@ -165,5 +169,82 @@ privTest(
       const after = whoServes(l.lab, l.client, VIP4, PORT, 3, 'udp');
       t.deepEqual(after.seen, { be2: 3 }, 'the new backend answers at once');
     });
+  },
+);
+
+privTest(
+  'a live TCP connection keeps its backend while the services file changes the others and across an agent restart; ' +
+    'with its own backend removed it gets an RST at its next packet',
+  async (t) => {
+    const l = buildLbLab('tsct-lbsf');
+    const root = `/sys/fs/bpf/${l.lab.id}`;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tsct-lbsf-'));
+    const file = path.join(dir, 'services.yaml');
+    const write = (names: string[]) =>
+      fs.writeFileSync(
+        file,
+        [
+          'services:',
+          '  - id: 1',
+          `    frontend: ${VIP4}:${PORT}/tcp`,
+          '    backends:',
+          ...l.backends.filter((b) => names.includes(b.name)).map((b) => `      - address: ${b.addr4}:${PORT}`),
+          '',
+        ].join('\n'),
+      );
+    let agent: AgentHandle | null = null;
+    try {
+      write(['be1', 'be2', 'be3']);
+      ({ agent } = await startLbAgent(l, ['--services-file', file]));
+      t.true(
+        agent.log.some((x) => /services \(start\): 1 from /.test(x)),
+        agent.log.join('\n'),
+      );
+      for (const b of l.backends) await startNameServer(l.lab, b, PORT, 120);
+      const live = liveTcpClient(l.lab, l.client, VIP4, PORT, 100, 60);
+      const mine = await live.name;
+      const others = l.backends.map((b) => b.name).filter((n) => n !== mine);
+      const echoesGrow = async (what: string) => {
+        const before = live.echoes();
+        for (let i = 0; i < 30 && live.echoes() < before + 3; i++) await new Promise((r) => setTimeout(r, 100));
+        t.true(live.echoes() >= before + 3, `${what}: the connection still echoes (${before} -> ${live.echoes()})`);
+      };
+      // The others change under it: one removed, then back.
+      write([mine, others[0]]);
+      await new Promise((r) => setTimeout(r, 1000));
+      await echoesGrow(`${others[1]} removed`);
+      write([mine, others[0], others[1]]);
+      await new Promise((r) => setTimeout(r, 1000));
+      await echoesGrow(`${others[1]} back`);
+      // A file that does not parse changes nothing.
+      fs.writeFileSync(file, 'services: [ { id: 1, frontend: nonsense } ]\n');
+      await new Promise((r) => setTimeout(r, 1000));
+      t.true(
+        agent.log.some((x) => /services\.yaml:1: .*the services in force stay/.test(x)),
+        agent.log.slice(-3).join('\n'),
+      );
+      await echoesGrow('a bad file');
+      // The agent restarts: the connection does not notice.
+      await agent.stop();
+      await echoesGrow('agent stopped');
+      write([mine, others[0], others[1]]);
+      ({ agent } = await startLbAgent(l, ['--services-file', file]));
+      await echoesGrow('agent restarted');
+      t.deepEqual(whoServes(l.lab, l.client, VIP4, PORT, 30, 'tcp').failed, 0, 'new connections still work');
+      // Its own backend goes: the next packet is answered with an RST.
+      write(others);
+      const ended = await Promise.race([
+        live.ended,
+        new Promise((r) => setTimeout(() => r({ error: 'no end' }), 5000)),
+      ]);
+      t.deepEqual(
+        (ended as { error?: string }).error,
+        'ECONNRESET',
+        `the connection was reset: ${JSON.stringify(ended)}`,
+      );
+    } finally {
+      await cleanupLbLab(l, root, agent);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   },
 );

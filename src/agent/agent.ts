@@ -13,6 +13,8 @@ import { AgentLock, lockBpfRoot } from './lock';
 import { masqueradeAddresses, preparePinRoot } from './host';
 import { describeGcLoop, startGcLoop, GcLoop } from './gcLoop';
 import { startAgentHttp } from './http';
+import { readServicesFile, startServicesFile, ServicesFileWatch } from './servicesFile';
+import { LbService } from '../lb/lbService';
 import * as http from 'node:http';
 
 export { masqueradeAddresses, preparePinRoot };
@@ -140,13 +142,16 @@ async function attachDevices(dp: Datapath, o: AgentOptions, devices: CheckedDevi
 
 export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
   const devices = checkAgent(o);
+  const services: LbService[] | null = o.servicesFile ? readServicesFile(o.servicesFile) : null;
   // One agent per bpf-root: a second one is refused before it changes anything.
   const lock: AgentLock = lockBpfRoot(o.bpfRoot);
   let dp: Datapath | null = null;
   let gc: GcLoop | null = null;
   let server: http.Server | null = null;
+  let servicesWatch: ServicesFileWatch | null = null;
   try {
     dp = await loadDatapath(o, log);
+    if (services) servicesWatch = await startServicesFile(dp, o, services, log);
     await attachDevices(dp, o, devices, log);
     gc = startGcLoop(dp, o, log);
     if (o.prometheusServeAddr) {
@@ -155,6 +160,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     }
     log.info(describeGcLoop(o, gc));
   } catch (e) {
+    servicesWatch?.stop();
     gc?.stop();
     dp?.close();
     lock.release();
@@ -169,6 +175,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       if (stopped) return;
       stopped = true;
       loop.stop();
+      servicesWatch?.stop();
       server?.close();
       running.close();
       lock.release();
