@@ -21,15 +21,20 @@ export function addAgentCommand(program: Command): void {
   agent.action(async (flags: Record<string, string>) => {
     const o = resolveAgentOptions(flags);
     const log = makeLogger(o.logLevel);
+    // Handled from the start: a signal during start-up stops the agent once
+    // it has started, instead of killing it half way.
+    let signalled: string | null = null;
+    let wake: () => void = () => undefined;
+    const stopped = new Promise<void>((resolve) => (wake = resolve));
+    const onSignal = (sig: string) => {
+      signalled = sig;
+      wake();
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
     const running = await startAgent(o, log);
-    await new Promise<void>((resolve) => {
-      const bye = (sig: string) => {
-        log.info(`${sig}: stopping; programs stay attached and maps stay pinned under ${o.bpfRoot}`);
-        running.stop();
-        resolve();
-      };
-      process.once('SIGTERM', () => bye('SIGTERM'));
-      process.once('SIGINT', () => bye('SIGINT'));
-    });
+    await stopped;
+    log.info(`${signalled}: stopping; programs stay attached and maps stay pinned under ${o.bpfRoot}`);
+    running.stop();
   });
 }

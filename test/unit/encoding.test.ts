@@ -234,7 +234,10 @@ const allOn: DatapathConfig = {
 test('encodeConfig: each behaviour is its tsct_config_flag bit', (t) => {
   const C = ENUMS.tsct_config_flag;
   const flags = (cfg: DatapathConfig) => new StructView('tsct_config', encodeConfig(cfg, [])).u('flags');
-  t.is(flags(DEFAULT_CONFIG), C.CFG_F_TCP_LOOSE | C.CFG_F_MASQ_ALL_SOURCES | C.CFG_F_EVENTS | C.CFG_F_FAST_PATH);
+  t.is(
+    flags(DEFAULT_CONFIG),
+    C.CFG_F_TCP_LOOSE | C.CFG_F_MASQ_ALL_SOURCES | C.CFG_F_EVENTS | C.CFG_F_FAST_PATH | C.CFG_F_LB,
+  );
   t.is(
     flags(allOn),
     C.CFG_F_TCP_LOOSE |
@@ -245,7 +248,8 @@ test('encodeConfig: each behaviour is its tsct_config_flag bit', (t) => {
       C.CFG_F_EVENTS |
       C.CFG_F_EVENTS_UPDATE |
       C.CFG_F_FAST_PATH |
-      C.CFG_F_FAST_PATH_NEW,
+      C.CFG_F_FAST_PATH_NEW |
+      C.CFG_F_LB,
   );
   const none: DatapathConfig = {
     ...allOn,
@@ -257,8 +261,10 @@ test('encodeConfig: each behaviour is its tsct_config_flag bit', (t) => {
     events: 'none',
     fastPath: false,
     fastPathNew: false,
+    lb: false,
   };
   t.is(flags(none), 0);
+  t.is(flags({ ...none, lb: true }), C.CFG_F_LB);
   t.is(flags({ ...none, dropInvalid: true }), C.CFG_F_DROP_INVALID);
   t.is(flags({ ...none, ctFullPass: true }), C.CFG_F_CT_FULL_PASS);
   t.is(flags({ ...none, natRangeStrict: true }), C.CFG_F_NAT_RANGE_STRICT);
@@ -380,7 +386,7 @@ test('formatAddr: RFC 5952 text, the longest run of zeros compressed, the first 
   t.is(f('1:0:0:0:0:0:0:0'), '1::');
   t.is(f('fe80:0:0:0:0:0:0:1'), 'fe80::1');
   t.is(f('1:2:3:4:5:6:7:8'), '1:2:3:4:5:6:7:8');
-  t.is(f('::ffff:0:0'), '::ffff:0:0');
+  t.is(f('::ffff:0:0'), '::ffff:0.0.0.0', 'IPv4-mapped, with its dotted tail');
   // What formatAddr writes parses back to the same bytes.
   for (const text of ['2001:db8::1:0:0:1', '::ffff:192.0.2.1', 'fd00:1:2:3::', '::1:0:0:0:1', '2001:db8:0:1:1:1:1:1'])
     t.deepEqual(parseAddr(f(text)), parseAddr(text), text);

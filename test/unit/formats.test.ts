@@ -421,6 +421,8 @@ interface EventFields {
   tcpState?: number;
   packets?: [number, number];
   bytes?: [number, number];
+  /** With CT_F_SNAT: the translated source, as the datapath copies it from the entry. */
+  nat?: [string, number];
 }
 
 /** A ct_event as the datapath writes it into tsct_events. */
@@ -438,6 +440,10 @@ function eventBuffer(e: EventFields): Buffer {
   v.set('flags', e.flags ?? 0);
   v.set('tcp_state', e.tcpState ?? 0);
   v.set('timeout_s', e.timeoutS);
+  if (e.nat) {
+    parseAddr(e.nat[0]).copy(v.bytes('nat_addr'));
+    v.bytes('nat_port').writeUInt16BE(e.nat[1]);
+  }
   for (const i of [0, 1]) {
     v.set('packets', e.packets?.[i] ?? 0, i);
     v.set('bytes', e.bytes?.[i] ?? 0, i);
@@ -559,10 +565,12 @@ test('formatEvent: the reply tuple of a masqueraded connection does not read dpo
         tsS: 1,
         timeoutS: 60,
         flags: F.CT_F_SNAT | F.CT_F_EGRESS,
+        nat: ['192.0.2.1', 33000],
       }),
     ),
   );
   t.notRegex(line, /dport=0\b/);
+  t.regex(line, / src=8\.8\.8\.8 dst=192\.0\.2\.1 sport=53 dport=33000 /, 'the reply goes to the translated source');
 });
 
 test('eventToJson: one object per event', (t) => {
