@@ -232,3 +232,57 @@ export function liveTcpClient(lab: NamespaceLab, ns: string, host: string, port:
   child.on('close', () => resolveEnd({ closed: true, echoes }));
   return { name, echoes: () => echoes, ended } satisfies LiveClient;
 }
+
+const UDP_STREAM = `
+const dgram = require('dgram');
+const [host, port, localPort, gapMs, seconds] = process.argv.slice(1);
+const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+const pending = new Map(), lost = [], served = {};
+let sent = 0, got = 0;
+s.on('message', (m) => {
+  const [name, , seq] = m.toString().split(' ');
+  if (pending.has(seq)) { clearTimeout(pending.get(seq)); pending.delete(seq); got++; served[name] = (served[name] || 0) + 1; }
+});
+s.on('error', () => {});
+s.bind(Number(localPort), () => {
+  s.connect(Number(port), host, () => {
+    const tick = setInterval(() => {
+      const seq = String(++sent);
+      pending.set(seq, setTimeout(() => { pending.delete(seq); lost.push(Number(seq)); }, 1500));
+      s.send('ping ' + seq);
+    }, Number(gapMs));
+    setTimeout(() => { clearInterval(tick); setTimeout(() => { console.log(JSON.stringify({ sent, got, lost, served })); process.exit(0); }, 1600); }, Number(seconds) * 1000);
+  });
+});
+`;
+
+/** One UDP flow (a fixed source port) sending a request every gapMs for `seconds`: how many replies were lost, and who served. */
+export function startUdpStream(
+  lab: NamespaceLab,
+  ns: string,
+  host: string,
+  port: number,
+  seconds: number,
+  gapMs = 100,
+) {
+  const child = lab.spawn(ns, process.execPath, [
+    '-e',
+    UDP_STREAM,
+    host,
+    String(port),
+    '40123',
+    String(gapMs),
+    String(seconds),
+  ]);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise<{ sent: number; got: number; lost: number[]; served: Record<string, number> }>((resolve, reject) =>
+    child.on('close', () => {
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop()!));
+      } catch {
+        reject(new Error(`the UDP stream printed nothing: ${out}`));
+      }
+    }),
+  );
+}

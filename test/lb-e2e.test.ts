@@ -10,6 +10,7 @@ import {
   startLbAgent,
   startNameServer,
   liveTcpClient,
+  startUdpStream,
   tcpConnectOutcome,
   whoServes,
 } from '../lab/lbLab';
@@ -246,5 +247,117 @@ privTest(
       await cleanupLbLab(l, root, agent);
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  },
+);
+
+privTest('a UDP flow sending every 100 ms through a rolling update of all three backends loses no reply', async (t) => {
+  await withLb(t, 'tsct-lbru', async (l, _root, cli) => {
+    // Each backend's replacement is a new address on its host (a new pod), answered by the same name server.
+    for (const b of l.backends)
+      l.lab.exec(b.ns, 'ip', ['addr', 'add', `${b.addr4.replace(/\.2$/, '.3')}/24`, 'dev', 'eth0']);
+    const backends = new Map(l.backends.map((b) => [b.name, `${b.addr4}:${PORT}`]));
+    const update = () =>
+      cli(
+        'service',
+        'update',
+        '--id',
+        '7',
+        '--frontend',
+        `${VIP4}:${PORT}/udp`,
+        '--backends',
+        [...backends.values()].join(','),
+      );
+    await update();
+    const stream = startUdpStream(l.lab, l.client, VIP4, PORT, 9);
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const b of l.backends) {
+      backends.set(b.name, `${b.addr4}:${PORT}=terminating`);
+      await update();
+      await new Promise((r) => setTimeout(r, 500));
+      backends.delete(b.name);
+      await update();
+      await new Promise((r) => setTimeout(r, 500));
+      backends.set(`${b.name}-new`, `${b.addr4.replace(/\.2$/, '.3')}:${PORT}`);
+      await update();
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const r = await stream;
+    t.true(r.sent >= 60, `the client kept sending (${r.sent})`);
+    t.deepEqual(r.lost, [], `no reply lost of ${r.sent} (${JSON.stringify(r.served)})`);
+  });
+});
+
+privTest(
+  'session affinity keeps a client on one backend for its timeout; traffic policy Local uses only local backends, and drops when none',
+  async (t) => {
+    await withLb(t, 'tsct-lbaf', async (l, _root, cli) => {
+      const be = l.backends.map((b) => `${b.addr4}:${PORT}`);
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '8',
+        '--frontend',
+        `${VIP4}:${PORT}/tcp`,
+        '--backends',
+        be.join(','),
+        '--algorithm',
+        'random',
+        '--affinity-timeout',
+        '3s',
+      );
+      const sticky = whoServes(l.lab, l.client, VIP4, PORT, 20, 'tcp');
+      t.is(Object.keys(sticky.seen).length, 1, `20 connections, one backend: ${JSON.stringify(sticky.seen)}`);
+      await new Promise((r) => setTimeout(r, 3500));
+      // Past the timeout a new choice is made; with random selection and no affinity, 30 connections spread.
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '8',
+        '--frontend',
+        `${VIP4}:${PORT}/tcp`,
+        '--backends',
+        be.join(','),
+        '--algorithm',
+        'random',
+      );
+      t.true(
+        Object.keys(whoServes(l.lab, l.client, VIP4, PORT, 30, 'tcp').seen).length > 1,
+        'without affinity, connections spread',
+      );
+
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '9',
+        '--frontend',
+        `${VIP4}:${PORT + 1}/tcp`,
+        '--backends',
+        `${be[0].replace(`:${PORT}`, `:${PORT}=local`)},${be[1]},${be[2]}`,
+        '--traffic-policy',
+        'local',
+      );
+      const local = whoServes(l.lab, l.client, VIP4, PORT + 1, 20, 'tcp');
+      t.deepEqual(local.seen, { be1: 20 }, 'only the local backend serves');
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '9',
+        '--frontend',
+        `${VIP4}:${PORT + 1}/tcp`,
+        '--backends',
+        `${be[1]},${be[2]}`,
+        '--traffic-policy',
+        'local',
+      );
+      t.is(
+        tcpConnectOutcome(l.lab, l.client, VIP4, PORT + 1).outcome,
+        'timeout',
+        'no local backend: dropped, as kube-proxy does',
+      );
+    });
   },
 );

@@ -7,6 +7,7 @@ import { attachmentsOf } from '../datapath/attach';
 import { parseServeAddr } from './options';
 import { UsageError } from '../errors';
 import { buildRegistry } from '../metrics/registry';
+import { readBackendStates, readLbStats } from '../metrics/lbStats';
 import { GcLoop } from './gcLoop';
 
 export interface Health {
@@ -52,11 +53,18 @@ export async function serveHttp(addr: string, registry: Registry, health: Health
 }
 
 /** The agent's endpoints over its datapath: metrics read at scrape time, health from the attachments and the GC. */
+/** What the agent knows of the services it programs, for the metrics' labels and counters. */
+export interface LbStatus {
+  names: Map<number, string>;
+  tablesRebuilt: number;
+}
+
 export async function startAgentHttp(
   addr: string,
   dp: Datapath,
   gc: GcLoop,
   devices: Array<{ name: string; ifindex: number }>,
+  lbStatus: LbStatus = { names: new Map(), tablesRebuilt: 0 },
 ): Promise<http.Server> {
   const sizes: Record<string, number> = {};
   for (const [name, m] of Object.entries(dp.maps)) sizes[name] = m.maxEntries;
@@ -66,6 +74,12 @@ export async function startAgentHttp(
     gcRuns: () => gc.runs(),
     gcIntervalS: () => gc.schedule.intervalS,
     mapSizes: () => sizes,
+    lb: {
+      services: () => readLbStats(dp.maps.tsct_lb_stats),
+      backendStates: () => readBackendStates(dp.maps.tsct_lb_backends),
+      names: () => lbStatus.names,
+      tablesRebuilt: () => lbStatus.tablesRebuilt,
+    },
   });
   gc.onSweep = (r) => gcDuration.observe({ status: 'completed' }, r.durationNs / 1e9);
   return serveHttp(addr, registry, {

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ReasonCount } from './reasons';
 import { reasonKind } from './reasonNames';
+import { LbServiceStats } from './lbStats';
 
 /** Passed without tracking: by design (not IP, ND), or because a full table let it through. */
 const UNTRACKED_REASONS = new Set(['UNTRACKED', 'CT_FULL_PASSED']);
@@ -17,6 +18,14 @@ export interface MetricsSource {
   gcIntervalS(): number;
   /** Sizes of the maps whose fill is reported as pressure. */
   mapSizes(): Record<string, number>;
+  /** The load balancer's per-service counters and backends by state; absent where there is no load balancer. */
+  lb?: {
+    services(): Promise<LbServiceStats[]>;
+    backendStates(): Promise<Record<string, number>>;
+    /** Service id -> name (namespace/name), where the agent knows one. */
+    names(): Map<number, string>;
+    tablesRebuilt(): number;
+  };
 }
 
 export function buildRegistry(src: MetricsSource): { registry: Registry; gcDuration: Histogram<string> } {
@@ -193,5 +202,46 @@ export function buildRegistry(src: MetricsSource): { registry: Registry; gcDurat
       }
     },
   });
+  if (src.lb) addLbMetrics(registry, src.lb);
   return { registry, gcDuration };
+}
+
+/** Per service: by id and, where known, name (bounded by the number of services, at most 65535). */
+function addLbMetrics(registry: Registry, lb: NonNullable<MetricsSource['lb']>): void {
+  const perService = (name: string, help: string, field: 'packets' | 'bytes' | 'connections') =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['service_id', 'service'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const names = lb.names();
+        for (const s of await lb.services()) {
+          this.inc({ service_id: String(s.id), service: names.get(s.id) ?? '' }, s[field]);
+        }
+      },
+    });
+  perService('tsct_lb_service_packets_total', 'Packets to and from each service (requests and replies)', 'packets');
+  perService('tsct_lb_service_bytes_total', 'Bytes to and from each service', 'bytes');
+  perService('tsct_lb_service_connections_total', 'New connections each service sent to a backend', 'connections');
+  new Gauge({
+    name: 'tsct_lb_backends',
+    help: 'Backends programmed, by state (active, terminating, quarantined, maintenance)',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [state, n] of Object.entries(await lb.backendStates())) this.set({ state }, n);
+    },
+  });
+  new Counter({
+    name: 'tsct_lb_maglev_table_rebuilds_total',
+    help: 'Backend tables the agent rebuilt and swapped in',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(lb.tablesRebuilt());
+    },
+  });
 }
