@@ -44,6 +44,8 @@ const STRUCTS = [
   'lb_stats',
   'lb_member_key',
   'lb_member',
+  'lb4_src_range_key',
+  'lb6_src_range_key',
 ];
 const ENUMS = [
   'ct_state_bit',

@@ -200,6 +200,22 @@ static __always_inline __u32 lb_front_create(const struct pkt *p, struct lb_io *
 	return cur ? cur->backend_id : 0;
 }
 
+/* Whether a client is inside the service's loadBalancerSourceRanges. */
+static __always_inline int lb_source_allowed(const struct lb_service *svc, const struct tuple *t)
+{
+	if (t->family == 4) {
+		struct lb4_src_range_key k = {
+			.prefixlen = 64, .rev_nat_index = svc->rev_nat_index, .addr = t->saddr[0]};
+
+		return bpf_map_lookup_elem(&tsct_lb4_source_range, &k) != 0;
+	} else {
+		struct lb6_src_range_key k = {.prefixlen = 160, .rev_nat_index = svc->rev_nat_index};
+
+		__builtin_memcpy(k.addr, t->saddr, 16);
+		return bpf_map_lookup_elem(&tsct_lb6_source_range, &k) != 0;
+	}
+}
+
 /* A new connection to a service, or a packet of a load-balanced one whose
  * backend must be chosen again: the service's choice, or the drop reason. */
 static __always_inline __u32 lb_choose(const struct pkt *p, struct lb_io *io, __u32 *backend_id)
@@ -216,6 +232,8 @@ static __always_inline __u32 lb_choose(const struct pkt *p, struct lb_io *io, __
 		return lb_service_of(&wild) ? REASON_DROP_LB_PORT_NOT_SERVED : REASON_DROP_LB_NO_BACKEND;
 	}
 	io->rev_nat_index = svc->rev_nat_index;
+	if ((svc->flags & LB_SVC_F_SOURCE_RANGE) && !lb_source_allowed(svc, &p->t))
+		return REASON_DROP_LB_SOURCE_RANGE;
 	if (!svc->table_size)
 		return svc->flags & LB_SVC_F_LOCAL ? REASON_DROP_LB_NO_LOCAL_BACKEND : REASON_DROP_LB_NO_BACKEND;
 	id = svc->flags & LB_SVC_F_AFFINITY ? lb_affinity_select(svc, &p->t, io->now) : lb_select(svc, &p->t);

@@ -519,6 +519,23 @@ enum lb_member_flag {
 	LB_MEMBER_F_LOCAL = 0x1, /* the backend runs on this node (traffic policy Local) */
 };
 
+/* loadBalancerSourceRanges: the client prefixes a service (with
+ * LB_SVC_F_SOURCE_RANGE) takes new connections from. The service id is part
+ * of the prefix, so one trie holds every service's ranges. */
+struct lb4_src_range_key {
+	__u32 prefixlen; /* 32 (service id and pad) + the CIDR's length */
+	__u16 rev_nat_index;
+	__u16 pad;
+	__be32 addr;
+};
+
+struct lb6_src_range_key {
+	__u32 prefixlen;
+	__u16 rev_nat_index;
+	__u16 pad;
+	__be32 addr[4];
+};
+
 /* Session affinity: a client's backend per service, for its timeout. */
 struct lb_affinity_key {
 	__be32 client[4];
@@ -584,6 +601,22 @@ struct {
 	__uint(max_entries, DEFAULT_LB_MAP);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } tsct_lb_members SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lb4_src_range_key);
+	__type(value, __u8);
+	__uint(max_entries, DEFAULT_LB_MAP);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_lb4_source_range SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lb6_src_range_key);
+	__type(value, __u8);
+	__uint(max_entries, DEFAULT_LB_MAP);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_lb6_source_range SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -11,6 +11,7 @@ import { LB_MAPS } from '../datapath/tables';
 import { LbService } from '../lb/lbService';
 import { LbMaps, LbWriter, lbTouched } from '../lb/lbWriter';
 import { parseServicesFile } from '../lb/servicesFile';
+import { SourceRangeWriter } from '../lb/sourceRanges';
 import { UsageError } from '../errors';
 import { AgentOptions } from './options';
 import { Logger } from './log';
@@ -44,8 +45,14 @@ export async function startServicesFile(
     maglevTableSize: o.maglevTableSize,
     hashSeed: o.maglevHashSeed.murmur,
   });
+  const ranges = new SourceRangeWriter({
+    tsct_lb4_source_range: dp.maps.tsct_lb4_source_range,
+    tsct_lb6_source_range: dp.maps.tsct_lb6_source_range,
+  });
   const apply = async (services: LbService[], why: string) => {
+    ranges.add(services);
     const r = await writer.apply(services);
+    await ranges.prune(services);
     log.info(
       `services (${why}): ${services.length} from ${file}; ${lbTouched(r)} entries written or removed, ` +
         `${r.tablesRebuilt} backend tables rebuilt`,

@@ -27,6 +27,7 @@ import {
   parseTrafficPolicy,
 } from '../lb/lbService';
 import { LbApplyResult, LbWriter } from '../lb/lbWriter';
+import { SourceRangeWriter } from '../lb/sourceRanges';
 import { DEFAULT_MAGLEV_HASH_SEED, parseMaglevHashSeed, parseMaglevTableSize } from '../lb/maglev';
 import { parseServicesFile } from '../lb/servicesFile';
 import { LineWriter } from './output';
@@ -76,14 +77,22 @@ export function openLbMaps(root: string): Record<LbMapName, BpfMap> {
   return opened as Record<LbMapName, BpfMap>;
 }
 
-/** Runs fn with a writer over root's maps, closing them whatever happens. */
-async function withWriter<T>(root: string, o: Partial<MaglevOptions>, fn: (w: LbWriter) => Promise<T>): Promise<T> {
+/** Runs fn with a writer over root's maps (and one for the source ranges), closing them whatever happens. */
+async function withWriter<T>(
+  root: string,
+  o: Partial<MaglevOptions>,
+  fn: (w: LbWriter, ranges: SourceRangeWriter) => Promise<T>,
+): Promise<T> {
   const opts = maglevOptions(o);
   const maps = openLbMaps(root);
+  const rangeMaps = {
+    tsct_lb4_source_range: openPinnedMap(root, 'tsct_lb4_source_range'),
+    tsct_lb6_source_range: openPinnedMap(root, 'tsct_lb6_source_range'),
+  };
   try {
-    return await fn(await LbWriter.restore(maps, opts));
+    return await fn(await LbWriter.restore(maps, opts), new SourceRangeWriter(rangeMaps));
   } finally {
-    for (const m of Object.values(maps)) m.close();
+    for (const m of [...Object.values(maps), ...Object.values(rangeMaps)]) m.close();
   }
 }
 
@@ -149,13 +158,22 @@ export function describeChanges(r: LbApplyResult): string {
 
 async function serviceUpdate(o: UpdateOptions): Promise<void> {
   const svc = serviceFromFlags(o);
-  const r = await withWriter(o.bpfRoot, o, (w) => w.upsert(svc));
+  const r = await withWriter(o.bpfRoot, o, async (w, ranges) => {
+    ranges.add([svc]);
+    const done = await w.upsert(svc);
+    await ranges.prune([svc], new Set([svc.id]));
+    return done;
+  });
   process.stdout.write(`service ${svc.id} ${frontendText(svc.frontend)}: ${describeChanges(r)}\n`);
 }
 
 async function serviceDelete(idText: string, o: RootOptions): Promise<void> {
   const id = parseServiceId(idText, 'service id');
-  const r = await withWriter(o.bpfRoot, {}, (w) => w.remove(id));
+  const r = await withWriter(o.bpfRoot, {}, async (w, ranges) => {
+    const done = await w.remove(id);
+    await ranges.prune([], new Set([id]));
+    return done;
+  });
   process.stdout.write(`service ${id} deleted: ${describeChanges(r)}\n`);
 }
 
@@ -168,7 +186,12 @@ async function serviceApply(o: MaglevOptions & { file: string }): Promise<void> 
     throw new UsageError(`-f ${o.file}: cannot read it (${why}); give the path of a services file`);
   }
   const services = parseServicesFile(text, o.file);
-  const r = await withWriter(o.bpfRoot, o, (w) => w.apply(services));
+  const r = await withWriter(o.bpfRoot, o, async (w, ranges) => {
+    ranges.add(services);
+    const done = await w.apply(services);
+    await ranges.prune(services);
+    return done;
+  });
   const n = services.length;
   process.stdout.write(`${n} service${n === 1 ? '' : 's'} applied: ${describeChanges(r)}\n`);
 }

@@ -69,6 +69,9 @@ export const LB_MAPS = [
 ] as const;
 export type LbMapName = (typeof LB_MAPS)[number];
 
+/** loadBalancerSourceRanges, per family (src/lb/sourceRanges.ts writes them). */
+export const LB_SOURCE_RANGE_MAPS = ['tsct_lb4_source_range', 'tsct_lb6_source_range'] as const;
+
 /** Every map the agent pins, and so reuses, migrates and uninstalls. Scratch maps are per load: not pinned. */
 export const MAP_NAMES = [
   ...CT_TABLES.map((t) => t.map),
@@ -87,6 +90,7 @@ export const MAP_NAMES = [
   'tsct_events',
   'tsct_events_reader',
   ...LB_MAPS,
+  ...LB_SOURCE_RANGE_MAPS,
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 

@@ -355,6 +355,24 @@ export const STRUCTS = {
       pad: {offset: 3,size: 1,count: 1},
     },
   },
+  lb4_src_range_key: {
+    size: 12,
+    fields: {
+      prefixlen: {offset: 0,size: 4,count: 1},
+      rev_nat_index: {offset: 4,size: 2,count: 1},
+      pad: {offset: 6,size: 2,count: 1},
+      addr: {offset: 8,size: 4,count: 1},
+    },
+  },
+  lb6_src_range_key: {
+    size: 24,
+    fields: {
+      prefixlen: {offset: 0,size: 4,count: 1},
+      rev_nat_index: {offset: 4,size: 2,count: 1},
+      pad: {offset: 6,size: 2,count: 1},
+      addr: {offset: 8,size: 4,count: 4},
+    },
+  },
 } as const;
 
 export const ENUMS = {
