@@ -358,6 +358,25 @@ privTest(
         'timeout',
         'no local backend: dropped, as kube-proxy does',
       );
+
+      // loadBalancerSourceRanges: a client outside them is dropped, one inside served.
+      const ranged = (ranges: string) =>
+        cli(
+          'service',
+          'update',
+          '--id',
+          '10',
+          '--frontend',
+          `${VIP4}:${PORT + 2}/tcp`,
+          '--backends',
+          be.join(','),
+          '--source-ranges',
+          ranges,
+        );
+      await ranged('10.200.9.0/24');
+      t.is(tcpConnectOutcome(l.lab, l.client, VIP4, PORT + 2).outcome, 'timeout', 'a client outside the source ranges');
+      await ranged('10.200.9.0/24,10.200.1.0/24');
+      t.is(whoServes(l.lab, l.client, VIP4, PORT + 2, 5, 'tcp').failed, 0, 'a client inside them');
     });
   },
 );
