@@ -12,7 +12,7 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 # Build tools, the libbpf it links against, and the tools the tests and demo
 # drive (ip, tc, ping, nc, capsh, conntrack/iptables for the benchmarks).
 PACKAGES=(clang clang-format llvm make g++ python3 libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool
-  iproute2 iputils-ping netcat-openbsd libcap2-bin iptables conntrack procps time prometheus util-linux ethtool)
+  iproute2 iputils-ping netcat-openbsd libcap2-bin iptables conntrack procps time prometheus util-linux ethtool systemd)
 
 if [[ ${1:-} != --build-only ]]; then
   installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>/dev/null | awk '$2 ~ /^ii/ {print $1}' || true)
