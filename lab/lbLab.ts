@@ -256,7 +256,7 @@ s.bind(Number(localPort), () => {
 });
 `;
 
-/** One UDP flow (a fixed source port) sending a request every gapMs for `seconds`: how many replies were lost, and who served. */
+/** One UDP flow (a fixed source port) sending a request every gapMs for `seconds`: replies lost, and who served. */
 export function startUdpStream(
   lab: NamespaceLab,
   ns: string,
@@ -285,4 +285,54 @@ export function startUdpStream(
       }
     }),
   );
+}
+
+export interface EcmpLab {
+  lab: NamespaceLab;
+  client: string;
+  routers: [string, string];
+  backends: LbBackendHost[];
+  client4: string;
+}
+
+/**
+ * Two routers in front of the same backends: the client reaches the service
+ * through router 1 (10.200.1.1) or router 2 (10.200.5.1), as an ECMP next hop
+ * change would move it; both routers and three backends share one link (a
+ * bridge in a namespace of its own), the backends' replies going through
+ * router 1.
+ */
+export function buildEcmpLab(prefix: string): EcmpLab {
+  const lab = new NamespaceLab(prefix);
+  try {
+    const client = lab.addNamespace('client');
+    const r1 = lab.addNamespace('r1');
+    const r2 = lab.addNamespace('r2');
+    const sw = lab.addNamespace('sw');
+    lab.exec(sw, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
+    lab.exec(sw, 'ip', ['link', 'set', 'br0', 'up']);
+    lab.link({ ns: client, dev: 'eth0', addrs: ['10.200.1.2/24'] }, { ns: r1, dev: 'eth1', addrs: ['10.200.1.1/24'] });
+    lab.link({ ns: client, dev: 'eth1', addrs: ['10.200.5.2/24'] }, { ns: r2, dev: 'eth1', addrs: ['10.200.5.1/24'] });
+    const port = (ns: string, dev: string, addr: string, swDev: string) => {
+      lab.link({ ns, dev, addrs: [addr] }, { ns: sw, dev: swDev });
+      lab.exec(sw, 'ip', ['link', 'set', swDev, 'master', 'br0']);
+    };
+    port(r1, 'eth2', '10.200.10.1/24', 'p-r1');
+    port(r2, 'eth2', '10.200.10.2/24', 'p-r2');
+    const backends: LbBackendHost[] = [];
+    for (let i = 0; i < 3; i++) {
+      const ns = lab.addNamespace(`be${i + 1}`);
+      port(ns, 'eth0', `10.200.10.${11 + i}/24`, `p-be${i + 1}`);
+      lab.exec(ns, 'ip', ['route', 'add', 'default', 'via', '10.200.10.1']);
+      backends.push({ ns, name: `be${i + 1}`, addr4: `10.200.10.${11 + i}`, addr6: '' });
+    }
+    for (const r of [r1, r2]) lab.exec(r, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    // Router 2 reaches the client's own address over its link to it.
+    lab.exec(r2, 'ip', ['route', 'add', '10.200.1.2/32', 'via', '10.200.5.2']);
+    lab.exec(client, 'sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.eth1.rp_filter=0']);
+    return { lab, client, routers: [r1, r2], backends, client4: '10.200.1.2' };
+  } catch (e) {
+    lab.destroy();
+    throw e;
+  }
 }

@@ -2,8 +2,10 @@
 // service addresses on a router running `tsct agent`, three backend
 // namespaces behind it, services programmed with `tsct service update`.
 import { privTest } from './helpers/privilege';
-import { AgentHandle, tsctIn } from '../lab/agentProcess';
+import { AgentHandle, startAgentIn, tsctIn } from '../lab/agentProcess';
+import { labAgentArgs } from '../lab/routerAgent';
 import {
+  buildEcmpLab,
   buildLbLab,
   cleanupLbLab,
   LbLab,
@@ -378,5 +380,64 @@ privTest(
       await ranged('10.200.9.0/24,10.200.1.0/24');
       t.is(whoServes(l.lab, l.client, VIP4, PORT + 2, 5, 'tcp').failed, 0, 'a client inside them');
     });
+  },
+);
+
+privTest(
+  'two routers with their own agents and the same services: a TCP connection moved from one to the other mid-stream ' +
+    'keeps its backend (the same Maglev choice, picked up), with no state shared',
+  async (t) => {
+    const e = buildEcmpLab('tsct-lbecmp');
+    const roots = e.routers.map((r) => `/sys/fs/bpf/${e.lab.id}-${r.slice(-2)}`);
+    const agents: AgentHandle[] = [];
+    try {
+      for (const [i, r] of e.routers.entries()) {
+        agents.push(await startAgentIn(r, labAgentArgs(roots[i], 'eth1,eth2', ['--prometheus-serve-addr', 'off'])));
+        const be = e.backends.map((b) => `${b.addr4}:${PORT}`).join(',');
+        const u = await tsctIn(r, [
+          'service',
+          'update',
+          '--id',
+          '1',
+          '--frontend',
+          `${VIP4}:${PORT}/tcp`,
+          '--backends',
+          be,
+          '--bpf-root',
+          roots[i],
+        ]);
+        t.is(u.code, 0, u.stderr);
+      }
+      for (const b of e.backends) await startNameServer(e.lab, b, PORT, 60);
+      e.lab.exec(e.client, 'ip', ['route', 'add', `${VIP4}/32`, 'via', '10.200.1.1']);
+      const live = liveTcpClient(e.lab, e.client, VIP4, PORT, 100, 30);
+      const name = await live.name;
+      const grow = async (what: string) => {
+        const before = live.echoes();
+        for (let i = 0; i < 40 && live.echoes() < before + 3; i++) await new Promise((r) => setTimeout(r, 100));
+        t.true(live.echoes() >= before + 3, `${what}: the connection echoes (${before} -> ${live.echoes()})`);
+      };
+      await grow('through router 1');
+      // The next hop changes: router 2 sees the connection mid-stream.
+      e.lab.exec(e.client, 'ip', ['route', 'replace', `${VIP4}/32`, 'via', '10.200.5.1', 'src', e.client4]);
+      await grow('through router 2');
+      const ct = await tsctIn(e.routers[1], ['bpf', 'ct', 'list', 'global', '-o', 'json', '--bpf-root', roots[1]]);
+      const picked = ct.stdout
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((x) => JSON.parse(x))
+        .find((c) => c.dport === PORT && c.flags.includes('PickedUp'));
+      t.truthy(picked, `router 2 picked the connection up: ${ct.stdout}`);
+      t.is(
+        e.backends.find((b) => b.addr4 === picked?.dst)?.name,
+        name,
+        'router 2 chose the backend router 1 had chosen',
+      );
+    } finally {
+      for (const a of agents) await a.stop();
+      for (const [i, r] of e.routers.entries()) await tsctIn(r, ['uninstall', '--bpf-root', roots[i]]);
+      e.lab.destroy();
+    }
   },
 );
