@@ -28,6 +28,7 @@ struct tsct_btf_anchor {
 	enum lb_service_flag lb_service_flag;
 	enum lb_backend_state lb_backend_state;
 	enum lb_member_flag lb_member_flag;
+	enum lb_snat_kind lb_snat_kind;
 	/* Written only through bpf_ringbuf_reserve: not otherwise in BTF. */
 	struct ct_event ct_event;
 	struct nat_forget_args nat_forget_args;

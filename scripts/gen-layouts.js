@@ -65,6 +65,7 @@ const ENUMS = [
   'lb_service_flag',
   'lb_backend_state',
   'lb_member_flag',
+  'lb_snat_kind',
 ];
 
 function main() {

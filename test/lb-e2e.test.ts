@@ -441,3 +441,73 @@ privTest(
     }
   },
 );
+
+privTest(
+  'full NAT reaches a backend that would not route its reply back through the node (a NodePort from outside); ' +
+    'hairpin: a backend reaches itself through its service',
+  async (t) => {
+    await withLb(t, 'tsct-lbfn', async (l, _root, cli) => {
+      const be3 = l.backends[2];
+      // be3's replies to other networks go to a gateway that is not there: only full NAT gets them back.
+      l.lab.exec(be3.ns, 'ip', ['route', 'replace', 'default', 'via', '10.200.12.254']);
+      const node = '10.200.1.1';
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '20',
+        '--frontend',
+        `${node}:30080/tcp`,
+        '--type',
+        'NodePort',
+        '--backends',
+        `${be3.addr4}:${PORT}`,
+      );
+      t.is(tcpConnectOutcome(l.lab, l.client, node, 30080).outcome, 'timeout', 'without full NAT the reply is lost');
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '20',
+        '--frontend',
+        `${node}:30080/tcp`,
+        '--type',
+        'NodePort',
+        '--backends',
+        `${be3.addr4}:${PORT}`,
+        '--full-nat',
+      );
+      t.deepEqual(
+        whoServes(l.lab, l.client, node, 30080, 5, 'tcp'),
+        { seen: { be3: 5 }, failed: 0 },
+        'with full NAT it comes back',
+      );
+      const ct = await cli('bpf', 'ct', 'list', 'global', '-o', 'conntrack', '--dport', String(PORT), '--proto', 'tcp');
+      t.regex(
+        ct,
+        new RegExp(
+          `src=${l.client4} dst=${node} sport=\\d+ dport=30080 .* src=${be3.addr4} dst=10\\.200\\.12\\.1 sport=${PORT}`,
+        ),
+        'the backend replied to the node',
+      );
+
+      // Hairpin: be1 connects to a service whose only backend is itself.
+      const be1 = l.backends[0];
+      await cli(
+        'service',
+        'update',
+        '--id',
+        '21',
+        '--frontend',
+        `${VIP4}:${PORT}/tcp`,
+        '--backends',
+        `${be1.addr4}:${PORT}`,
+      );
+      t.deepEqual(
+        whoServes(l.lab, be1.ns, VIP4, PORT, 5, 'tcp'),
+        { seen: { be1: 5 }, failed: 0 },
+        'be1 reached itself',
+      );
+    });
+  },
+);

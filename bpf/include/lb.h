@@ -31,7 +31,8 @@ struct lb_io {
 	__u16 rev_nat_index; /* out: the service id */
 	__u16 zone;	     /* the connection's zone */
 	__u8 lb;	     /* in: what the tracker found (enum ct_lb_kind) */
-	__u8 pad[3];
+	__u8 snat;	     /* out: enum lb_snat_kind */
+	__u8 pad[2];
 	__be16 to_port; /* out: the backend's address and port */
 	__u16 pad2;
 	__be32 to_addr[4];
@@ -232,6 +233,7 @@ static __always_inline __u32 lb_choose(const struct pkt *p, struct lb_io *io, __
 		return lb_service_of(&wild) ? REASON_DROP_LB_PORT_NOT_SERVED : REASON_DROP_LB_NO_BACKEND;
 	}
 	io->rev_nat_index = svc->rev_nat_index;
+	io->snat = svc->flags & LB_SVC_F_SNAT ? LB_SNAT_FULL : LB_SNAT_NONE;
 	if ((svc->flags & LB_SVC_F_SOURCE_RANGE) && !lb_source_allowed(svc, &p->t))
 		return REASON_DROP_LB_SOURCE_RANGE;
 	if (!svc->table_size)
@@ -283,12 +285,18 @@ static __always_inline int lb_stage(struct pkt *p, struct lb_io *io)
 		struct lb_service *svc = lb_service_of(&t);
 
 		io->rev_nat_index = svc ? svc->rev_nat_index : io->rev_nat_index;
+		io->snat = svc && (svc->flags & LB_SVC_F_SNAT) ? LB_SNAT_FULL : LB_SNAT_NONE;
 	}
 	if (!b)
 		return REASON_DROP_LB_NO_BACKEND;
 	io->backend_id = id;
 	__builtin_memcpy(io->to_addr, b->addr, 16);
 	io->to_port = b->port;
+	/* A backend connecting to its own service: sent back to itself from
+	 * its own address it would drop as a martian; it gets the service
+	 * loopback address as the source instead. */
+	if (!addr6_cmp(b->addr, p->t.saddr))
+		io->snat = LB_SNAT_HAIRPIN;
 	if (is_new)
 		metrics_count(REASON_LB_NEW, HOOK_INGRESS, 0);
 	metrics_count(REASON_LB_DNAT, HOOK_INGRESS, 0);

@@ -168,7 +168,9 @@ struct tsct_config {
 	 * (--bpf-lb-maglev-hash-seed): the same on every node, so that every
 	 * node picks the same backend for the same connection. */
 	__u32 lb_hash_seed;
-	__u32 pad;
+	/* The source a backend connecting to its own service is given
+	 * (hairpin), as Cilium's service loopback address 169.254.42.1. */
+	__be32 lb_loopback4;
 };
 
 enum ct_table {
@@ -475,6 +477,13 @@ struct lb_service {
 	__u8 flags;		/* enum lb_service_flag */
 };
 
+/* How a load-balanced connection's source is translated too. */
+enum lb_snat_kind {
+	LB_SNAT_NONE = 0,
+	LB_SNAT_FULL = 1,    /* full NAT: to the address of the device towards the backend */
+	LB_SNAT_HAIRPIN = 2, /* the client is the backend: to the service loopback address */
+};
+
 enum lb_backend_state {
 	LB_BE_NONE = 0,	       /* no backend under this id (removed) */
 	LB_BE_ACTIVE = 1,      /* takes new connections */
@@ -652,7 +661,8 @@ struct ct_io {
 	__be32 nat_addr[4];  /* out, with +snat */
 	__u32 backend_id;    /* in: a new connection's backend (+dnat); out: with +dnat or CT_LB_FRONT */
 	__u16 rev_nat_index; /* in, with backend_id; out, as backend_id */
-	__u16 pad;
+	__u8 lb_snat;	     /* out of the load balancer: enum lb_snat_kind */
+	__u8 pad;
 };
 
 /* What the NAT stage needs from the tracker, and gives back. Flat (no
@@ -670,7 +680,10 @@ struct nat_io {
 	 * (ct_io's nat_addr, nat_port). Out: what the packet is rewritten to. */
 	__be32 to_addr[4];
 	__be16 to_port;
-	__u16 pad;
+	/* In: translate the source to dev's address whatever the masquerade
+	 * settings (the load balancer's full NAT and hairpin). */
+	__u8 force;
+	__u8 pad;
 };
 
 /* The tc pipeline's parsed packet and tracker interface (pipeline.h): on

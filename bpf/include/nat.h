@@ -335,6 +335,19 @@ static __always_inline int masq_source(const struct tuple *t, const struct devic
 
 /* The NAT stage's interface is struct nat_io (maps.h). */
 
+/* Whether a packet arriving on a device that does not masquerade may be a
+ * reply to a translated connection all the same: one to the device's own
+ * address (full NAT) or to the service loopback address (hairpin). A compare,
+ * so that other traffic pays no NAT lookup. */
+static __always_inline int nat_to_node(const struct pkt *p, const struct device_info *dev,
+				       const struct tsct_config *cfg)
+{
+	if (p->t.family == 4)
+		return (dev->snat4 && p->t.daddr[0] == dev->snat4) ||
+		       (cfg && cfg->lb_loopback4 && p->t.daddr[0] == cfg->lb_loopback4);
+	return !addr6_cmp(p->t.daddr, dev->snat6) && (dev->snat6[0] | dev->snat6[1] | dev->snat6[2] | dev->snat6[3]);
+}
+
 /* The translation the tracker found on the packet's connection. */
 static __always_inline void nat_io_from_ct(struct nat_io *io, const struct ct_io *cio)
 {
@@ -387,7 +400,7 @@ static __always_inline __u32 nat_snat_map(struct pkt *p, const struct device_inf
 	__u16 orig_port;
 
 	if ((io->ct_state & (CT_STATE_INV | CT_STATE_REL)) || io->ct_dir != CT_DIR_ORIGINAL ||
-	    !masq_source(&p->t, dev, cfg))
+	    (!io->force && !masq_source(&p->t, dev, cfg)))
 		return 0;
 	/* Passed untracked (a full table, CFG_F_CT_FULL_PASS): a mapping would
 	 * have no connection to live in, and one made per packet would leak. */
@@ -633,7 +646,7 @@ __attribute__((noinline)) int tsct_snat_map(struct pkt *p, struct nat_io *io)
 	if (!p || !io)
 		return 0;
 	io->xlate = 0;
-	if (!(io->dev.flags & DEVICE_F_MASQUERADE))
+	if (!(io->dev.flags & DEVICE_F_MASQUERADE) && !io->force)
 		return 0;
 	return nat_snat_map(p, &io->dev, config_get(), io);
 }

@@ -44,6 +44,43 @@ __attribute__((noinline)) int tsct_lb_forward(struct __sk_buff *skb, struct pkt 
 	io->lb = 0;
 	io->backend_id = lio.backend_id;
 	io->rev_nat_index = lio.rev_nat_index;
+	io->lb_snat = lio.snat;
+	return 0;
+}
+
+/* Full NAT and hairpin: which device's address (or the service loopback
+ * address) a load-balanced connection's source is translated to, into nio
+ * for the NAT stage. The FIB says which device leads to the backend. */
+__attribute__((noinline)) int tsct_lb_snat_prepare(struct __sk_buff *skb, struct pkt *p, struct nat_io *nio, __u32 kind)
+{
+	const struct tsct_config *cfg = config_get();
+	struct fast_path_route *r;
+	struct device_info *out;
+	__u32 zero = 0, out_if;
+
+	if (!skb || !p || !nio)
+		return -1;
+	nio->force = 1;
+	if (kind == LB_SNAT_HAIRPIN) {
+		if (p->t.family != 4 || !cfg || !cfg->lb_loopback4)
+			return -1;
+		__builtin_memset(&nio->dev, 0, sizeof(nio->dev));
+		nio->dev.snat4 = cfg->lb_loopback4;
+		return 0;
+	}
+	r = bpf_map_lookup_elem(&tsct_fast_path_scratch, &zero);
+	if (!r)
+		return -1;
+	fib_params_of(&r->fib, p, skb->ingress_ifindex, 0);
+	r->rc = bpf_fib_lookup(skb, &r->fib, sizeof(r->fib), 0);
+	if (r->rc != BPF_FIB_LKUP_RET_SUCCESS && r->rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return -1;
+	out_if = r->fib.ifindex;
+	out = bpf_map_lookup_elem(&tsct_devices, &out_if);
+	if (!out)
+		return -1;
+	nio->dev = *out;
+	nio->ifindex = out_if;
 	return 0;
 }
 
@@ -101,7 +138,7 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	struct device_info *dev;
 	__u32 reason, ifindex = skb->ifindex, state, mark, dir;
 	__u16 zone = 0;
-	__u8 lookup_only = 0;
+	__u8 lookup_only = 0, lb_forward = 0;
 	__u64 now;
 
 	/* Sent here by the fast path, which did this hook's work already. */
@@ -152,7 +189,7 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	now = bpf_ktime_get_coarse_ns();
 	/* Replies to translated connections get their destination back before
 	 * the lookup, so that the connection is found by its original tuple. */
-	if (hook == HOOK_INGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
+	if (hook == HOOK_INGRESS && dev && ((dev->flags & DEVICE_F_MASQUERADE) || nat_to_node(p, dev, cfg))) {
 		nio.now = now;
 		nio.zone = zone;
 		nio.ifindex = ifindex;
@@ -201,6 +238,24 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	nio.zone = zone;
 	nio.ct_state = state;
 	nio.ct_dir = dir;
+	/* A load-balanced connection whose client is translated too (full NAT,
+	 * hairpin): here at ingress, after its backend's connection is tracked. */
+	if (hook == HOOK_INGRESS && cio->lb_snat && dir == CT_DIR_ORIGINAL) {
+		if (tsct_lb_snat_prepare(skb, p, &nio, cio->lb_snat) == 0) {
+			reason = tsct_snat_map(p, &nio);
+			if (!reason)
+				reason = tsct_snat_rewrite(skb, p, &nio);
+			if (reason) {
+				cb_write(skb, state, mark, reason, zone, dir, hook);
+				return tc_drop(skb, reason, hook);
+			}
+			state = nio.ct_state;
+			/* Its source is now the node's: the stack would drop it as
+			 * a martian, so it is forwarded from here (fast path). */
+			lb_forward = 1;
+		}
+		nio.force = 0;
+	}
 	if (hook == HOOK_EGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
 		nio.ifindex = ifindex;
 		nio.dev = *dev;
@@ -217,9 +272,11 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		metrics_count(REASON_TWICE_SKIPPED, hook, 0);
 	cb_write(skb, state, mark, 0, zone, dir, hook);
 	metrics_count(REASON_FORWARDED, hook, skb->len);
-	if (hook == HOOK_INGRESS && (config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_TRK) &&
-	    ((state & CT_STATE_EST) || ((state & CT_STATE_NEW) && (config_flags(cfg) & CFG_F_FAST_PATH_NEW))) &&
-	    !(state & (CT_STATE_INV | CT_STATE_REL))) {
+	if (hook == HOOK_INGRESS &&
+	    (lb_forward ||
+	     ((config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_TRK) &&
+	      ((state & CT_STATE_EST) || ((state & CT_STATE_NEW) && (config_flags(cfg) & CFG_F_FAST_PATH_NEW))) &&
+	      !(state & (CT_STATE_INV | CT_STATE_REL))))) {
 		int act = tsct_fast_path(skb, p, &nio);
 
 		/* Out of a masquerading device: translated here, which spares

@@ -152,7 +152,7 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 	nio->now = bpf_ktime_get_coarse_ns();
 	nio->zone = in_dev->zone;
 	nio->ifindex = in_if;
-	if (in_dev->flags & DEVICE_F_MASQUERADE) {
+	if ((in_dev->flags & DEVICE_F_MASQUERADE) || nat_to_node(p, in_dev, config_get())) {
 		if (tsct_rev_lookup(p, nio))
 			return XDP_PASS;
 		if (nio->xlate) {

@@ -14,6 +14,7 @@ import { masqueradeAddresses, preparePinRoot } from './host';
 import { describeGcLoop, startGcLoop, GcLoop } from './gcLoop';
 import { startAgentHttp } from './http';
 import { readServicesFile, startServicesFile, ServicesFileWatch } from './servicesFile';
+import { K8sServices, loadKubeConfig, startK8sServices } from './k8sServices';
 import { LbService } from '../lb/lbService';
 import * as http from 'node:http';
 
@@ -30,6 +31,16 @@ interface CheckedDevice {
   zone: number;
   ifindex: number;
   masquerade?: MasqueradeSpec;
+  /** Its own addresses, where it has any (full NAT translates to them). */
+  own?: MasqueradeSpec;
+}
+
+function ownAddresses(dev: string): MasqueradeSpec | undefined {
+  try {
+    return masqueradeAddresses(dev, []);
+  } catch {
+    return undefined; // no global address: nothing to translate to
+  }
 }
 
 /** Phase 1: what can be refused is refused here, before anything under --bpf-root is touched. */
@@ -50,7 +61,7 @@ function checkAgent(o: AgentOptions): CheckedDevice[] {
       throw e;
     }
     const masq = o.masqueradeDevices.includes(d.name) ? masqueradeAddresses(d.name, o.snatIps) : undefined;
-    return { ...d, ifindex, masquerade: masq };
+    return { ...d, ifindex, masquerade: masq, own: masq ?? ownAddresses(d.name) };
   });
 }
 
@@ -120,11 +131,11 @@ async function attachDevices(dp: Datapath, o: AgentOptions, devices: CheckedDevi
       : '';
   for (const d of devices) {
     // The device is marked as a redirect target only once its XDP program is in place.
-    dp.setDevice(d.ifindex, d.zone, d.masquerade);
+    dp.setDevice(d.ifindex, d.zone, d.masquerade, false, d.own);
     attachDevice(dp.ingress, dp.egress, d.ifindex);
     if (o.xdpFastPath) {
       attachXdpFastPath(dp.xdp, d.ifindex, d.name);
-      dp.setDevice(d.ifindex, d.zone, d.masquerade, true);
+      dp.setDevice(d.ifindex, d.zone, d.masquerade, true, d.own);
     } else if (detachXdpFastPath(d.ifindex)) {
       log.info(`detached the XDP fast path from ${d.name}: --bpf-xdp-fast-path is off`);
     }
@@ -143,24 +154,29 @@ async function attachDevices(dp: Datapath, o: AgentOptions, devices: CheckedDevi
 export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
   const devices = checkAgent(o);
   const services: LbService[] | null = o.servicesFile ? readServicesFile(o.servicesFile) : null;
+  // Kubernetes: the kubeconfig is read and checked here; the API server is not asked yet.
+  const k8sConn = o.k8s ? await loadKubeConfig(o.k8s.kubeconfigPath) : null;
   // One agent per bpf-root: a second one is refused before it changes anything.
   const lock: AgentLock = lockBpfRoot(o.bpfRoot);
   let dp: Datapath | null = null;
   let gc: GcLoop | null = null;
   let server: http.Server | null = null;
   let servicesWatch: ServicesFileWatch | null = null;
+  let k8s: K8sServices | null = null;
   try {
     dp = await loadDatapath(o, log);
     if (services) servicesWatch = await startServicesFile(dp, o, services, log);
+    if (k8sConn) k8s = await startK8sServices(dp, o, k8sConn, log);
     await attachDevices(dp, o, devices, log);
     gc = startGcLoop(dp, o, log);
     if (o.prometheusServeAddr) {
-      server = await startAgentHttp(o.prometheusServeAddr, dp, gc, devices);
+      server = await startAgentHttp(o.prometheusServeAddr, dp, gc, devices, k8s?.lbStatus);
       log.info(`serving /metrics, /healthz and /readyz on ${o.prometheusServeAddr}`);
     }
     log.info(describeGcLoop(o, gc));
   } catch (e) {
     servicesWatch?.stop();
+    void k8s?.stop();
     gc?.stop();
     dp?.close();
     lock.release();
@@ -176,6 +192,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       stopped = true;
       loop.stop();
       servicesWatch?.stop();
+      void k8s?.stop();
       server?.close();
       running.close();
       lock.release();

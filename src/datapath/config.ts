@@ -2,6 +2,7 @@
 // behaviour flags. Timeout and port defaults are the datapath's own
 // (enum tsct_default, through BTF); docs/TIMEOUTS.md says why each value.
 import { ENUMS, StructView } from '../bpf/layouts';
+import { parseAddr } from '../net/addr';
 
 /** Seconds. */
 export interface CtTimeouts {
@@ -46,6 +47,8 @@ export interface DatapathConfig {
   lb: boolean;
   /** The seed of the datapath's tuple hash for Maglev (the same on every node). */
   lbHashSeed: number;
+  /** The source a backend connecting to its own service is given (hairpin). */
+  lbLoopback4: string;
 }
 
 const D = ENUMS.tsct_default;
@@ -82,6 +85,7 @@ export const DEFAULT_CONFIG: DatapathConfig = {
   fastPathNew: false,
   lb: true,
   lbHashSeed: 0,
+  lbLoopback4: '169.254.42.1',
 };
 
 const S = ENUMS.tcp_ct_state;
@@ -106,6 +110,7 @@ export function encodeConfig(cfg: DatapathConfig, ringSizes: number[]): Buffer {
       (cfg.lb ? F.CFG_F_LB : 0),
   );
   v.set('lb_hash_seed', cfg.lbHashSeed >>> 0);
+  parseAddr(cfg.lbLoopback4).copy(v.bytes('lb_loopback4'));
   v.set('nat_port_min', cfg.natPortMin);
   v.set('nat_port_max', cfg.natPortMax);
   const byState: Array<[number, number]> = [

@@ -82,19 +82,20 @@ export class Datapath {
 
   /**
    * Registers a managed device, its zone, whether it masquerades (and to
-   * what), and whether the XDP fast path is attached to it (and so may
-   * forward to it).
+   * what), whether the XDP fast path is attached to it (and so may forward
+   * to it), and its own addresses.
    */
-  setDevice(ifindex: number, zone: number, masquerade?: MasqueradeSpec, xdp = false): void {
+  setDevice(ifindex: number, zone: number, masquerade?: MasqueradeSpec, xdp = false, own?: MasqueradeSpec): void {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(ifindex);
     const v = StructView.alloc('device_info').set('zone', zone);
     const F = ENUMS.device_flag;
     v.set('flags', (masquerade ? F.DEVICE_F_MASQUERADE : 0) | (xdp ? F.DEVICE_F_XDP : 0));
-    if (masquerade) {
-      if (masquerade.snat4) parseAddr(masquerade.snat4).copy(v.bytes('snat4'));
-      if (masquerade.snat6) parseAddr(masquerade.snat6).copy(v.bytes('snat6'));
-    }
+    // A device that does not masquerade records its own address all the same: the load balancer's full
+    // NAT translates to it, and a reply to it is looked up among the translations.
+    const addrs = masquerade ?? own;
+    if (addrs?.snat4) parseAddr(addrs.snat4).copy(v.bytes('snat4'));
+    if (addrs?.snat6) parseAddr(addrs.snat6).copy(v.bytes('snat6'));
     this.maps.tsct_devices.update(key, v.buf);
   }
 

@@ -99,7 +99,7 @@ export const STRUCTS = {
       nat_port_min: {offset: 72,size: 4,count: 1},
       nat_port_max: {offset: 76,size: 4,count: 1},
       lb_hash_seed: {offset: 80,size: 4,count: 1},
-      pad: {offset: 84,size: 4,count: 1},
+      lb_loopback4: {offset: 84,size: 4,count: 1},
     },
   },
   metrics_value: {
@@ -563,5 +563,10 @@ export const ENUMS = {
   },
   lb_member_flag: {
     LB_MEMBER_F_LOCAL: 1,
+  },
+  lb_snat_kind: {
+    LB_SNAT_NONE: 0,
+    LB_SNAT_FULL: 1,
+    LB_SNAT_HAIRPIN: 2,
   },
 } as const;
