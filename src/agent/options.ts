@@ -70,6 +70,19 @@ export interface AgentOptions {
   maglevHashSeed: MaglevHashSeed;
   /** --services-file: the services to program (watched; reloaded on change). */
   servicesFile?: string;
+  /** Kubernetes Services, as kube-proxy: on with --k8s-kubeconfig-path, or in a pod (KUBERNETES_SERVICE_HOST). */
+  k8s?: K8sOptions;
+}
+
+export interface K8sOptions {
+  /** --k8s-kubeconfig-path; undefined: the in-cluster configuration. */
+  kubeconfigPath?: string;
+  /** --k8s-node-name, else $NODE_NAME, else the host name: this node in the API (local endpoints, NodePorts). */
+  nodeName: string;
+  /** --nodeport-addresses: CIDRs of the node addresses that serve NodePorts; empty: all of them. */
+  nodePortAddresses: string[];
+  /** --k8s-service-proxy-name: '' serves the services without service.kubernetes.io/service-proxy-name. */
+  serviceProxyName: string;
 }
 
 export interface FlagSpec {
@@ -193,6 +206,26 @@ export const AGENT_FLAGS: FlagSpec[] = [
     default: DEFAULT_MAGLEV_HASH_SEED,
   },
   { flag: 'services-file', help: 'YAML or JSON file of services to program; watched, and reloaded when it changes' },
+  {
+    flag: 'k8s-kubeconfig-path',
+    help:
+      'program Kubernetes Services and EndpointSlices as kube-proxy does, from the API server this kubeconfig names; ' +
+      'in a pod (KUBERNETES_SERVICE_HOST set) the in-cluster configuration is used without it',
+  },
+  {
+    flag: 'k8s-node-name',
+    help: "this node's name in Kubernetes (its local endpoints and NodePort addresses); by default $NODE_NAME, else the host name",
+  },
+  {
+    flag: 'nodeport-addresses',
+    help: "CIDRs of the node's addresses that serve NodePorts; by default every InternalIP and ExternalIP of its Node",
+  },
+  {
+    flag: 'k8s-service-proxy-name',
+    help:
+      'serve only the Services whose service.kubernetes.io/service-proxy-name label is this; ' +
+      'by default only those without the label (a Service whose label names another proxy is never served)',
+  },
   { flag: 'masquerade-devices', help: 'devices whose outgoing traffic is masqueraded (among --devices)' },
   {
     flag: 'masquerade-cidrs',
@@ -522,6 +555,37 @@ export function resolveAgentOptions(
       : undefined,
     maglevHashSeed: parseMaglevHashSeed(get('bpf-lb-maglev-hash-seed')!),
     servicesFile: get('services-file') || undefined,
+    k8s: resolveK8sOptions(get, env, get('services-file') || undefined),
+  };
+}
+
+/** Kubernetes mode: --k8s-kubeconfig-path, or in a pod; undefined when neither. Refused with --services-file. */
+function resolveK8sOptions(
+  get: (flag: string) => string | undefined,
+  env: NodeJS.ProcessEnv,
+  servicesFile: string | undefined,
+): K8sOptions | undefined {
+  const kubeconfigPath = get('k8s-kubeconfig-path') || undefined;
+  const inCluster = !kubeconfigPath && !!env.KUBERNETES_SERVICE_HOST;
+  if (!kubeconfigPath && !inCluster) return undefined;
+  if (servicesFile) {
+    const k8s = kubeconfigPath ? '--k8s-kubeconfig-path' : 'Kubernetes (in a pod: KUBERNETES_SERVICE_HOST is set)';
+    throw new UsageError(`--services-file and ${k8s} both program the services; use one of them`);
+  }
+  const nodeName = (get('k8s-node-name') || env.NODE_NAME || os.hostname()).trim().toLowerCase();
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(nodeName)) {
+    throw new UsageError(`--k8s-node-name: '${nodeName}' is not a node name (a DNS subdomain such as node-1)`);
+  }
+  const nodePortAddresses = (get('nodeport-addresses') ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map((c) => parseCidr('nodeport-addresses', c));
+  return {
+    kubeconfigPath,
+    nodeName,
+    nodePortAddresses,
+    serviceProxyName: (get('k8s-service-proxy-name') ?? '').trim(),
   };
 }
 

@@ -13,6 +13,8 @@ import {
   translateServices,
 } from '../../src/k8s/serviceTranslate';
 import { frontendText, hostPort, LbService, tableBackends, validateServices } from '../../src/lb/lbService';
+import { resolveAgentOptions } from '../../src/agent/options';
+import { UsageError } from '../../src/errors';
 
 const NODE = 'node-a';
 
@@ -678,5 +680,55 @@ test('service ids: more frontends than ids leaves the last ones out', (t) => {
   t.deepEqual(
     r.left.map((s) => s.key),
     ['k065535', 'k065536'],
+  );
+});
+
+test('agent options: Kubernetes mode from --k8s-kubeconfig-path or in a pod; node name, NodePort CIDRs, proxy name', (t) => {
+  const resolve = (flags: Record<string, string>, env: NodeJS.ProcessEnv = {}) =>
+    resolveAgentOptions({ devices: 'eth0', ...flags }, { env, totalMem: 2 ** 33 });
+  t.is(resolve({}).k8s, undefined, 'neither: no Kubernetes');
+  const k = resolve({ k8sKubeconfigPath: '/etc/kubeconfig' }, { NODE_NAME: 'Node-7' }).k8s;
+  t.deepEqual(k, {
+    kubeconfigPath: '/etc/kubeconfig',
+    nodeName: 'node-7',
+    nodePortAddresses: [],
+    serviceProxyName: '',
+  });
+  t.is(resolve({ k8sKubeconfigPath: '/k', k8sNodeName: 'node-1' }, { NODE_NAME: 'node-7' }).k8s?.nodeName, 'node-1');
+  t.is(
+    resolve({ k8sKubeconfigPath: '/k' }, { TSCT_K8S_NODE_NAME: 'node-2', NODE_NAME: 'node-7' }).k8s?.nodeName,
+    'node-2',
+  );
+  t.truthy(resolve({ k8sKubeconfigPath: '/k' }).k8s?.nodeName, 'else the host name');
+  t.like(resolve({}, { KUBERNETES_SERVICE_HOST: '10.96.0.1', NODE_NAME: 'n' }).k8s, { kubeconfigPath: undefined });
+  t.deepEqual(
+    resolve({ k8sKubeconfigPath: '/k', nodeportAddresses: '10.0.0.0/8, fd00:0::/64', k8sServiceProxyName: 'tsct' }).k8s,
+    {
+      kubeconfigPath: '/k',
+      nodeName: resolve({ k8sKubeconfigPath: '/k' }).k8s!.nodeName,
+      nodePortAddresses: ['10.0.0.0/8', 'fd00::/64'],
+      serviceProxyName: 'tsct',
+    },
+  );
+  const refused = (flags: Record<string, string>, env: NodeJS.ProcessEnv, re: RegExp) => {
+    const e = t.throws(() => resolve(flags, env), { instanceOf: UsageError });
+    t.regex(e?.message ?? '', re);
+    t.false((e?.message ?? '').includes('\n'));
+  };
+  refused({ k8sKubeconfigPath: '/k', nodeportAddresses: '10.0.0.0/40' }, {}, /^--nodeport-addresses: '10.0.0.0\/40'/);
+  refused(
+    { k8sKubeconfigPath: '/k', k8sNodeName: 'not a name' },
+    {},
+    /^--k8s-node-name: 'not a name' is not a node name/,
+  );
+  refused(
+    { k8sKubeconfigPath: '/k', servicesFile: '/s.yaml' },
+    {},
+    /^--services-file and --k8s-kubeconfig-path both program the services; use one of them$/,
+  );
+  refused(
+    { servicesFile: '/s.yaml' },
+    { KUBERNETES_SERVICE_HOST: '10.96.0.1' },
+    /^--services-file and Kubernetes \(in a pod/,
   );
 });

@@ -1,0 +1,299 @@
+// The agent's Kubernetes Services: what kube-proxy does on a node, programmed into the load balancer. Informers
+// (src/k8s/informers.ts) keep Services, EndpointSlices and this node's Node object; every change is translated
+// (src/k8s/serviceTranslate.ts, debounced by 50 ms) and applied through the writer, which touches only the entries
+// that differ. Nothing is applied before all three informers have listed once: an agent that starts while the
+// API server is away leaves the datapath the maps hold as it is, and so does one that loses the API server later,
+// until its watches are back (then a relist, if the server's history was lost, brings it up to date).
+//
+// Service ids: a frontend keeps its id while it is wanted; after a restart each frontend takes the id the maps hold
+// for it (ServiceIdMap, restored from the writer), so an unchanged cluster rewrites nothing.
+//
+// Started like the services file, before the devices are attached, but not waited for: the first sync is logged
+// ('kubernetes: synced ...') and makes ready() true. An API server that does not answer is reported in one line at
+// its first failure, and once more when it answers again; the informers retry with backoff (1 s to 30 s) for as
+// long as the agent runs (kube-proxy, too, waits for its API server rather than exit).
+import { Counter, Gauge, Histogram, Metric } from 'prom-client';
+import { Datapath } from '../datapath/datapath';
+import { LB_MAPS } from '../datapath/tables';
+import { frontendText, LbService } from '../lb/lbService';
+import { LbMaps, LbWriter, lbTouched } from '../lb/lbWriter';
+import {
+  describeK8sError,
+  K8S_RESOURCES,
+  K8sConnection,
+  K8sInformers,
+  K8sResource,
+  startK8sInformers,
+} from '../k8s/informers';
+import {
+  K8sEndpointSlice,
+  K8sNode,
+  K8sService,
+  KeyedService,
+  ServiceIdMap,
+  translateServices,
+} from '../k8s/serviceTranslate';
+import type { LbStatus } from './http';
+import { Logger } from './log';
+import { AgentOptions } from './options';
+
+export { loadKubeConfig } from '../k8s/informers';
+
+export const K8S_DEBOUNCE_MS = 50;
+/** Warnings logged per translation at most; the rest are counted. */
+const MAX_WARNINGS_LOGGED = 20;
+/** Frontends named per kind of change in the log line. */
+const MAX_NAMED = 5;
+
+export interface K8sServicesStatus {
+  synced: boolean;
+  restarts: Record<K8sResource, number>;
+  applies: number;
+  /** Milliseconds from the first event of the last apply to its write. */
+  lastSyncMs: number | null;
+}
+
+export interface K8sServices {
+  /** The first full sync of all three informers is applied. */
+  ready(): boolean;
+  status(): K8sServicesStatus;
+  /** Names by service id and table rebuilds, for /metrics (startAgentHttp). */
+  lbStatus: LbStatus;
+  /** tsct_k8s_* metrics (not registered: for a registry to take). */
+  metrics: Metric[];
+  stop(): Promise<void>;
+}
+
+/** What a frontend's entries depend on, to tell a changed one from an unchanged one in the log. */
+function signature(s: LbService): string {
+  const { id: _id, name: _name, ...rest } = s;
+  return JSON.stringify(rest);
+}
+
+function named(list: string[]): string {
+  const shown = list.slice(0, MAX_NAMED).join(', ');
+  return list.length > MAX_NAMED ? `${shown} and ${list.length - MAX_NAMED} more` : shown;
+}
+
+export async function startK8sServices(
+  dp: Datapath,
+  o: AgentOptions,
+  conn: K8sConnection,
+  log: Logger,
+): Promise<K8sServices> {
+  const k8s = o.k8s!;
+  const maps = Object.fromEntries(LB_MAPS.map((m) => [m, dp.maps[m]])) as unknown as LbMaps;
+  const writer = await LbWriter.restore(maps, {
+    maglevTableSize: o.maglevTableSize,
+    hashSeed: o.maglevHashSeed.murmur,
+  });
+  const restored = writer.lbState();
+  const ids = new ServiceIdMap(restored.map((s) => ({ id: s.id, frontend: s.frontend })));
+  const lbStatus: LbStatus = { names: new Map(), tablesRebuilt: 0 };
+  let previous = new Map<string, { text: string; sig: string }>();
+  let warned = new Set<string>();
+
+  const syncLatency = new Histogram({
+    name: 'tsct_k8s_sync_latency_seconds',
+    help: 'Seconds from a Kubernetes event to the load balancer maps written for it',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [],
+  });
+  let informers: K8sInformers | null = null;
+  const restarts = new Counter({
+    name: 'tsct_k8s_informer_restarts_total',
+    help: 'Informers started again after an error, by resource',
+    labelNames: ['resource'],
+    registers: [],
+    collect() {
+      this.reset();
+      for (const i of informers?.all ?? []) this.inc({ resource: i.resource }, i.restarts);
+    },
+  });
+  const syncedGauge = new Gauge({
+    name: 'tsct_k8s_synced',
+    help: 'Whether the Services, EndpointSlices and Node have been listed and applied once (1) or not yet (0)',
+    registers: [],
+    collect() {
+      this.set(firstApplied ? 1 : 0);
+    },
+  });
+
+  let firstApplied = false;
+  let stopped = false;
+  let applies = 0;
+  let lastSyncMs: number | null = null;
+  /** When the first event not yet applied arrived. */
+  let firstEventAt: number | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let applying = false;
+  let again = false;
+  const allSynced = () => informers !== null && informers.all.every((i) => i.synced);
+
+  const warnNew = (warnings: string[]) => {
+    const fresh = warnings.filter((w) => !warned.has(w));
+    warned = new Set(warnings);
+    for (const w of fresh.slice(0, MAX_WARNINGS_LOGGED)) log.warn(`kubernetes: ${w}`);
+    if (fresh.length > MAX_WARNINGS_LOGGED) {
+      log.warn(`kubernetes: and ${fresh.length - MAX_WARNINGS_LOGGED} more objects left out`);
+    }
+  };
+
+  const applyNow = async () => {
+    const since = firstEventAt;
+    firstEventAt = null;
+    const inf = informers!;
+    const node = inf.node.list().find((n) => n.metadata?.name === k8s.nodeName) as K8sNode | undefined;
+    const t = translateServices({
+      services: inf.services.list() as K8sService[],
+      slices: inf.endpointslices.list() as K8sEndpointSlice[],
+      node,
+      nodeName: k8s.nodeName,
+      nodePortAddresses: k8s.nodePortAddresses,
+      serviceProxyName: k8s.serviceProxyName,
+    });
+    const warnings = [...t.warnings];
+    if (!node)
+      warnings.push(`no Node named ${k8s.nodeName} in the API server: NodePorts are not served until it appears`);
+    const { services, left } = ids.assign(t.services);
+    for (const l of left) warnings.push(`${l.owner}: no service id is free for ${frontendText(l.frontend)}; left out`);
+    warnNew(warnings);
+    let result;
+    try {
+      result = await writer.apply(services);
+    } catch (e) {
+      log.error(`kubernetes: services not applied: ${(e as Error).message}; the services in force stay as they are`);
+      return;
+    }
+    const ms = since === null ? null : Date.now() - since;
+    if (ms !== null) {
+      syncLatency.observe(ms / 1000);
+      lastSyncMs = ms;
+    }
+    applies += 1;
+    lbStatus.names = new Map(services.map((s) => [s.id, s.name ?? '']));
+    lbStatus.tablesRebuilt += result.tablesRebuilt;
+    // What changed, by frontend key.
+    const keyOf = new Map<number, KeyedService>();
+    for (const k of t.services) {
+      const id = ids.idOf(k.key);
+      if (id !== undefined) keyOf.set(id, k);
+    }
+    const now = new Map<string, { text: string; sig: string }>();
+    for (const s of services) {
+      now.set(keyOf.get(s.id)!.key, { text: `${s.name} ${frontendText(s.frontend)}`, sig: signature(s) });
+    }
+    const added = [...now].filter(([k]) => !previous.has(k)).map(([, v]) => v.text);
+    const removed = [...previous].filter(([k]) => !now.has(k)).map(([, v]) => v.text);
+    const changed = [...now]
+      .filter(([k, v]) => previous.has(k) && previous.get(k)!.sig !== v.sig)
+      .map(([, v]) => v.text);
+    previous = now;
+    const owners = new Set(t.services.map((s) => s.owner)).size;
+    const parts = [
+      added.length ? `added ${named(added)}` : '',
+      removed.length ? `removed ${named(removed)}` : '',
+      changed.length ? `changed ${named(changed)}` : '',
+    ].filter(Boolean);
+    const line =
+      `${services.length} frontends of ${owners} services` +
+      `${parts.length ? `; ${parts.join('; ')}` : ''}; ${lbTouched(result)} entries written or removed, ` +
+      `${result.tablesRebuilt} backend tables rebuilt${ms === null ? '' : `, ${ms} ms after the event`}`;
+    if (!firstApplied) {
+      firstApplied = true;
+      log.info(`kubernetes: synced with ${conn.server} (node ${k8s.nodeName}): ${line}`);
+    } else if (parts.length || lbTouched(result) > 0) {
+      log.info(`kubernetes: ${line}`);
+    } else {
+      log.debug(`kubernetes: ${line}`);
+    }
+  };
+
+  const run = async () => {
+    timer = null;
+    if (stopped) return;
+    if (applying) {
+      again = true;
+      return;
+    }
+    applying = true;
+    try {
+      await applyNow();
+    } catch (e) {
+      log.error(`kubernetes: translating the services failed: ${(e as Error).message}; the services in force stay`);
+    } finally {
+      applying = false;
+    }
+    if (again) {
+      again = false;
+      schedule();
+    }
+  };
+
+  const schedule = () => {
+    if (stopped || !allSynced() || timer) return;
+    timer = setTimeout(() => void run(), K8S_DEBOUNCE_MS);
+  };
+
+  let lostAt: number | null = null;
+  informers = startK8sInformers(conn, k8s.nodeName, {
+    change() {
+      firstEventAt ??= Date.now();
+      schedule();
+    },
+    synced(resource) {
+      log.debug(`kubernetes: ${resource} listed`);
+      if (allSynced()) schedule();
+    },
+    failed(resource, err, restartInMs) {
+      const why = describeK8sError(err);
+      if (lostAt === null) {
+        lostAt = Date.now();
+        const what = firstApplied
+          ? 'the services in force stay as they are until it answers'
+          : 'no service is programmed from it until it answers (the maps keep what they hold)';
+        log.warn(
+          `kubernetes: ${conn.server} (${conn.source}): ${resource}: ${why}; ${what}; ` +
+            `retrying in ${restartInMs / 1000} s, backing off to 30 s`,
+        );
+      } else {
+        log.debug(`kubernetes: ${resource}: ${why}; retrying in ${restartInMs / 1000} s`);
+      }
+    },
+    recovered(resource) {
+      log.debug(`kubernetes: ${resource} watched again`);
+      if (lostAt !== null && informers!.all.every((i) => !i.failing)) {
+        const total = informers!.all.reduce((n, i) => n + i.restarts, 0);
+        log.info(
+          `kubernetes: ${conn.server} answers again after ${((Date.now() - lostAt) / 1000).toFixed(1)} s ` +
+            `(${total} informer restarts so far)`,
+        );
+        lostAt = null;
+      }
+    },
+  });
+  log.info(
+    `kubernetes: watching services, endpointslices and node ${k8s.nodeName} at ${conn.server} (${conn.source})` +
+      `${restored.length ? `; ${restored.length} services in the maps stay until the first sync` : ''}`,
+  );
+
+  return {
+    ready: () => firstApplied,
+    status: () => ({
+      synced: firstApplied,
+      restarts: Object.fromEntries(
+        K8S_RESOURCES.map((r) => [r, informers!.all.find((i) => i.resource === r)!.restarts]),
+      ) as Record<K8sResource, number>,
+      applies,
+      lastSyncMs,
+    }),
+    lbStatus,
+    metrics: [syncLatency, restarts, syncedGauge],
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await informers!.stop();
+    },
+  };
+}
