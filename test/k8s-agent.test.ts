@@ -12,8 +12,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import test, { ExecutionContext } from 'ava';
-import { privTest } from './helpers/privilege';
-import { AgentHandle, CliResult, tsctIn } from '../lab/agentProcess';
+import { privTest, privTestSerial } from './helpers/privilege';
+import { AgentHandle, CliResult, startAgentIn, tsctIn } from '../lab/agentProcess';
 import { NamespaceLab } from '../lab/namespaceLab';
 import { labAgentArgs } from '../lab/routerAgent';
 import { StandInApiServer } from '../lab/k8s/apiServer';
@@ -23,7 +23,6 @@ import {
   cleanupLbLab,
   LbLab,
   liveTcpClient,
-  startLbAgent,
   startNameServer,
   startUdpStream,
   tcpConnectOutcome,
@@ -38,7 +37,7 @@ const PORT2 = 9090;
 const VIP = '10.200.100.10';
 /** Every wait polls at this period until its deadline. */
 const POLL_MS = 50;
-const WAIT_MS = 10_000;
+const WAIT_MS = 20_000;
 
 const STAND_IN = `
 const readline = require('readline');
@@ -225,6 +224,13 @@ async function logLine(agent: AgentHandle, re: RegExp, from = 0, timeoutMs = WAI
   return from + agent.log.slice(from).findIndex((l) => re.test(l)) + 1;
 }
 
+/** The agent on the router, as startLbAgent starts it, with more time to load: these tests run beside others. */
+async function startLbAgent(l: LbLab, extra: string[]): Promise<{ agent: AgentHandle; root: string }> {
+  const root = `/sys/fs/bpf/${l.lab.id}`;
+  const args = labAgentArgs(root, l.devices, ['--prometheus-serve-addr', 'off', ...extra]);
+  return { agent: await startAgentIn(l.router, args, 120_000), root };
+}
+
 interface K8sLab {
   l: LbLab;
   api: RemoteApiServer;
@@ -329,8 +335,8 @@ function servedBy(r: { seen: Record<string, number> }): string[] {
 
 const active = (addrs: string[], port = PORT) => addrs.map((a) => `${a}:${port} active`);
 
-privTest(
-  'Services from the API server: basic endpoints, multiport, no endpoints refused, endpoints added, service deleted, ClientIP affinity',
+privTestSerial(
+  'Services from the API server: basic endpoints, multiport, no endpoints refused, endpoints added, service deleted, ClientIP affinity, NodePort',
   async (t) => {
     await withK8sLab(t, 'tsct-k8s', async (k) => {
       const { l, api } = k;
@@ -408,11 +414,28 @@ privTest(
       t.is(sticky.failed, 0);
       t.is(servedBy(sticky).length, 1, `20 connections, one backend: ${JSON.stringify(sticky.seen)}`);
       t.is((await k.services()).find((s) => s.frontend.addr === STICKY)?.affinityTimeoutS, 60);
+
+      // [Conformance] should be able to create a functioning NodePort service: on the node's address (its Node's
+      // InternalIP), with the client's source translated (externalTrafficPolicy Cluster), so that even a backend
+      // whose replies would not route back through the node answers.
+      const NODE_IP = '10.200.1.1';
+      const be3 = l.backends[2];
+      l.lab.exec(be3.ns, 'ip', ['route', 'replace', 'default', 'via', '10.200.12.254']);
+      await api.apply(
+        service('np', '10.200.100.15', [{ ...HTTP, nodePort: 30080 }], {
+          type: 'NodePort',
+          externalTrafficPolicy: 'Cluster',
+        }),
+      );
+      await api.apply(slice('np-1', 'np', eps.slice(2), [HTTP_SLICE]));
+      await k.until({ [`${NODE_IP}:30080/TCP`]: active(addrs.slice(2)) });
+      t.deepEqual(whoServes(l.lab, l.client, NODE_IP, 30080, 5, 'tcp'), { seen: { be3: 5 }, failed: 0 });
+      t.true((await k.services()).find((s) => frontendText(s.frontend) === `${NODE_IP}:30080/TCP`)!.fullNat);
     });
   },
 );
 
-privTest('should be able to preserve UDP traffic when server pod cycles for a ClusterIP service', async (t) => {
+privTestSerial('should be able to preserve UDP traffic when server pod cycles for a ClusterIP service', async (t) => {
   await withK8sLab(
     t,
     'tsct-k8su',
@@ -463,7 +486,7 @@ privTest('should be able to preserve UDP traffic when server pod cycles for a Cl
   );
 });
 
-privTest(
+privTestSerial(
   'should work after restarting kube-proxy and the apiserver: a live TCP connection keeps its backend, the datapath converges',
   async (t) => {
     await withK8sLab(t, 'tsct-k8sr', async (k) => {

@@ -12,6 +12,10 @@
 //   proxies itself): on the service port, externalTrafficPolicy; loadBalancerSourceRanges on the LoadBalancer
 //   frontends only, of their family. A service whose ranges are all of the other family gets no LoadBalancer
 //   frontend of this one (closed, where kube-proxy would open it to everyone).
+// - NodePort, external and LoadBalancer frontends of externalTrafficPolicy Cluster translate the client's source
+//   too (full NAT), as kube-proxy masquerades them, so that the backend's reply comes back through this node;
+//   Local keeps the client's address. ClusterIP frontends keep it (kube-proxy masquerades only sources outside
+//   the cluster's pod CIDR, which the agent does not know).
 // - Frontends other than ClusterIP exist only in the families the service has a cluster IP of: its endpoints
 //   are of those families.
 // - sessionAffinity ClientIP: the timeout of sessionAffinityConfig.clientIP.timeoutSeconds, 10800 by default.
@@ -437,7 +441,8 @@ function translateService(
           affinityTimeoutS,
           trafficPolicy: policy,
           sourceRanges,
-          fullNat: false,
+          // kube-proxy masquerades external traffic of traffic policy Cluster, so that the reply comes back here.
+          fullNat: kind !== 'cluster-ip' && policy === 'cluster',
           backends: policy === 'local' ? localBackends.map((b) => ({ ...b })) : clusterBackends.map((b) => ({ ...b })),
         });
       };

@@ -235,7 +235,9 @@ test('NodePort: a frontend on each node address inside --nodeport-addresses, of 
     type: 'NodePort',
     key: 'default/np:http node-port 192.168.1.10:30080/TCP',
     trafficPolicy: 'cluster',
+    fullNat: true,
   });
+  t.false(m.get('10.96.0.10:80/TCP')!.fullNat, 'a ClusterIP keeps the client address');
   t.deepEqual(table(m.get('203.0.113.5:30080/TCP')), ['10.1.0.1:8080']);
 
   const some = translate({ services: [svc], slices, node: n, nodePortAddresses: ['192.168.0.0/16', 'fd00::/8'] });
@@ -283,8 +285,12 @@ test('externalIPs and LoadBalancer ingress IPs are frontends on the service port
   t.deepEqual(r.warnings, ['default/lb: fd00:ee::1 is IPv6 but the service has no IPv6 cluster IP; left out']);
   const m = byFrontend(r.services);
   t.deepEqual([...m.keys()], ['10.96.0.10:80/TCP', '203.0.113.250:80/TCP', '198.18.0.1:80/TCP', '198.18.0.3:80/TCP']);
-  t.like(m.get('203.0.113.250:80/TCP'), { type: 'ExternalIP', sourceRanges: [] });
-  t.like(m.get('198.18.0.1:80/TCP'), { type: 'LoadBalancer', sourceRanges: ['198.51.100.0/24', '192.0.0.0/16'] });
+  t.like(m.get('203.0.113.250:80/TCP'), { type: 'ExternalIP', sourceRanges: [], fullNat: true });
+  t.like(m.get('198.18.0.1:80/TCP'), {
+    type: 'LoadBalancer',
+    sourceRanges: ['198.51.100.0/24', '192.0.0.0/16'],
+    fullNat: true,
+  });
   t.deepEqual(m.get('10.96.0.10:80/TCP')!.sourceRanges, []);
   t.notThrows(() => validateServices(withIds(r.services)));
 
@@ -363,6 +369,7 @@ test('externalTrafficPolicy Local: NodePort, external and load balancer IPs take
   const m = byFrontend(r.services);
   for (const fe of ['192.168.1.10:30080/TCP', '203.0.113.250:80/TCP', '198.18.0.1:80/TCP']) {
     t.is(m.get(fe)!.trafficPolicy, 'local', fe);
+    t.false(m.get(fe)!.fullNat, `${fe}: the client address is kept`);
     t.deepEqual(table(m.get(fe)), ['10.1.0.1:8080'], fe);
   }
   t.is(m.get('10.96.0.10:80/TCP')!.trafficPolicy, 'cluster');
