@@ -170,7 +170,14 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     await attachDevices(dp, o, devices, log);
     gc = startGcLoop(dp, o, log);
     if (o.prometheusServeAddr) {
-      server = await startAgentHttp(o.prometheusServeAddr, dp, gc, devices, k8s?.lbStatus);
+      server = await startAgentHttp(
+        o.prometheusServeAddr,
+        dp,
+        gc,
+        devices,
+        k8s?.lbStatus ?? servicesWatch?.lbStatus,
+        k8s ?? undefined,
+      );
       log.info(`serving /metrics, /healthz and /readyz on ${o.prometheusServeAddr}`);
     }
     log.info(describeGcLoop(o, gc));

@@ -1,7 +1,7 @@
 // The agent's HTTP endpoints: /metrics for Prometheus, /healthz (the datapath
 // is attached to every device) and /readyz (attached, and the GC is running).
 import * as http from 'node:http';
-import { Registry } from 'prom-client';
+import { Metric, Registry } from 'prom-client';
 import { Datapath } from '../datapath/datapath';
 import { attachmentsOf } from '../datapath/attach';
 import { parseServeAddr } from './options';
@@ -13,6 +13,8 @@ import { GcLoop } from './gcLoop';
 export interface Health {
   attached(): { ok: boolean; why: string };
   gcRunning(): { ok: boolean; why: string };
+  /** Whatever else readiness waits for (the first full Kubernetes sync). */
+  synced?(): { ok: boolean; why: string };
 }
 
 export async function serveHttp(addr: string, registry: Registry, health: Health): Promise<http.Server> {
@@ -32,9 +34,10 @@ export async function serveHttp(addr: string, registry: Registry, health: Health
       const a = health.attached();
       reply(a.ok ? 200 : 503, a.ok ? 'ok\n' : `${a.why}\n`);
     } else if (path === '/readyz') {
-      const a = health.attached();
-      const g = health.gcRunning();
-      reply(a.ok && g.ok ? 200 : 503, a.ok && g.ok ? 'ok\n' : `${a.ok ? g.why : a.why}\n`);
+      const failed = [health.attached(), health.gcRunning(), health.synced?.() ?? { ok: true, why: '' }].find(
+        (c) => !c.ok,
+      );
+      reply(failed ? 503 : 200, failed ? `${failed.why}\n` : 'ok\n');
     } else {
       reply(404, 'not found: try /metrics, /healthz or /readyz\n');
     }
@@ -65,6 +68,7 @@ export async function startAgentHttp(
   gc: GcLoop,
   devices: Array<{ name: string; ifindex: number }>,
   lbStatus: LbStatus = { names: new Map(), tablesRebuilt: 0 },
+  k8s?: { ready(): boolean; metrics: Metric[] },
 ): Promise<http.Server> {
   const sizes: Record<string, number> = {};
   for (const [name, m] of Object.entries(dp.maps)) sizes[name] = m.maxEntries;
@@ -82,11 +86,13 @@ export async function startAgentHttp(
     },
   });
   gc.onSweep = (r) => gcDuration.observe({ status: 'completed' }, r.durationNs / 1e9);
+  for (const m of k8s?.metrics ?? []) registry.registerMetric(m);
   return serveHttp(addr, registry, {
     attached: () => {
       const missing = devices.filter((d) => attachmentsOf(d.ifindex).length < 2).map((d) => d.name);
       return { ok: missing.length === 0, why: `not attached to ${missing.join(', ')}` };
     },
     gcRunning: () => ({ ok: !gc.overdue(), why: 'garbage collection is overdue' }),
+    synced: k8s ? () => ({ ok: k8s.ready(), why: 'the first full sync from Kubernetes is not done yet' }) : undefined,
   });
 }

@@ -15,6 +15,7 @@ import { SourceRangeWriter } from '../lb/sourceRanges';
 import { UsageError } from '../errors';
 import { AgentOptions } from './options';
 import { Logger } from './log';
+import { LbStatus } from './http';
 
 /** Reads and checks the file: a UsageError with its line when it does not parse. */
 export function readServicesFile(file: string): LbService[] {
@@ -28,6 +29,8 @@ export function readServicesFile(file: string): LbService[] {
 }
 
 export interface ServicesFileWatch {
+  /** Names by service id and table rebuilds, for /metrics. */
+  lbStatus: LbStatus;
   stop(): void;
 }
 
@@ -49,10 +52,13 @@ export async function startServicesFile(
     tsct_lb4_source_range: dp.maps.tsct_lb4_source_range,
     tsct_lb6_source_range: dp.maps.tsct_lb6_source_range,
   });
+  const lbStatus: LbStatus = { names: new Map(), tablesRebuilt: 0 };
   const apply = async (services: LbService[], why: string) => {
     ranges.add(services);
     const r = await writer.apply(services);
     await ranges.prune(services);
+    lbStatus.names = new Map(services.filter((x) => x.name).map((x) => [x.id, x.name!]));
+    lbStatus.tablesRebuilt += r.tablesRebuilt;
     log.info(
       `services (${why}): ${services.length} from ${file}; ${lbTouched(r)} entries written or removed, ` +
         `${r.tablesRebuilt} backend tables rebuilt`,
@@ -82,6 +88,7 @@ export async function startServicesFile(
     timer = setTimeout(reload, RELOAD_DEBOUNCE_MS);
   });
   return {
+    lbStatus,
     stop() {
       if (timer) clearTimeout(timer);
       watcher.close();
