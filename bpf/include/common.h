@@ -138,6 +138,7 @@ enum ct_entry_flag {
 	CT_F_PICKED_UP = 0x2000, /* adopted mid-stream */
 	CT_F_EGRESS = 0x4000,	 /* first seen at egress (OUT), else ingress (IN) */
 	CT_F_SERVICE = 0x8000,	 /* a service entry (client -> VIP): holds the backend, as Cilium's CT_SERVICE */
+	CT_F_LB_SNAT = 0x10000,	 /* a service entry whose connection's client is translated too (full NAT) */
 };
 
 /* Compiled defaults, the one definition of each: the agent's flags take

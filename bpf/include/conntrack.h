@@ -39,7 +39,9 @@ struct ct_result {
 	__be32 nat_addr[4];
 	__u32 backend_id;    /* with +dnat, or of a service entry */
 	__u16 rev_nat_index; /* with +dnat, or of a service entry */
-	__u16 pad;
+	__u8 lb_snat;	     /* of a service entry: enum lb_snat_kind */
+	__u8 has_service;    /* with CT_LB_SERVICE: the frontend's entry is in `service` */
+	struct lb_service service;
 };
 
 /* What a packet of a known connection reports: its state as seen in this
@@ -332,17 +334,24 @@ struct ct_ctx {
 
 /* Whether a packet's destination is a service frontend, or a known service
  * address (the wildcard entry): then the load balancer, not the tracker,
- * decides what a new connection to it becomes. */
-static __always_inline int lb_is_service_dst(const struct pkt *p)
+ * decides what a new connection to it becomes. A frontend's entry is handed
+ * on (res), so that the load balancer need not look it up again. */
+static __always_inline int lb_is_service_dst(const struct pkt *p, struct ct_result *res)
 {
+	struct lb_service *svc;
+
 	if (p->kind != PKT_NORMAL ||
 	    !(p->t.proto == IPPROTO_TCP || p->t.proto == IPPROTO_UDP || p->t.proto == IPPROTO_SCTP))
 		return 0;
 	if (p->t.family == 4) {
 		struct lb4_key k = {.addr = p->t.daddr[0], .port = p->t.dport, .proto = p->t.proto};
 
-		if (bpf_map_lookup_elem(&tsct_lb4_services, &k))
+		svc = bpf_map_lookup_elem(&tsct_lb4_services, &k);
+		if (svc) {
+			res->service = *svc;
+			res->has_service = 1;
 			return 1;
+		}
 		k.port = 0;
 		k.proto = 0;
 		return bpf_map_lookup_elem(&tsct_lb4_services, &k) != 0;
@@ -350,8 +359,12 @@ static __always_inline int lb_is_service_dst(const struct pkt *p)
 		struct lb6_key k = {.port = p->t.dport, .proto = p->t.proto};
 
 		__builtin_memcpy(k.addr, p->t.daddr, 16);
-		if (bpf_map_lookup_elem(&tsct_lb6_services, &k))
+		svc = bpf_map_lookup_elem(&tsct_lb6_services, &k);
+		if (svc) {
+			res->service = *svc;
+			res->has_service = 1;
 			return 1;
+		}
 		k.port = 0;
 		k.proto = 0;
 		return bpf_map_lookup_elem(&tsct_lb6_services, &k) != 0;
@@ -379,6 +392,7 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 			dir = ct_packet_dir(e, src_is_b);
 			ct_result_of(c->res, e, ct_state_of(e->flags, dir), dir);
 			c->res->lb = CT_LB_FRONT;
+			c->res->lb_snat = e->flags & CT_F_LB_SNAT ? LB_SNAT_FULL : LB_SNAT_NONE;
 			if (!c->lookup_only && e->last_seen_ns != c->now) {
 				e->last_seen_ns = c->now;
 				e->expires_ns = c->now + ct_timeout_ns(c->cfg, p->t.proto, TCP_CT_ESTABLISHED);
@@ -417,7 +431,7 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 		} else if (c->lookup_only) {
 			/* Counted where it entered the node. */
 			return 0;
-		} else if (c->lb_lookup && lb_is_service_dst(p)) {
+		} else if (c->lb_lookup && lb_is_service_dst(p, c->res)) {
 			c->res->lb = CT_LB_SERVICE;
 			return 0;
 		}
@@ -574,6 +588,13 @@ __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 	io->lb = res.lb;
 	io->backend_id = res.backend_id;
 	io->rev_nat_index = res.rev_nat_index;
+	/* The load balancer's own outputs, which a second call (the backend's
+	 * connection) must not clear. */
+	if (res.lb != CT_LB_NONE) {
+		io->lb_snat = res.lb_snat;
+		io->has_service = res.has_service;
+		io->service = res.service;
+	}
 	return c.ifindex;
 }
 

@@ -31,8 +31,10 @@ struct lb_io {
 	__u16 rev_nat_index; /* out: the service id */
 	__u16 zone;	     /* the connection's zone */
 	__u8 lb;	     /* in: what the tracker found (enum ct_lb_kind) */
-	__u8 snat;	     /* out: enum lb_snat_kind */
-	__u8 pad[2];
+	__u8 snat;	     /* in, of the service entry; out: enum lb_snat_kind */
+	__u8 has_service;    /* in, with CT_LB_SERVICE: `service` is the frontend's entry */
+	__u8 pad;
+	struct lb_service service;
 	__be16 to_port; /* out: the backend's address and port */
 	__u16 pad2;
 	__be32 to_addr[4];
@@ -189,7 +191,7 @@ static __always_inline __u32 lb_front_create(const struct pkt *p, struct lb_io *
 	fresh->created_ns = io->now;
 	fresh->last_seen_ns = io->now;
 	fresh->expires_ns = io->now + ct_timeout_ns(config_get(), p->t.proto, TCP_CT_ESTABLISHED);
-	fresh->flags = CT_F_SERVICE | (src_is_b ? CT_F_ORIG_IS_B : 0);
+	fresh->flags = CT_F_SERVICE | (src_is_b ? CT_F_ORIG_IS_B : 0) | (io->snat == LB_SNAT_FULL ? CT_F_LB_SNAT : 0);
 	fresh->zone = io->zone;
 	fresh->backend_id = backend_id;
 	fresh->rev_nat_index = rev_nat;
@@ -221,7 +223,8 @@ static __always_inline int lb_source_allowed(const struct lb_service *svc, const
  * backend must be chosen again: the service's choice, or the drop reason. */
 static __always_inline __u32 lb_choose(const struct pkt *p, struct lb_io *io, __u32 *backend_id)
 {
-	struct lb_service *svc = lb_service_of(&p->t);
+	/* The tracker found a new connection's frontend already. */
+	struct lb_service *svc = io->lb == CT_LB_SERVICE && io->has_service ? &io->service : lb_service_of(&p->t);
 	struct tuple wild = p->t;
 	__u32 id;
 
@@ -265,27 +268,24 @@ static __always_inline int lb_stage(struct pkt *p, struct lb_io *io)
 		else if (!lb_keep_backend(b, p, p->t.family) && p->t.proto == IPPROTO_TCP)
 			return REASON_DROP_LB_BACKEND_GONE;
 	}
+	/* Otherwise the service entry's backend, service id and full NAT, as the
+	 * tracker handed them on: no service lookup for a packet of a
+	 * connection that keeps its backend. */
 	if (!lb_keep_backend(b, p, p->t.family)) {
-		__u32 old = id;
+		int reselect = io->lb == CT_LB_FRONT;
 
 		reason = lb_choose(p, io, &id);
 		if (reason)
 			return reason;
-		is_new = io->lb == CT_LB_SERVICE || (p->t.proto == IPPROTO_TCP && !old);
-		if (io->lb == CT_LB_FRONT && p->t.proto != IPPROTO_TCP)
+		/* New: a new connection, or a SYN on a service entry's tuple;
+		 * a UDP flow leaving its backend is the same flow. */
+		is_new = !reselect || p->t.proto == IPPROTO_TCP;
+		if (reselect && p->t.proto != IPPROTO_TCP)
 			metrics_count(REASON_LB_RESELECTED, HOOK_INGRESS, 0);
-		if (io->lb == CT_LB_FRONT && p->t.proto == IPPROTO_TCP)
-			is_new = 1;
 		id = lb_front_create(p, io, id, io->rev_nat_index);
 		b = lb_backend_of(id);
 		if (!b || b->state == LB_BE_NONE)
 			return REASON_DROP_LB_NO_BACKEND;
-	} else {
-		struct tuple t = p->t;
-		struct lb_service *svc = lb_service_of(&t);
-
-		io->rev_nat_index = svc ? svc->rev_nat_index : io->rev_nat_index;
-		io->snat = svc && (svc->flags & LB_SVC_F_SNAT) ? LB_SNAT_FULL : LB_SNAT_NONE;
 	}
 	if (!b)
 		return REASON_DROP_LB_NO_BACKEND;

@@ -661,8 +661,9 @@ struct ct_io {
 	__be32 nat_addr[4];  /* out, with +snat */
 	__u32 backend_id;    /* in: a new connection's backend (+dnat); out: with +dnat or CT_LB_FRONT */
 	__u16 rev_nat_index; /* in, with backend_id; out, as backend_id */
-	__u8 lb_snat;	     /* out of the load balancer: enum lb_snat_kind */
-	__u8 pad;
+	__u8 lb_snat;	     /* out: enum lb_snat_kind, of a service entry and then of the load balancer */
+	__u8 has_service;    /* out, with CT_LB_SERVICE: `service` is the frontend's entry */
+	struct lb_service service;
 };
 
 /* What the NAT stage needs from the tracker, and gives back. Flat (no

@@ -33,6 +33,10 @@ __attribute__((noinline)) int tsct_lb_forward(struct __sk_buff *skb, struct pkt 
 	lio.backend_id = io->backend_id;
 	lio.zone = io->zone;
 	lio.lb = io->lb;
+	lio.rev_nat_index = io->rev_nat_index;
+	lio.snat = io->lb_snat;
+	lio.has_service = io->has_service;
+	lio.service = io->service;
 	reason = lb_stage(p, &lio);
 	if (reason)
 		return reason;

@@ -478,6 +478,7 @@ export const ENUMS = {
     CT_F_PICKED_UP: 8192,
     CT_F_EGRESS: 16384,
     CT_F_SERVICE: 32768,
+    CT_F_LB_SNAT: 65536,
   },
   tsct_config_flag: {
     CFG_F_TCP_LOOSE: 1,
