@@ -601,6 +601,8 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(max_entries, DEFAULT_LB_MAGLEV_SLOTS);
+	/* The agent writes whole tables into it through a mapping. */
+	__uint(map_flags, BPF_F_MMAPABLE);
 } tsct_lb_maglev SEC(".maps");
 
 struct {

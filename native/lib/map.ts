@@ -202,6 +202,15 @@ export class BpfMap {
     return this.native.deleteBatch(k, k.length / this.keySize);
   }
 
+  /**
+   * An array map created with BPF_F_MMAPABLE, as memory shared with the
+   * kernel: value i at byte i * round_up(valueSize, 8). Writes land at once,
+   * without a syscall per entry. The mapping lives as long as the ArrayBuffer.
+   */
+  mmap(): ArrayBuffer {
+    return this.native.mmap();
+  }
+
   /** Pins the map at `path` on bpffs. */
   pin(path: string): void {
     this.native.pin(path);

@@ -27,6 +27,7 @@ export interface NativeMap {
   lookupBatch(token: Buffer | null, count: number, andDelete: boolean): Promise<NativeBatchChunk>;
   updateBatch(keys: Buffer, values: Buffer, count: number, flags?: number): Promise<number>;
   deleteBatch(keys: Buffer, count: number): Promise<number>;
+  mmap(): ArrayBuffer;
   pin(path: string): void;
   close(): void;
   fd(): number;

@@ -1,5 +1,8 @@
 #include "map.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
@@ -37,7 +40,31 @@ Napi::Function NativeMap::Init(Napi::Env env) {
                     InstanceMethod("lookupBatch", &NativeMap::LookupBatch),
                     InstanceMethod("updateBatch", &NativeMap::UpdateBatch),
                     InstanceMethod("deleteBatch", &NativeMap::DeleteBatch),
+                    InstanceMethod("mmap", &NativeMap::Mmap),
                 });
+}
+
+// mmap(): an array map created with BPF_F_MMAPABLE, as an ArrayBuffer over
+// its values (each rounded up to 8 bytes), shared with the kernel: large
+// tables are written at memory speed instead of a syscall's copy per entry.
+// Unmapped when the ArrayBuffer is collected.
+Napi::Value NativeMap::Mmap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env, "mmap");
+  if (type_ != BPF_MAP_TYPE_ARRAY || !(flags_ & BPF_F_MMAPABLE))
+    Throw(env, EINVAL, "mmap", name_, "only an array map created with BPF_F_MMAPABLE can be mapped");
+  size_t len = static_cast<size_t>((valueSize_ + 7) & ~7u) * maxEntries_;
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  len = (len + page - 1) / page * page;
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (p == MAP_FAILED) Throw(env, errno, "mmap", name_);
+  return Napi::ArrayBuffer::New(
+      env, p, len,
+      [](Napi::Env, void* data, size_t* size) {
+        munmap(data, *size);
+        delete size;
+      },
+      new size_t(len));
 }
 
 // new NativeMap(fd, label): takes ownership of fd and reads the map's info.

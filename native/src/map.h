@@ -30,6 +30,7 @@ class NativeMap : public BpfFdHandle<NativeMap> {
   Napi::Value LookupBatch(const Napi::CallbackInfo& info);
   Napi::Value UpdateBatch(const Napi::CallbackInfo& info);
   Napi::Value DeleteBatch(const Napi::CallbackInfo& info);
+  Napi::Value Mmap(const Napi::CallbackInfo& info);
 
   const uint8_t* KeyArg(const Napi::CallbackInfo& info, size_t i, const char* call);
   // updateBatch and deleteBatch off the event loop: op(fd, &n) acts on count

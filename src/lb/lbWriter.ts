@@ -47,6 +47,8 @@ export interface LbMapLike {
   updateBatch(keys: Buffer, values: Buffer): Promise<number>;
   /** Every entry; the Buffers may be views that the next step reuses. */
   entries(): AsyncIterable<[Buffer, Buffer]>;
+  /** Array maps created with BPF_F_MMAPABLE: the values as shared memory (each rounded up to 8 bytes). */
+  mmap?(): ArrayBuffer;
 }
 
 export type LbMaps = Record<LbMapName, LbMapLike>;
@@ -379,6 +381,9 @@ function emptyResult(): LbApplyResult {
     slotsFreed: 0,
   };
 }
+
+/** Slots written per batch call when tables are written (4 MiB of keys and values). */
+const TABLE_BATCH_SLOTS = 1 << 19;
 
 export class LbWriter {
   /** Every non-empty entry of both services maps (services, wildcards, and whatever else is there). */
@@ -754,29 +759,70 @@ export class LbWriter {
   private async execute(plan: Plan): Promise<LbApplyResult> {
     const r = emptyResult();
     const maps = this.maps;
+    // Backends and members in one batch call each: a full sync writes a hundred thousand of them.
+    if (plan.backendWrites.length) {
+      await maps.tsct_lb_backends.updateBatch(
+        Buffer.concat(plan.backendWrites.map(([id]) => u32Key(id))),
+        Buffer.concat(plan.backendWrites.map(([, value]) => value)),
+      );
+    }
     for (const [id, value, key] of plan.backendWrites) {
-      maps.tsct_lb_backends.update(u32Key(id), value);
       const old = this.backends.get(id);
       if (old?.key !== undefined && old.key !== key) this.backendIds.delete(old.key);
       this.backends.set(id, { key, value });
       this.backendIds.set(key, id);
       r.written.backends++;
     }
+    if (plan.memberWrites.length) {
+      await maps.tsct_lb_members.updateBatch(
+        Buffer.concat(plan.memberWrites.map((m) => m.key)),
+        Buffer.concat(plan.memberWrites.map((m) => m.value)),
+      );
+    }
     for (const m of plan.memberWrites) {
-      maps.tsct_lb_members.update(m.key, m.value);
       this.members.set(m.key.toString('hex'), m);
       r.written.members++;
     }
-    for (const step of plan.steps) {
-      if (step.table) {
-        const { offset, slots } = step.table;
-        if (!this.slots.markUsed(offset, slots.length)) throw new Error(`LbWriter: slots ${offset}+ are not free`);
-        const keys = Buffer.alloc(slots.length * 4);
-        for (let i = 0; i < slots.length; i++) keys.writeUInt32LE(offset + i, i * 4);
-        await maps.tsct_lb_maglev.updateBatch(keys, Buffer.from(slots.buffer, slots.byteOffset, slots.byteLength));
-        r.written.slots += slots.length;
-        r.tablesRebuilt++;
+    // Every new table first, in as few batch calls as fit (one call per table would make the
+    // sync of thousands of services wait on thousands of round trips), then what points at them.
+    const pending: Array<{ offset: number; slots: Uint32Array }> = [];
+    let pendingSlots = 0;
+    // Where the slot array can be mapped, tables are written straight into it (ten thousand services'
+    // tables are ten million slots: a syscall's copy per slot would take seconds).
+    const mapped = this.maglevMemory();
+    const flush = async () => {
+      if (!pending.length) return;
+      if (mapped) {
+        for (const { offset, slots } of pending)
+          for (let i = 0; i < slots.length; i++) mapped[(offset + i) * 2] = slots[i];
+        pending.length = 0;
+        pendingSlots = 0;
+        return;
       }
+      const keys = Buffer.alloc(pendingSlots * 4);
+      const values = Buffer.alloc(pendingSlots * 4);
+      let at = 0;
+      for (const { offset, slots } of pending) {
+        for (let i = 0; i < slots.length; i++) keys.writeUInt32LE(offset + i, (at + i) * 4);
+        Buffer.from(slots.buffer, slots.byteOffset, slots.byteLength).copy(values, at * 4);
+        at += slots.length;
+      }
+      await maps.tsct_lb_maglev.updateBatch(keys, values);
+      pending.length = 0;
+      pendingSlots = 0;
+    };
+    for (const step of plan.steps) {
+      if (!step.table) continue;
+      const { offset, slots } = step.table;
+      if (!this.slots.markUsed(offset, slots.length)) throw new Error(`LbWriter: slots ${offset}+ are not free`);
+      pending.push(step.table);
+      pendingSlots += slots.length;
+      r.written.slots += slots.length;
+      r.tablesRebuilt++;
+      if (pendingSlots >= TABLE_BATCH_SLOTS) await flush();
+    }
+    await flush();
+    for (const step of plan.steps) {
       if (step.revNat) {
         maps.tsct_lb_reverse_nat.update(u32Key(step.id), step.revNat);
         this.revNat.set(step.id, step.revNat);
@@ -830,6 +876,21 @@ export class LbWriter {
       r.removed.affinity = await this.forgetAffinity(new Set(plan.removedIds));
     }
     return r;
+  }
+
+  private maglevView: Uint32Array | null | undefined;
+
+  /** tsct_lb_maglev as memory (u32 values at 8-byte strides), or null where the map cannot be mapped. */
+  private maglevMemory(): Uint32Array | null {
+    if (this.maglevView === undefined) {
+      try {
+        const buf = this.maps.tsct_lb_maglev.mmap?.();
+        this.maglevView = buf ? new Uint32Array(buf) : null;
+      } catch {
+        this.maglevView = null; // pinned by a version without BPF_F_MMAPABLE: batch calls then
+      }
+    }
+    return this.maglevView;
   }
 
   private writeEntry(e: EntryMirror): void {

@@ -3,8 +3,8 @@
 // size and backend names pick the same backend for the same flow hash. Every node must agree on the table without
 // talking to the others, so everything here depends only on the backend names, weights, M and the seed: never on
 // the order backends arrive in, nor on node-local ids (those are only what the table stores).
-import { createRequire } from 'node:module';
 import { UsageError } from '../errors';
+import { murmur3x64128 } from './murmur3';
 
 /** The table sizes (M, all prime) that `--bpf-lb-maglev-table-size` accepts, as Cilium does. */
 export const MAGLEV_TABLE_SIZES: readonly number[] = Object.freeze([
@@ -40,13 +40,6 @@ export interface MaglevHashSeed {
   /** Bytes 8-11: second seed of the datapath's jhash of the flow tuple. */
   jhash1: number;
 }
-
-interface MurmurHash3Library {
-  x64: { hash128(bytes: Uint8Array, seed: number): string };
-}
-
-// The package ships no type declarations; this is the one function used from it.
-const murmurHash3 = createRequire(__filename)('murmurhash3js-revisited') as MurmurHash3Library;
 
 /**
  * The default per-service M: the smallest allowed size that is at least 100 × backendCount (the paper's "M larger
@@ -132,10 +125,10 @@ export function buildMaglevTable(backends: readonly MaglevBackend[], m: number, 
     ids[i] = backend.id;
     weights[i] = weight;
     weightSum += weight;
-    // murmur3 x64 128 gives (h1, h2) as 32 hex digits; the remainders must be exact on the full 64 bits.
-    const hex = murmurHash3.x64.hash128(utf8, seed);
-    position[i] = Number(BigInt('0x' + hex.slice(0, 16)) % bigM);
-    skip[i] = Number(BigInt('0x' + hex.slice(16, 32)) % bigMMinus1) + 1;
+    // The remainders must be exact on the full 64 bits of murmur3 x64 128's halves.
+    const [h1, h2] = murmur3x64128(utf8, seed);
+    position[i] = Number(h1 % bigM);
+    skip[i] = Number(h2 % bigMMinus1) + 1;
   }
 
   // Envoy-style weights (envoyproxy/envoy#2982, as in Cilium): backends still take turns in name order, but a turn

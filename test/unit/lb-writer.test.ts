@@ -362,8 +362,8 @@ test('writes come in an order no packet can see half of: backends and members, t
   await w.apply([s, web6()]);
   const seq = f.log.map((o) => `${o.map}:${o.op}${o.zero ? ':zero' : ''}`);
   t.deepEqual(seq, [
-    'tsct_lb_backends:update',
-    'tsct_lb_members:update',
+    'tsct_lb_backends:batch',
+    'tsct_lb_members:batch',
     'tsct_lb_maglev:batch',
     'tsct_lb4_services:update',
     'tsct_lb_members:delete',
