@@ -12,7 +12,7 @@ import { LB_MAPS } from '../src/datapath/tables';
 import { ENUMS, StructView } from '../src/bpf/layouts';
 import { ensureBpffs } from '../src/datapath/bpffs';
 import { tsctIn } from '../lab/agentProcess';
-import { LbBackend, LbService } from '../src/lb/lbService';
+import { LbBackend, LbService, LB_SERVICE_DEFAULTS } from '../src/lb/lbService';
 import { LbMaps, lbTouched, LbWriter } from '../src/lb/lbWriter';
 import { buildMaglevTable, DEFAULT_MAGLEV_HASH_SEED, maglevDisruption, parseMaglevHashSeed } from '../src/lb/maglev';
 
@@ -34,12 +34,8 @@ function svc(id: number, addr: string, port: number, backends: LbBackend[], more
   return {
     id,
     frontend: { addr, port, proto: 'udp' },
-    type: 'ClusterIP',
-    algorithm: 'maglev',
-    affinityTimeoutS: 0,
-    trafficPolicy: 'cluster',
+    ...LB_SERVICE_DEFAULTS,
     sourceRanges: [],
-    fullNat: false,
     backends,
     ...more,
   };

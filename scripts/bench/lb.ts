@@ -11,7 +11,7 @@ import { frame } from '../../lab/packetCraft';
 import { ensureBpffs } from '../../src/datapath/bpffs';
 import { LB_MAPS } from '../../src/datapath/tables';
 import { LbMaps, LbWriter } from '../../src/lb/lbWriter';
-import { LbService } from '../../src/lb/lbService';
+import { LbService, LB_SERVICE_DEFAULTS } from '../../src/lb/lbService';
 import { parseMaglevHashSeed, DEFAULT_MAGLEV_HASH_SEED } from '../../src/lb/maglev';
 import { figure, fmt, median, nowNs, series, verdict } from './common';
 
@@ -29,12 +29,8 @@ function service(id: number, vip: string, port: number, backends: string[]): LbS
   return {
     id,
     frontend: { addr: vip, port, proto: 'tcp' },
-    type: 'ClusterIP',
-    algorithm: 'maglev',
-    affinityTimeoutS: 0,
-    trafficPolicy: 'cluster',
+    ...LB_SERVICE_DEFAULTS,
     sourceRanges: [],
-    fullNat: false,
     backends: backends.map((addr) => ({ addr, port, state: 'active', weight: 1, local: false })),
   };
 }

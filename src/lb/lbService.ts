@@ -68,6 +68,16 @@ export const MAX_AFFINITY_TIMEOUT_S = 86400;
  */
 export const DEFAULT_ALGORITHM: LbAlgorithm = 'maglev';
 
+/** What a service is when nothing else is said of it: a plain ClusterIP, Maglev, no affinity, no ranges. */
+export const LB_SERVICE_DEFAULTS = {
+  type: 'ClusterIP',
+  algorithm: DEFAULT_ALGORITHM,
+  affinityTimeoutS: 0,
+  trafficPolicy: 'cluster',
+  sourceRanges: [] as string[],
+  fullNat: false,
+} as const satisfies Partial<LbService>;
+
 export function protoName(proto: number): LbProto | undefined {
   return (Object.keys(LB_PROTO_NUMBERS) as LbProto[]).find((p) => LB_PROTO_NUMBERS[p] === proto);
 }

@@ -16,6 +16,7 @@ import {
   parseSourceRanges,
   tableBackends,
   validateServices,
+  LB_SERVICE_DEFAULTS,
 } from '../../src/lb/lbService';
 import { EXAMPLE_SERVICES_YAML, parseServicesFile } from '../../src/lb/servicesFile';
 import { formatLbList, formatMaglevList, formatServiceList, lbListJson, tabulate } from '../../src/lb/lbFormat';
@@ -31,12 +32,8 @@ function svc(id: number, frontend: string, backends: LbBackend[], more: Partial<
   return {
     id,
     frontend: parseFrontend(frontend),
-    type: 'ClusterIP',
-    algorithm: 'maglev',
-    affinityTimeoutS: 0,
-    trafficPolicy: 'cluster',
+    ...LB_SERVICE_DEFAULTS,
     sourceRanges: [],
-    fullNat: false,
     backends,
     ...more,
   };
@@ -254,12 +251,8 @@ test('the example services file parses to what it says', (t) => {
     id: 1,
     name: 'kube-system/kube-dns:dns',
     frontend: { addr: '10.96.0.10', port: 53, proto: 'udp' },
-    type: 'ClusterIP',
-    algorithm: 'maglev',
-    affinityTimeoutS: 0,
-    trafficPolicy: 'cluster',
+    ...LB_SERVICE_DEFAULTS,
     sourceRanges: [],
-    fullNat: false,
     backends: [be('10.0.1.5', 53), be('10.0.2.7', 53, { state: 'terminating' })],
   });
   t.like(s[1], {

@@ -6,7 +6,7 @@ import { ENUMS, StructView } from '../../src/bpf/layouts';
 import { LB_MAPS, LbMapName } from '../../src/datapath/tables';
 import { UsageError } from '../../src/errors';
 import { formatAddr } from '../../src/net/addr';
-import { LbBackend, LbService } from '../../src/lb/lbService';
+import { LbBackend, LbService, LB_SERVICE_DEFAULTS } from '../../src/lb/lbService';
 import { LbMapLike, LbMaps, lbTouched, LbWriter } from '../../src/lb/lbWriter';
 import { buildMaglevTable, DEFAULT_MAGLEV_HASH_SEED, parseMaglevHashSeed } from '../../src/lb/maglev';
 
@@ -136,12 +136,8 @@ function svc(
   return {
     id,
     frontend: { addr: frontend, port, proto: 'udp' },
-    type: 'ClusterIP',
-    algorithm: 'maglev',
-    affinityTimeoutS: 0,
-    trafficPolicy: 'cluster',
+    ...LB_SERVICE_DEFAULTS,
     sourceRanges: [],
-    fullNat: false,
     backends,
     ...more,
   };
