@@ -192,6 +192,19 @@ s.on('error', (e) => { clearInterval(tick); end({ error: e.code, echoes }); });
 s.on('close', () => { clearInterval(tick); end({ closed: true, echoes }); });
 `;
 
+/** Waits (at most timeoutMs) for a live connection to echo `n` more bytes; says how many it echoed meanwhile. */
+export async function moreEchoes(
+  live: LiveClient,
+  n = 3,
+  timeoutMs = 4000,
+): Promise<{ ok: boolean; before: number; after: number }> {
+  const before = live.echoes();
+  for (let waited = 0; waited < timeoutMs && live.echoes() < before + n; waited += 100) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { ok: live.echoes() >= before + n, before, after: live.echoes() };
+}
+
 export interface LiveClient {
   /** The backend's name, once the connection is up. */
   name: Promise<string>;
