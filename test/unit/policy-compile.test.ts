@@ -6,6 +6,7 @@
 // security-group rules as with 10; two generations live side by side; and
 // what the tables cannot hold is refused in one line.
 import test from 'ava';
+import { IPTABLES_DUMP as DUMP } from '../helpers/policyFixtures';
 import { UsageError } from '../../src/errors';
 import { ClassifierMaps, loadClassifier } from '../../src/policy/classify';
 import {
@@ -471,35 +472,6 @@ test('the example rules file decides as tracePolicy does on every hook', (t) => 
 
 const EXAMPLE_V4 = ['10.10.1.1', '203.0.113.7', '10.20.1.5', '10.20.2.9', '198.51.100.1', '192.0.2.10', '10.1.1.1'];
 const EXAMPLE_V6 = ['2001:db8:a::1', '2001:db8:20:2::5', '2001:db8:b::1', 'fe80::1'];
-
-// The filter dump of policy-iptables.test.ts.
-const DUMP = `*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [120:9600]
-:IN_WEB - [0:0]
-:FWD_GUESTS - [0:0]
--A INPUT -i lo -j ACCEPT
--A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A INPUT -m conntrack --ctstate INVALID -j DROP
--A INPUT -s 127.0.0.0/8 ! -i lo -j DROP
--A INPUT -s 10.10.0.0/16 -p tcp -m tcp --dport 22 -m state --state NEW -m comment --comment "ssh from the admin network" -j ACCEPT
--A INPUT -p tcp -m multiport --dports 80,443,8000:8099 -j IN_WEB
--A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
--A INPUT -m mark --mark 0x10/0xf0 -j ACCEPT
--A INPUT -p udp -j REJECT --reject-with icmp-port-unreachable
--A INPUT -p tcp -j REJECT --reject-with tcp-reset
--A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -i veth+ -o eth0 -j FWD_GUESTS
--A FORWARD -m conntrack --ctstate DNAT --ctorigdst 192.0.2.10/32 --ctorigdstport 8080 -j ACCEPT
--A FWD_GUESTS -s 10.20.0.0/255.255.0.0 -j ACCEPT
--A FWD_GUESTS -j REJECT --reject-with icmp-admin-prohibited
--A IN_WEB -s 203.0.113.0/24 -m comment --comment "known \\"scanner\\" net" -j DROP
--A IN_WEB -p tcp -m tcp ! --dport 8000:8099 -j ACCEPT
--A IN_WEB -m connmark --mark 0x1 -j RETURN
--A IN_WEB -s 10.0.0.0/8 -j ACCEPT
-COMMIT
-`;
 
 test('an imported iptables dump decides as tracePolicy does', (t) => {
   const flat = flattenPolicy(importIptablesSave(DUMP, 'host.rules'));
