@@ -55,3 +55,10 @@ export function benchPinDir(name: string): string {
   fs.mkdirSync(dir, { recursive: true });
   return dir;
 }
+
+/**
+ * The per-packet benchmarks measure the tracker, NAT and the load balancer:
+ * in a test run there is no route, so the fast path (on in the agent) would
+ * only add a FIB lookup that fails. The forward benchmark measures it.
+ */
+export const NO_FAST_PATH = { fastPath: false } as const;

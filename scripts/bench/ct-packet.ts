@@ -6,7 +6,7 @@ import { BpfObject, BpfProgram } from 'libbpf-ts';
 import { Datapath } from '../../src/datapath/datapath';
 import { frame } from '../../lab/packetCraft';
 import { ensureBpffs } from '../../src/datapath/bpffs';
-import { ROOT, figure, median, series, verdict, fmt } from './common';
+import { NO_FAST_PATH, ROOT, figure, median, series, verdict, fmt } from './common';
 
 const ROUNDS = 5;
 const REPEAT = 200_000;
@@ -52,7 +52,7 @@ async function establish(dp: Datapath, fwd: Buffer, v6: boolean): Promise<void> 
 
 async function main(): Promise<void> {
   ensureBpffs();
-  const dp = await Datapath.load({ sizes: { ctTcp: 65536, ctAny: 4096 } });
+  const dp = await Datapath.load({ sizes: { ctTcp: 65536, ctAny: 4096 }, config: NO_FAST_PATH });
   const base = await BpfObject.open(path.join(ROOT, 'test', 'fixtures', 'build', 'parse_lookup.bpf.o')).load();
   const baseline = base.program('parse_lookup');
   try {

@@ -9,7 +9,7 @@ import { ensureBpffs } from '../../src/datapath/bpffs';
 import { frame } from '../../lab/packetCraft';
 import { StructView } from '../../src/bpf/layouts';
 import { parseAddr } from '../../src/net/addr';
-import { figure, median, series, verdict, fmt } from './common';
+import { NO_FAST_PATH, figure, median, series, verdict, fmt } from './common';
 
 const ROUNDS = 5;
 const RUNS = 3000;
@@ -62,7 +62,7 @@ async function clear(dp: Datapath): Promise<void> {
 
 async function main(): Promise<void> {
   ensureBpffs();
-  const config = { natPortMin: RANGE.min, natPortMax: RANGE.max, natRangeStrict: true };
+  const config = { ...NO_FAST_PATH, natPortMin: RANGE.min, natPortMax: RANGE.max, natRangeStrict: true };
   const plain = await Datapath.load({ sizes: { ctTcp: 65536, ctAny: 1024, nat: 65536 }, config });
   const nat = await Datapath.load({ sizes: { ctTcp: 65536, ctAny: 1024, nat: 65536 }, config });
   plain.setDevice(1, 0);
