@@ -1,7 +1,8 @@
 // The main job: a namespace lab (client, router, server), the tsct agent on
 // the router's two devices, bounded real traffic through it (TCP with data and
 // a close, UDP request and reply, ping over IPv4 and IPv6), then what tsct saw:
-// `tsct bpf ct list global` and `tsct status`. Everything it creates is removed.
+// `tsct bpf ct list global` and `tsct status`; then a load-balanced service
+// in front of the server. Everything it creates is removed.
 import { buildRouterLab } from '../lab/routerLab';
 import { ping, startEchoServer, tcpExchange, udpExchange, whoami } from '../lab/traffic';
 import { startAgentIn, tsctIn, AgentHandle } from '../lab/agentProcess';
@@ -64,6 +65,31 @@ async function main(): Promise<void> {
     process.stdout.write(
       `  masquerade: the client is ${lab.addr.client4}; the server sees ${seen.addr} port ${seen.port}, and ${seen6.addr} over IPv6\n`,
     );
+
+    step('the load balancer: a service 10.200.100.10:8080 (a VIP routed nowhere) with the server as its backend');
+    const vip = '10.200.100.10';
+    process.stdout.write(
+      (
+        await tsctIn(lab.router, [
+          'service',
+          'update',
+          '--id',
+          '1',
+          '--frontend',
+          `${vip}:8080/tcp`,
+          '--backends',
+          `${lab.addr.server4}:8080`,
+          '--bpf-root',
+          root,
+        ])
+      ).stdout,
+    );
+    const viaVip = await tcpExchange(lab.lab, lab.client, { host: vip, port: 8080, rounds: 3, bytes: 100, gapMs: 20 });
+    process.stdout.write(
+      `  TCP to the VIP: ${viaVip.ok ? 'echoed by the backend and closed' : `failed: ${viaVip.why}`}\n`,
+    );
+    process.stdout.write((await tsctIn(lab.router, ['service', 'list', '--bpf-root', root])).stdout);
+    process.stdout.write((await tsctIn(lab.router, ['bpf', 'lb', 'list', '--bpf-root', root])).stdout);
 
     step('tsct bpf ct list global');
     process.stdout.write((await tsctIn(lab.router, ['bpf', 'ct', 'list', 'global', '--bpf-root', root])).stdout);
