@@ -18,6 +18,7 @@ import {
   whoServes,
 } from '../lab/lbLab';
 import { udpToClosedPort } from '../lab/traffic';
+import { httpGetIn } from '../lab/httpIn';
 import { ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -26,17 +27,19 @@ import * as path from 'node:path';
 const VIP4 = '10.200.100.10';
 const VIP6 = 'fd00:200:100::10';
 const PORT = 8080;
+const METRICS = '127.0.0.1:9962';
 
 async function withLb(
   t: ExecutionContext,
   prefix: string,
   fn: (l: LbLab, root: string, cli: (...args: string[]) => Promise<string>) => Promise<void>,
+  agentArgs: string[] = [],
 ): Promise<void> {
   const l = buildLbLab(prefix);
   let agent: AgentHandle | null = null;
   let root = `/sys/fs/bpf/${l.lab.id}`;
   try {
-    ({ agent, root } = await startLbAgent(l));
+    ({ agent, root } = await startLbAgent(l, agentArgs));
     for (const b of l.backends) await startNameServer(l.lab, b, PORT, 120);
     const cli = async (...args: string[]) => {
       const r = await tsctIn(l.router, [...args, '--bpf-root', root]);
@@ -61,88 +64,120 @@ function balanced(t: ExecutionContext, what: string, r: { seen: Record<string, n
 privTest(
   'ClusterIP over TCP and UDP, IPv4 and IPv6: three backends share the connections, replies come from the VIP',
   async (t) => {
-    await withLb(t, 'tsct-lb', async (l, _root, cli) => {
-      const be = (family: 4 | 6) =>
-        l.backends.map((b) => (family === 4 ? `${b.addr4}:${PORT}` : `[${b.addr6}]:${PORT}`)).join(',');
-      await cli(
-        'service',
-        'update',
-        '--id',
-        '1',
-        '--frontend',
-        `${VIP4}:${PORT}/tcp`,
-        '--backends',
-        be(4),
-        '--algorithm',
-        'maglev',
-      );
-      await cli(
-        'service',
-        'update',
-        '--id',
-        '2',
-        '--frontend',
-        `${VIP4}:${PORT}/udp`,
-        '--backends',
-        be(4),
-        '--algorithm',
-        'maglev',
-      );
-      await cli(
-        'service',
-        'update',
-        '--id',
-        '3',
-        '--frontend',
-        `[${VIP6}]:${PORT}/tcp`,
-        '--backends',
-        be(6),
-        '--algorithm',
-        'maglev',
-      );
-      await cli(
-        'service',
-        'update',
-        '--id',
-        '4',
-        '--frontend',
-        `[${VIP6}]:${PORT}/udp`,
-        '--backends',
-        be(6),
-        '--algorithm',
-        'maglev',
-      );
+    await withLb(
+      t,
+      'tsct-lb',
+      async (l, _root, cli) => {
+        const be = (family: 4 | 6) =>
+          l.backends.map((b) => (family === 4 ? `${b.addr4}:${PORT}` : `[${b.addr6}]:${PORT}`)).join(',');
+        await cli(
+          'service',
+          'update',
+          '--id',
+          '1',
+          '--frontend',
+          `${VIP4}:${PORT}/tcp`,
+          '--backends',
+          be(4),
+          '--algorithm',
+          'maglev',
+        );
+        await cli(
+          'service',
+          'update',
+          '--id',
+          '2',
+          '--frontend',
+          `${VIP4}:${PORT}/udp`,
+          '--backends',
+          be(4),
+          '--algorithm',
+          'maglev',
+        );
+        await cli(
+          'service',
+          'update',
+          '--id',
+          '3',
+          '--frontend',
+          `[${VIP6}]:${PORT}/tcp`,
+          '--backends',
+          be(6),
+          '--algorithm',
+          'maglev',
+        );
+        await cli(
+          'service',
+          'update',
+          '--id',
+          '4',
+          '--frontend',
+          `[${VIP6}]:${PORT}/udp`,
+          '--backends',
+          be(6),
+          '--algorithm',
+          'maglev',
+        );
 
-      // A connected UDP socket takes only replies from the address it sent to, and a TCP
-      // connection only segments from it: every answer came back from the VIP.
-      balanced(t, 'TCP over IPv4', whoServes(l.lab, l.client, VIP4, PORT, 300, 'tcp'), 300);
-      balanced(t, 'UDP over IPv4', whoServes(l.lab, l.client, VIP4, PORT, 300, 'udp'), 300);
-      balanced(t, 'TCP over IPv6', whoServes(l.lab, l.client, VIP6, PORT, 300, 'tcp'), 300);
-      balanced(t, 'UDP over IPv6', whoServes(l.lab, l.client, VIP6, PORT, 300, 'udp'), 300);
+        // A connected UDP socket takes only replies from the address it sent to, and a TCP
+        // connection only segments from it: every answer came back from the VIP.
+        balanced(t, 'TCP over IPv4', whoServes(l.lab, l.client, VIP4, PORT, 300, 'tcp'), 300);
+        balanced(t, 'UDP over IPv4', whoServes(l.lab, l.client, VIP4, PORT, 300, 'udp'), 300);
+        balanced(t, 'TCP over IPv6', whoServes(l.lab, l.client, VIP6, PORT, 300, 'tcp'), 300);
+        balanced(t, 'UDP over IPv6', whoServes(l.lab, l.client, VIP6, PORT, 300, 'udp'), 300);
 
-      const list = await cli('service', 'list');
-      const lines = list.trimEnd().split('\n');
-      t.regex(lines[0], /^ID\s+Frontend\s+Service Type\s+Backend$/);
-      t.regex(
-        lines[1],
-        new RegExp(
-          `^1\\s+${VIP4.replace(/\./g, '\\.')}:${PORT}/TCP\\s+ClusterIP\\s+1 => ${l.backends[0].addr4.replace(/\./g, '\\.')}:${PORT}/TCP \\(active\\)$`,
-        ),
-      );
-      t.is(lines.filter((x) => /=> .* \(active\)$/.test(x)).length, 12, 'four services of three active backends');
-      const lb = await cli('bpf', 'lb', 'list');
-      t.regex(lb, /^SERVICE ADDRESS\s+BACKEND ADDRESS \(REVNAT_ID\) \(SLOT\)/);
-      t.regex(lb, new RegExp(`0\\.0\\.0\\.0:0 \\(1\\) \\(0\\) \\[ClusterIP`));
+        const list = await cli('service', 'list');
+        const lines = list.trimEnd().split('\n');
+        t.regex(lines[0], /^ID\s+Frontend\s+Service Type\s+Backend$/);
+        t.regex(
+          lines[1],
+          new RegExp(
+            `^1\\s+${VIP4.replace(/\./g, '\\.')}:${PORT}/TCP\\s+ClusterIP\\s+1 => ${l.backends[0].addr4.replace(/\./g, '\\.')}:${PORT}/TCP \\(active\\)$`,
+          ),
+        );
+        t.is(lines.filter((x) => /=> .* \(active\)$/.test(x)).length, 12, 'four services of three active backends');
+        const lb = await cli('bpf', 'lb', 'list');
+        t.regex(lb, /^SERVICE ADDRESS\s+BACKEND ADDRESS \(REVNAT_ID\) \(SLOT\)/);
+        t.regex(lb, new RegExp(`0\\.0\\.0\\.0:0 \\(1\\) \\(0\\) \\[ClusterIP`));
 
-      const ct = await cli('bpf', 'ct', 'list', 'global', '-o', 'conntrack', '--dport', String(PORT), '--proto', 'tcp');
-      t.regex(
-        ct,
-        new RegExp(
-          `src=${l.client4} dst=${VIP4} sport=\\d+ dport=${PORT} .* src=10\\.200\\.1[0-2]\\.2 dst=${l.client4} sport=${PORT}`,
-        ),
-        'conntrack shows the VIP dialled and the backend that replied',
-      );
-    });
+        const ct = await cli(
+          'bpf',
+          'ct',
+          'list',
+          'global',
+          '-o',
+          'conntrack',
+          '--dport',
+          String(PORT),
+          '--proto',
+          'tcp',
+        );
+        t.regex(
+          ct,
+          new RegExp(
+            `src=${l.client4} dst=${VIP4} sport=\\d+ dport=${PORT} .* src=10\\.200\\.1[0-2]\\.2 dst=${l.client4} sport=${PORT}`,
+          ),
+          'conntrack shows the VIP dialled and the backend that replied',
+        );
+
+        // What a dashboard shows: connections per service and backends by state.
+        const metrics = (await httpGetIn(l.router, `http://${METRICS}/metrics`)).body;
+        const sample = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
+        // TCP: each of the 300 connects was a connection. UDP: a client port the kernel hands
+        // out again within the flow's lifetime is the same flow, so a few fewer.
+        for (const [id, least] of [
+          ['1', 300],
+          ['2', 285],
+          ['3', 300],
+          ['4', 285],
+        ] as const) {
+          const n = sample(new RegExp(`^tsct_lb_service_connections_total\\{service_id="${id}"[^}]*\\} (\\d+)$`, 'm'));
+          t.true(n >= least && n <= 300, `tsct_lb_service_connections_total for service ${id}: ${n}`);
+        }
+        t.is(sample(/^tsct_lb_backends\{state="active"\} (\d+)$/m), 6, 'three IPv4 and three IPv6 backends active');
+      },
+      ['--prometheus-serve-addr', METRICS],
+    );
   },
 );
 
@@ -205,27 +240,36 @@ privTest(
         agent.log.join('\n'),
       );
       for (const b of l.backends) await startNameServer(l.lab, b, PORT, 120);
-      const live = liveTcpClient(l.lab, l.client, VIP4, PORT, 100, 60);
+      const live = liveTcpClient(l.lab, l.client, VIP4, PORT, 100, 110);
       const mine = await live.name;
       const others = l.backends.map((b) => b.name).filter((n) => n !== mine);
+      // The agent's log says when it has read the file; on a loaded machine that can take seconds.
+      const logged = async (re: RegExp, seen: number, what: string) => {
+        const deadline = Date.now() + 15000;
+        while (agent!.log.filter((x) => re.test(x)).length <= seen && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 100));
+        t.true(agent!.log.filter((x) => re.test(x)).length > seen, `${what}: ${agent!.log.slice(-3).join('\n')}`);
+      };
+      const changed = /services \(changed\): 1 from /;
+      const count = (re: RegExp) => agent!.log.filter((x) => re.test(x)).length;
       const echoesGrow = async (what: string) => {
         const r = await moreEchoes(live);
         t.true(r.ok, `${what}: the connection still echoes (${r.before} -> ${r.after})`);
       };
       // The others change under it: one removed, then back.
+      let seen = count(changed);
       write([mine, others[0]]);
-      await new Promise((r) => setTimeout(r, 1000));
+      await logged(changed, seen, `${others[1]} removed, read`);
       await echoesGrow(`${others[1]} removed`);
+      seen = count(changed);
       write([mine, others[0], others[1]]);
-      await new Promise((r) => setTimeout(r, 1000));
+      await logged(changed, seen, `${others[1]} back, read`);
       await echoesGrow(`${others[1]} back`);
       // A file that does not parse changes nothing.
+      const refused = /services\.yaml:1: .*the services in force stay/;
+      seen = count(refused);
       fs.writeFileSync(file, 'services: [ { id: 1, frontend: nonsense } ]\n');
-      await new Promise((r) => setTimeout(r, 1000));
-      t.true(
-        agent.log.some((x) => /services\.yaml:1: .*the services in force stay/.test(x)),
-        agent.log.slice(-3).join('\n'),
-      );
+      await logged(refused, seen, 'a bad file refused');
       await echoesGrow('a bad file');
       // The agent restarts: the connection does not notice.
       await agent.stop();

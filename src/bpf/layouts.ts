@@ -18,6 +18,11 @@ function desc<S extends StructName>(s: S, f: FieldName<S>): FieldDesc {
   return (STRUCTS[s].fields as unknown as Record<string, FieldDesc>)[f];
 }
 
+/** Where a field starts in its struct: for loops over packed values that should not build a view per entry. */
+export function fieldOffset<S extends StructName>(s: S, f: FieldName<S>): number {
+  return desc(s, f).offset;
+}
+
 /**
  * A view of one struct in a Buffer. Integers are host order (little endian),
  * except where the C type is big endian (__be16/__be32): use bytes() for those.
