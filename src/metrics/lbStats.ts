@@ -11,9 +11,10 @@ export interface LbServiceStats {
   connections: number;
 }
 
-// A scrape reads every slot of two 64k-entry arrays, so the loops below index
-// the chunk's packed values directly rather than build a view per entry:
-// with a view per CPU per slot a scrape took most of a second on a loaded machine.
+// A scrape reads every slot of two 64k-entry arrays (one per CPU for the
+// stats), so the loops below index the chunk's packed values directly rather
+// than allocate a view per slot and CPU: that garbage is what pushed scrapes
+// past a second when the metrics test ran under CI load.
 const PACKETS = fieldOffset('lb_stats', 'packets');
 const BYTES = fieldOffset('lb_stats', 'bytes');
 const CONNECTIONS = fieldOffset('lb_stats', 'connections');
