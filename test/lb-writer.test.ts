@@ -12,9 +12,10 @@ import { LB_MAPS } from '../src/datapath/tables';
 import { ENUMS, StructView } from '../src/bpf/layouts';
 import { ensureBpffs } from '../src/datapath/bpffs';
 import { tsctIn } from '../lab/agentProcess';
-import { LbBackend, LbService, LB_SERVICE_DEFAULTS } from '../src/lb/lbService';
+import { LbService } from '../src/lb/lbService';
 import { LbMaps, lbTouched, LbWriter } from '../src/lb/lbWriter';
 import { buildMaglevTable, DEFAULT_MAGLEV_HASH_SEED, maglevDisruption, parseMaglevHashSeed } from '../src/lb/maglev';
+import { be, svc, u32, v4Key } from './helpers/lbFixtures';
 
 const SEED = parseMaglevHashSeed(DEFAULT_MAGLEV_HASH_SEED).murmur;
 const SF = ENUMS.lb_service_flag;
@@ -24,21 +25,6 @@ function lbMaps(dp: Datapath): LbMaps {
   const out: Partial<LbMaps> = {};
   for (const m of LB_MAPS) out[m] = dp.maps[m];
   return out as LbMaps;
-}
-
-function be(addr: string, port: number, more: Partial<LbBackend> = {}): LbBackend {
-  return { addr, port, state: 'active', weight: 1, local: false, ...more };
-}
-
-function svc(id: number, addr: string, port: number, backends: LbBackend[], more: Partial<LbService> = {}): LbService {
-  return {
-    id,
-    frontend: { addr, port, proto: 'udp' },
-    ...LB_SERVICE_DEFAULTS,
-    sourceRanges: [],
-    backends,
-    ...more,
-  };
 }
 
 const services = (): LbService[] => [
@@ -51,19 +37,6 @@ const services = (): LbService[] => [
   }),
   svc(3, '10.96.0.10', 53, [be('10.0.1.5', 53)], { frontend: { addr: '10.96.0.10', port: 53, proto: 'tcp' } }),
 ];
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-}
-
-function v4Key(addr: string, port: number, proto: number): Buffer {
-  const k = StructView.alloc('lb4_key');
-  Buffer.from(addr.split('.').map(Number)).copy(k.bytes('addr'));
-  k.bytes('port').writeUInt16BE(port);
-  return k.set('proto', proto).buf;
-}
 
 function table(dp: Datapath, v: StructView<'lb_service'>): Uint32Array {
   const out = new Uint32Array(v.u('table_size'));

@@ -6,9 +6,9 @@ import { ENUMS, StructView } from '../../src/bpf/layouts';
 import { LB_MAPS, LbMapName } from '../../src/datapath/tables';
 import { UsageError } from '../../src/errors';
 import { formatAddr } from '../../src/net/addr';
-import { LbBackend, LbService, LB_SERVICE_DEFAULTS } from '../../src/lb/lbService';
 import { LbMapLike, LbMaps, lbTouched, LbWriter } from '../../src/lb/lbWriter';
 import { buildMaglevTable, DEFAULT_MAGLEV_HASH_SEED, parseMaglevHashSeed } from '../../src/lb/maglev';
+import { be, svc, u32, v4Key } from '../helpers/lbFixtures';
 
 const SEED = parseMaglevHashSeed(DEFAULT_MAGLEV_HASH_SEED).murmur;
 const SF = ENUMS.lb_service_flag;
@@ -122,27 +122,6 @@ function fakeMaps(sizes: { lb?: number; backends?: number; slots?: number } = {}
   return { maps, log };
 }
 
-function be(addr: string, port: number, more: Partial<LbBackend> = {}): LbBackend {
-  return { addr, port, state: 'active', weight: 1, local: false, ...more };
-}
-
-function svc(
-  id: number,
-  frontend: string,
-  port: number,
-  backends: LbBackend[],
-  more: Partial<LbService> = {},
-): LbService {
-  return {
-    id,
-    frontend: { addr: frontend, port, proto: 'udp' },
-    ...LB_SERVICE_DEFAULTS,
-    sourceRanges: [],
-    backends,
-    ...more,
-  };
-}
-
 const dns = () =>
   svc(1, '10.96.0.10', 53, [be('10.0.1.5', 53), be('10.0.2.7', 53)], { name: 'kube-system/kube-dns:dns' });
 const web6 = () =>
@@ -159,19 +138,6 @@ const dnsTcp = () =>
   svc(3, '10.96.0.10', 53, [be('10.0.1.5', 53)], { frontend: { addr: '10.96.0.10', port: 53, proto: 'tcp' } });
 
 const writer = (f: Fake, maglevTableSize?: number) => LbWriter.restore(f.maps, { hashSeed: SEED, maglevTableSize });
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-}
-
-function v4Key(addr: string, port: number, proto: number): Buffer {
-  const k = StructView.alloc('lb4_key');
-  Buffer.from(addr.split('.').map(Number)).copy(k.bytes('addr'));
-  k.bytes('port').writeUInt16BE(port);
-  return k.set('proto', proto).buf;
-}
 
 function serviceAt(f: Fake, key: Buffer): StructView<'lb_service'> | undefined {
   const v = f.maps.tsct_lb4_services.data.get(key.toString('hex'));
