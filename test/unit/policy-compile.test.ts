@@ -42,6 +42,7 @@ import {
 } from '../../src/policy/policyRule';
 import { PolicyPacket, tracePolicy } from '../../src/policy/policyTrace';
 import { EXAMPLE_RULES_YAML, parseRulesFile } from '../../src/policy/rulesFile';
+import { chance, pick, prng, Rand } from '../helpers/seededRandom';
 
 const { trk, new: NEW, est, rel, rpl, inv, snat, dnat } = CT_STATE_BITS;
 
@@ -127,20 +128,6 @@ function compareAll(
 
 // ---- random rule sets ----
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-type Rand = () => number;
-const pick = <T>(rand: Rand, items: readonly T[]): T => items[Math.floor(rand() * items.length)];
-const chance = (rand: Rand, p: number) => rand() < p;
 const some = <T>(rand: Rand, items: readonly T[], max: number): T[] =>
   Array.from({ length: 1 + Math.floor(rand() * max) }, () => pick(rand, items));
 

@@ -22,6 +22,7 @@ import { deviceNameMatches, matchFailure, preparePacket } from '../../src/policy
 import { MAX_JUMP_DEPTH } from '../../src/policy/ruleSetCheck';
 import { EXAMPLE_RULES_YAML, parseRulesFile } from '../../src/policy/rulesFile';
 import { expandSecurityGroups } from '../../src/policy/securityGroup';
+import { chance, pick, prng, Rand } from '../helpers/seededRandom';
 
 const { trk, new: NEW, est, rel, rpl, inv } = CT_STATE_BITS;
 
@@ -79,22 +80,6 @@ function flatDecide(flat: ReturnType<typeof flattenPolicy>, hook: Hook, packet: 
 }
 
 // ---- random rule sets and packets ----
-
-/** mulberry32: small, seeded, good enough to pick test cases reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-type Rand = () => number;
-const pick = <T>(rand: Rand, items: readonly T[]): T => items[Math.floor(rand() * items.length)];
-const chance = (rand: Rand, p: number) => rand() < p;
 
 const cidr = (addr: string, prefix: number): Cidr => ({ family: 4, addr, prefix });
 const CIDRS = [cidr('10.0.0.0', 8), cidr('10.1.0.0', 16), cidr('10.1.2.0', 24), cidr('192.168.0.0', 16)];
