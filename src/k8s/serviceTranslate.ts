@@ -30,9 +30,13 @@
 // 'terminating' when serving and terminating, left out otherwise; publishNotReadyAddresses makes every endpoint
 // active. tableBackends (lbService.ts) then takes kube-proxy's choice: ready, or serving-terminating when nothing
 // is ready, separately for a frontend of traffic policy cluster and one of local. `local` is an endpoint whose
-// nodeName is this node. Topology hints (hints.forZones) narrow a cluster-policy frontend's ready endpoints to
-// those for this node's zone (label topology.kubernetes.io/zone), only when every ready endpoint has hints and one
-// is for the zone, as kube-proxy does; otherwise hints are ignored.
+// nodeName is this node. Topology hints narrow a cluster-policy frontend's ready endpoints as kube-proxy's do
+// (withTopology): to those for this node (hints.forNodes) when every ready endpoint has node hints and one is for
+// this node; else to those for this node's zone (hints.forZones, the node's label topology.kubernetes.io/zone)
+// when every ready endpoint has zone hints and one is for the zone; otherwise hints are ignored.
+//
+// healthCheckNodePort (LoadBalancer, externalTrafficPolicy Local) is a HealthCheck in the result, with the count
+// of local ready endpoints: the agent serves it (src/k8s/healthCheckServer.ts).
 //
 // A backend's name (Maglev's input, which must be the same on every node) is its targetRef's namespace/name, or
 // its address, and its port: `default/web-1:8080`, `10.1.0.5:8080`.
@@ -95,6 +99,7 @@ export interface K8sService {
     internalTrafficPolicy?: string | null;
     loadBalancerSourceRanges?: string[] | null;
     publishNotReadyAddresses?: boolean | null;
+    healthCheckNodePort?: number | null;
   } | null;
   status?: {
     loadBalancer?: { ingress?: Array<{ ip?: string | null; hostname?: string | null; ipMode?: string | null }> | null };
@@ -107,7 +112,11 @@ export interface K8sEndpoint {
   nodeName?: string | null;
   /** Older slices name the node here only. */
   deprecatedTopology?: Record<string, string> | null;
-  hints?: { forZones?: Array<{ name?: string | null }> | null } | null;
+  hints?: {
+    forZones?: Array<{ name?: string | null }> | null;
+    /** Kubernetes 1.33+ (trafficDistribution PreferSameNode). */
+    forNodes?: Array<{ name?: string | null }> | null;
+  } | null;
   targetRef?: { kind?: string | null; namespace?: string | null; name?: string | null } | null;
 }
 
@@ -153,8 +162,29 @@ export interface KeyedService extends Omit<LbService, 'id'> {
   owner: string;
 }
 
+/**
+ * A healthCheckNodePort to serve on this node (kube-proxy's service health server): for a LoadBalancer service
+ * of externalTrafficPolicy Local that has one, as kube-proxy's NeedsHealthCheck (the API server allocates it for
+ * no other service).
+ */
+export interface HealthCheck {
+  namespace: string;
+  name: string;
+  port: number;
+  /**
+   * The service's local ready endpoints, counted by address over all its ports as kube-proxy's
+   * LocalReadyEndpoints; terminating ones do not count (only ready ones tell a load balancer to send new
+   * traffic here). Of a dual-stack service, the larger of its families' counts: one pod is one endpoint.
+   */
+  localEndpoints: number;
+}
+
 export interface TranslateResult {
   services: KeyedService[];
+  /** The health check node ports, by namespace/name. */
+  healthChecks: HealthCheck[];
+  /** This node's addresses inside --nodeport-addresses: where NodePorts (and health check ports) are served. */
+  nodeAddrs: string[];
   /** `namespace/name: what is wrong`, one per object or frontend left out. */
   warnings: string[];
 }
@@ -217,6 +247,7 @@ interface CheckedEndpoint {
   terminating: boolean;
   nodeName?: string;
   zones?: Set<string>;
+  nodes?: Set<string>;
   /** targetRef's namespace/name, when the endpoint has one. */
   ref?: string;
 }
@@ -244,6 +275,7 @@ function checkSlice(slice: K8sEndpointSlice): CheckedSlice | null {
     const c = ep.conditions ?? {};
     const ready = c.ready ?? true;
     const zones = ep.hints?.forZones?.map((z) => z.name ?? '').filter((z) => z !== '');
+    const nodes = ep.hints?.forNodes?.map((n) => n.name ?? '').filter((n) => n !== '');
     const ref = ep.targetRef?.name
       ? `${ep.targetRef.namespace ?? slice.metadata?.namespace ?? ''}/${ep.targetRef.name}`
       : undefined;
@@ -254,6 +286,7 @@ function checkSlice(slice: K8sEndpointSlice): CheckedSlice | null {
       terminating: c.terminating ?? false,
       nodeName: ep.nodeName ?? ep.deprecatedTopology?.[HOSTNAME_TOPOLOGY] ?? undefined,
       zones: zones && zones.length > 0 ? new Set(zones) : undefined,
+      nodes: nodes && nodes.length > 0 ? new Set(nodes) : undefined,
       ref,
     };
   });
@@ -264,6 +297,7 @@ interface Candidate {
   backend: LbBackend;
   ready: boolean;
   zones?: Set<string>;
+  nodes?: Set<string>;
 }
 
 /** The merged endpoints of a service port in one family: one per address and port, by slice name order. */
@@ -303,6 +337,7 @@ function endpointsFor(
         },
         ready: state === 'active',
         zones: ep.zones,
+        nodes: ep.nodes,
       });
     }
   }
@@ -310,17 +345,28 @@ function endpointsFor(
 }
 
 /**
- * A cluster-policy frontend's backends: with topology hints usable (every ready endpoint has zone hints and one
- * is for this zone), the ready endpoints not hinted for this zone are left out; the rest stays as it is.
+ * A cluster-policy frontend's backends narrowed by topology hints, as kube-proxy's topologyModeFromHints and
+ * availableForTopology (pkg/proxy/topology.go) with the PreferSameTrafficDistribution gate on (its default
+ * since 1.34): node hints first, if every ready endpoint has node hints (hints.forNodes) and one is for this
+ * node, only the ready endpoints hinted for this node; otherwise zone hints, if every ready endpoint has zone
+ * hints and one is for this node's zone, only those for the zone; otherwise all of them. Node hints that are
+ * not usable fall back to zone hints, never to nothing. Endpoints that are not ready stay (tableBackends takes
+ * them only when none is ready: the terminating fallback, which ignores topology as kube-proxy's does).
  */
-function withTopology(candidates: readonly Candidate[], zone: string | undefined): LbBackend[] {
+function withTopology(candidates: readonly Candidate[], nodeName: string, zone: string | undefined): LbBackend[] {
   const ready = candidates.filter((c) => c.ready);
-  const usable =
-    zone !== undefined &&
+  const usable = (hints: (c: Candidate) => Set<string> | undefined, want: string | undefined) =>
+    want !== undefined &&
+    want !== '' &&
     ready.length > 0 &&
-    ready.every((c) => c.zones !== undefined) &&
-    ready.some((c) => c.zones!.has(zone));
-  return candidates.filter((c) => !usable || !c.ready || c.zones!.has(zone!)).map((c) => ({ ...c.backend }));
+    ready.every((c) => hints(c) !== undefined) &&
+    ready.some((c) => hints(c)!.has(want));
+  const keep: ((c: Candidate) => boolean) | null = usable((c) => c.nodes, nodeName)
+    ? (c) => c.nodes!.has(nodeName)
+    : usable((c) => c.zones, zone)
+      ? (c) => c.zones!.has(zone!)
+      : null;
+  return candidates.filter((c) => keep === null || !c.ready || keep(c)).map((c) => ({ ...c.backend }));
 }
 
 interface NodeAddresses {
@@ -369,6 +415,7 @@ function translateService(
   input: TranslateInput,
   node: NodeAddresses,
   notes: string[],
+  healthChecks: HealthCheck[],
 ): KeyedService[] {
   const owner = nameOf(svc);
   const spec = svc.spec ?? {};
@@ -421,12 +468,28 @@ function translateService(
       );
     }
   }
+  const hcPort =
+    type === 'LoadBalancer' &&
+    etp === 'local' &&
+    spec.healthCheckNodePort !== undefined &&
+    spec.healthCheckNodePort !== null &&
+    spec.healthCheckNodePort !== 0
+      ? portOf('healthCheckNodePort', spec.healthCheckNodePort)
+      : undefined;
+  /** Local ready endpoint addresses, by family, for the health check. */
+  const localReady = new Map<4 | 6, Set<string>>();
   const out: KeyedService[] = [];
   for (const p of ports) {
     const portLabel = p.name ? `${owner}:${p.name}` : owner;
     for (const family of families) {
       const candidates = endpointsFor(slices, family, p.name, p.proto, publishNotReady, input.nodeName);
-      const clusterBackends = withTopology(candidates, node.zone);
+      const clusterBackends = withTopology(candidates, input.nodeName, node.zone);
+      for (const c of candidates) {
+        if (!c.ready || !c.backend.local) continue;
+        const set = localReady.get(family) ?? new Set<string>();
+        set.add(c.backend.addr);
+        localReady.set(family, set);
+      }
       const localBackends = candidates.map((c) => ({ ...c.backend }));
       const add = (kind: FrontendKind, addr: string, port: number, policy: LbTrafficPolicy, sourceRanges: string[]) => {
         const frontend: LbFrontend = { addr, port, proto: p.proto };
@@ -464,6 +527,14 @@ function translateService(
         add('load-balancer', addr, p.port, etp, familyRanges);
       }
     }
+  }
+  if (hcPort !== undefined) {
+    healthChecks.push({
+      namespace: svc.metadata?.namespace ?? '',
+      name: svc.metadata?.name ?? '',
+      port: hcPort,
+      localEndpoints: Math.max(0, ...[...localReady.values()].map((s) => s.size)),
+    });
   }
   return out;
 }
@@ -506,19 +577,31 @@ export function translateServices(input: TranslateInput): TranslateResult {
   }
   const out: KeyedService[] = [];
   const owners = new Map<string, string>();
+  const healthChecks: HealthCheck[] = [];
+  const hcOwners = new Map<number, string>();
   for (const svc of [...input.services].sort(byName)) {
     if (!servedByThisProxy(svc, input.serviceProxyName ?? '')) continue;
     const owner = nameOf(svc);
     const notes: string[] = [];
+    const checks: HealthCheck[] = [];
     let frontends: KeyedService[];
     try {
-      frontends = translateService(svc, slicesOf.get(owner) ?? [], input, node, notes);
+      frontends = translateService(svc, slicesOf.get(owner) ?? [], input, node, notes, checks);
     } catch (e) {
       if (!(e instanceof BadObject)) throw e;
       warnings.push(`${owner}: ${e.message}; the Service is left out`);
       continue;
     }
     warnings.push(...notes);
+    for (const h of checks) {
+      const other = hcOwners.get(h.port);
+      if (other !== undefined) {
+        warnings.push(`${owner}: healthCheckNodePort ${h.port} is ${other}'s already; not served`);
+        continue;
+      }
+      hcOwners.set(h.port, owner);
+      healthChecks.push(h);
+    }
     for (const f of frontends) {
       const fe = frontendText(f.frontend);
       const other = owners.get(fe);
@@ -536,7 +619,7 @@ export function translateServices(input: TranslateInput): TranslateResult {
   const active = new Set<string>();
   for (const s of out) for (const b of s.backends) if (b.state === 'active') active.add(backendKey(b));
   for (const s of out) for (const b of s.backends) if (active.has(backendKey(b))) b.state = 'active';
-  return { services: out, warnings };
+  return { services: out, healthChecks, nodeAddrs: node.addrs, warnings };
 }
 
 export interface ServiceIdMapOptions {

@@ -509,6 +509,177 @@ test('topology hints are used only when every ready endpoint has them and one is
   );
 });
 
+test('node hints (forNodes) win over zone hints when every ready endpoint has them and one is for this node', (t) => {
+  const hints = (nodes: string[], zones: string[] = []) => ({
+    hints: {
+      forNodes: nodes.map((name) => ({ name })),
+      forZones: zones.length ? zones.map((name) => ({ name })) : undefined,
+    },
+  });
+  const run = (endpoints: K8sEndpoint[], zone: string | undefined = 'zone-a', spec: K8sService['spec'] = {}) =>
+    table(
+      translate({
+        services: [service('web', spec)],
+        slices: [slice('web-1', 'web', endpoints)],
+        node: node([], zone),
+      }).services[0],
+    );
+  // Each endpoint hinted for its own node and zone, as the controller writes PreferSameNode's hints.
+  const both = [
+    ep('10.1.0.1', { ...hints([NODE], ['zone-a']), nodeName: NODE }),
+    ep('10.1.0.2', hints(['node-b'], ['zone-a'])),
+    ep('10.1.0.3', hints(['node-c'], ['zone-b'])),
+  ];
+  t.deepEqual(run(both), ['10.1.0.1:8080'], 'node hints first: only the one for this node');
+  t.deepEqual(
+    run(both, undefined),
+    ['10.1.0.1:8080'],
+    'node hints need no zone label (kube-proxy checks them before the zone)',
+  );
+  t.deepEqual(
+    run([ep('10.1.0.2', hints(['node-b'], ['zone-a'])), ep('10.1.0.3', hints(['node-c'], ['zone-b']))]),
+    ['10.1.0.2:8080'],
+    'none for this node: the zone hints, not nothing',
+  );
+  t.deepEqual(
+    run([ep('10.1.0.2', hints(['node-b'])), ep('10.1.0.3', hints(['node-c']))]),
+    ['10.1.0.2:8080', '10.1.0.3:8080'],
+    'none for this node and no zone hints: all',
+  );
+  t.deepEqual(
+    run([...both, ep('10.1.0.4', { hints: { forZones: [{ name: 'zone-a' }] } })]),
+    ['10.1.0.1:8080', '10.1.0.2:8080', '10.1.0.4:8080'],
+    'one ready endpoint without node hints: the zone hints decide',
+  );
+  t.deepEqual(
+    run([...both, ep('10.1.0.4', { conditions: { ready: false, serving: true, terminating: true } })]),
+    ['10.1.0.1:8080'],
+    'a terminating endpoint without hints does not count',
+  );
+  t.deepEqual(
+    run([ep('10.1.0.1', { ...hints(['node-x', NODE]), nodeName: 'node-x' }), ep('10.1.0.2', hints(['node-b']))]),
+    ['10.1.0.1:8080'],
+    'a hint for this node is taken whatever the endpoint runs on, one of several node names',
+  );
+  t.deepEqual(
+    run(both, 'zone-a', { internalTrafficPolicy: 'Local' }),
+    ['10.1.0.1:8080'],
+    'traffic policy local: the local endpoints, hints ignored',
+  );
+  t.deepEqual(
+    run([ep('10.1.0.2', { ...hints(['node-b']), nodeName: NODE }), ep('10.1.0.3', hints(['node-c']))], 'zone-a', {
+      internalTrafficPolicy: 'Local',
+    }),
+    ['10.1.0.2:8080'],
+    'local ignores node hints that point elsewhere',
+  );
+  // The ready ones hinted elsewhere only: once they are gone, the terminating fallback ignores hints.
+  t.deepEqual(
+    run([
+      ep('10.1.0.1', { ...hints([NODE]), conditions: { ready: false, serving: true, terminating: true } }),
+      ep('10.1.0.2', { ...hints(['node-b']), conditions: { ready: false, serving: true, terminating: true } }),
+    ]),
+    ['10.1.0.1:8080', '10.1.0.2:8080'],
+    'no ready endpoint: every serving-terminating one',
+  );
+});
+
+test('healthCheckNodePort: for LoadBalancer services of externalTrafficPolicy Local, with their local ready endpoints by address', (t) => {
+  const terminating = { ready: false, serving: true, terminating: true };
+  const lb = (name: string, ip: string, spec: K8sService['spec'] = {}) =>
+    service(name, {
+      clusterIP: ip,
+      type: 'LoadBalancer',
+      externalTrafficPolicy: 'Local',
+      ports: [
+        { name: 'http', port: 80, protocol: 'TCP', nodePort: 30080 + Number(ip.split('.')[3]) },
+        { name: 'dns', port: 53, protocol: 'UDP', nodePort: 30180 + Number(ip.split('.')[3]) },
+      ],
+      ...spec,
+    });
+  const ports = [
+    { name: 'http', port: 8080, protocol: 'TCP' },
+    { name: 'dns', port: 5353, protocol: 'UDP' },
+  ];
+  const r = translate({
+    node: node([
+      ['InternalIP', '192.168.1.10'],
+      ['ExternalIP', '198.51.100.7'],
+    ]),
+    nodePortAddresses: ['192.168.1.0/24'],
+    services: [
+      // Two local ready pods (on both ports: still two), a local terminating one, a remote one.
+      lb('web', '10.96.0.1', { healthCheckNodePort: 32001 }),
+      // Only a terminating local pod: 0, so that the load balancer sends nothing new here.
+      lb('term', '10.96.0.2', { healthCheckNodePort: 32002 }),
+      // No port allocated (or 0): nothing to serve.
+      lb('noport', '10.96.0.3', { healthCheckNodePort: 0 }),
+      // Not Local, or not a LoadBalancer: kube-proxy serves no health check, whatever the field says.
+      lb('cluster', '10.96.0.4', { healthCheckNodePort: 32004, externalTrafficPolicy: 'Cluster' }),
+      lb('nodeport', '10.96.0.5', { healthCheckNodePort: 32005, type: 'NodePort' }),
+      // publishNotReadyAddresses: a not-ready local pod counts, as it is active.
+      lb('pnr', '10.96.0.6', { healthCheckNodePort: 32006, publishNotReadyAddresses: true }),
+      // Out of range: the service is left out with a warning.
+      lb('bad', '10.96.0.7', { healthCheckNodePort: 70000 }),
+      // A port another service has: the second by name is warned about; its frontends stay.
+      lb('web2', '10.96.0.8', { healthCheckNodePort: 32001 }),
+    ],
+    slices: [
+      slice(
+        'web-1',
+        'web',
+        [
+          ep('10.1.0.1', { nodeName: NODE }),
+          ep('10.1.0.2', { nodeName: NODE }),
+          ep('10.1.0.3', { nodeName: NODE, conditions: terminating }),
+          ep('10.1.0.4'),
+        ],
+        { ports },
+      ),
+      slice('term-1', 'term', [ep('10.1.1.1', { nodeName: NODE, conditions: terminating }), ep('10.1.1.2')], {
+        ports,
+      }),
+      slice(
+        'pnr-1',
+        'pnr',
+        [ep('10.1.2.1', { nodeName: NODE, conditions: { ready: false, serving: false, terminating: false } })],
+        { ports },
+      ),
+      slice('web2-1', 'web2', [ep('10.1.3.1', { nodeName: NODE })], { ports }),
+    ],
+  });
+  t.deepEqual(r.healthChecks, [
+    { namespace: 'default', name: 'pnr', port: 32006, localEndpoints: 1 },
+    { namespace: 'default', name: 'term', port: 32002, localEndpoints: 0 },
+    { namespace: 'default', name: 'web', port: 32001, localEndpoints: 2 },
+  ]);
+  t.deepEqual(r.nodeAddrs, ['192.168.1.10'], 'the NodePort addresses: inside --nodeport-addresses');
+  t.deepEqual(r.warnings, [
+    'default/bad: healthCheckNodePort 70000 is not a port (1 to 65535); the Service is left out',
+    "default/web2: healthCheckNodePort 32001 is default/web's already; not served",
+  ]);
+  t.true(byFrontend(r.services).has('10.96.0.8:80/TCP'), "web2's frontends stay");
+  // The NodePort of 'term' still serves its terminating pod while the health check says 0.
+  t.deepEqual(table(byFrontend(r.services).get('192.168.1.10:30082/TCP')), ['10.1.1.1:8080']);
+
+  // Dual-stack: a pod with an address of each family is one endpoint.
+  const ds = translate({
+    node: node([['InternalIP', '192.168.1.10']]),
+    services: [
+      lb('ds', '10.96.0.9', {
+        clusterIPs: ['10.96.0.9', 'fd00::9'],
+        healthCheckNodePort: 32009,
+        ports: [{ name: 'http', port: 80, protocol: 'TCP', nodePort: 30090 }],
+      }),
+    ],
+    slices: [
+      slice('ds-4', 'ds', [ep('10.1.4.1', { nodeName: NODE }), ep('10.1.4.2', { nodeName: NODE })]),
+      slice('ds-6', 'ds', [ep('fd00:1::1', { nodeName: NODE })], { addressType: 'IPv6' }),
+    ],
+  });
+  t.deepEqual(ds.healthChecks, [{ namespace: 'default', name: 'ds', port: 32009, localEndpoints: 2 }]);
+});
+
 test('ignored: another proxy, the headless label, clusterIP None, ExternalName; --k8s-service-proxy-name selects', (t) => {
   const proxied = service(
     'proxied',
