@@ -9,6 +9,8 @@
 // arguments), answering each with a JSON line. Its kubeconfig is a file, which both namespaces see.
 import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import test, { ExecutionContext } from 'ava';
@@ -18,6 +20,7 @@ import { NamespaceLab } from '../lab/namespaceLab';
 import { labAgentArgs } from '../lab/routerAgent';
 import { StandInApiServer } from '../lab/k8s/apiServer';
 import { describeK8sError, K8sResource, loadKubeConfig, startK8sInformers } from '../src/k8s/informers';
+import { HealthCheckServers } from '../src/k8s/healthCheckServer';
 import {
   buildLbLab,
   cleanupLbLab,
@@ -667,6 +670,129 @@ test('the informers list, watch, and start again after every error with backoff;
   await sleep(300);
   t.is(seen.failed.length, after);
   t.is(server.watchCount(), 0);
+});
+
+interface HttpAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One GET on a new connection: the answer, or the error code (ECONNREFUSED). */
+function httpGet(host: string, port: number): Promise<HttpAnswer | string> {
+  return new Promise((resolve) => {
+    const req = http.get({ host, port, path: '/healthz', agent: false, timeout: 3000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
+}
+
+/** A port free on 127.0.0.1 now. */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** kube-proxy's body for a service, as the e2e test reads it. */
+function hcBody(name: string, localEndpoints: number, healthy = true): string {
+  return (
+    `{\n\t"service": {\n\t\t"namespace": "default",\n\t\t"name": "${name}"\n\t},\n` +
+    `\t"localEndpoints": ${localEndpoints},\n\t"serviceProxyHealthy": ${healthy}\n}`
+  );
+}
+
+test('health check node ports: 200 or 503 with kube-proxy body and headers, synced by diff, a port in use warned by service', async (t) => {
+  let healthy = true;
+  const servers = new HealthCheckServers({ healthy: () => healthy });
+  t.teardown(() => servers.stop());
+  const [p1, p2, p3, busyPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const HOST = '127.0.0.1';
+  const hc = (name: string, port: number, localEndpoints: number) => ({
+    namespace: 'default',
+    name,
+    port,
+    localEndpoints,
+  });
+
+  let r = await servers.sync([HOST], [hc('web', p1, 2), hc('term', p2, 0)]);
+  t.deepEqual(r, {
+    opened: [`default/web port ${p1}`, `default/term port ${p2}`],
+    closed: [],
+    failures: [],
+    notServed: [],
+  });
+  const web = (await httpGet(HOST, p1)) as HttpAnswer;
+  t.is(web.status, 200);
+  t.is(web.body, hcBody('web', 2));
+  t.like(web.headers, {
+    'content-type': 'application/json',
+    'x-content-type-options': 'nosniff',
+    'x-load-balancing-endpoint-weight': '2',
+  });
+  t.deepEqual(JSON.parse(web.body), {
+    service: { namespace: 'default', name: 'web' },
+    localEndpoints: 2,
+    serviceProxyHealthy: true,
+  });
+  const term = (await httpGet(HOST, p2)) as HttpAnswer;
+  t.is(term.status, 503, 'no local ready endpoint: 503');
+  t.is(term.body, hcBody('term', 0));
+
+  // Counts change in place: nothing opened or closed, the answers follow.
+  r = await servers.sync([HOST], [hc('web', p1, 0), hc('term', p2, 1)]);
+  t.deepEqual([r.opened, r.closed], [[], []]);
+  t.is(((await httpGet(HOST, p1)) as HttpAnswer).status, 503);
+  t.like(await httpGet(HOST, p2), { status: 200, body: hcBody('term', 1) });
+
+  // The agent unhealthy (its last apply failed): 503 whatever the count, and it says so.
+  healthy = false;
+  t.like(await httpGet(HOST, p2), { status: 503, body: hcBody('term', 1, false) });
+  healthy = true;
+
+  // A port changed: the old one closes, the new one opens. A port someone else holds: that service is not
+  // served and is named; the others keep working; freed, it is bound at the next sync.
+  const squatter = net.createServer();
+  await new Promise<void>((res) => squatter.listen(busyPort, HOST, () => res()));
+  r = await servers.sync([HOST], [hc('web', p3, 1), hc('term', p2, 1), hc('busy', busyPort, 1)]);
+  t.deepEqual(r.opened, [`default/web port ${p3}`]);
+  t.deepEqual(r.closed, [`default/web port ${p1}`]);
+  t.deepEqual(r.failures, [
+    `default/busy: healthCheckNodePort ${busyPort} on ${HOST}: EADDRINUSE (the port is in use); not served, tried again at the next change`,
+  ]);
+  t.deepEqual(r.notServed, ['default/busy']);
+  t.is(await httpGet(HOST, p1), 'ECONNREFUSED');
+  t.like(await httpGet(HOST, p3), { status: 200, body: hcBody('web', 1) });
+  t.like(await httpGet(HOST, p2), { status: 200 });
+  await new Promise((res) => squatter.close(res));
+  r = await servers.sync([HOST], [hc('web', p3, 1), hc('term', p2, 1), hc('busy', busyPort, 1)]);
+  t.deepEqual([r.opened, r.failures], [[`default/busy port ${busyPort}`], []]);
+  t.like(await httpGet(HOST, busyPort), { status: 200, body: hcBody('busy', 1) });
+
+  // A node address that is not this host's (an ExternalIP a cloud translates) is skipped, and said.
+  const NOT_MINE = '10.200.250.1';
+  r = await servers.sync([HOST, NOT_MINE], [hc('web', p3, 1)]);
+  t.deepEqual(r.closed.sort(), [`default/busy port ${busyPort}`, `default/term port ${p2}`, `default/web port ${p3}`]);
+  t.deepEqual(r.opened, [`default/web port ${p3}`], 'the address set changed: opened again');
+  t.deepEqual(r.failures, [
+    `default/web: healthCheckNodePort ${p3} on ${NOT_MINE}: EADDRNOTAVAIL (not an address of this host); served on the other addresses`,
+  ]);
+  t.deepEqual(servers.serving(), [{ namespace: 'default', name: 'web', port: p3, localEndpoints: 1, addrs: [HOST] }]);
+  t.is(await httpGet(HOST, p2), 'ECONNREFUSED', 'a service no longer given is closed');
+
+  // Stopped: nothing listens, later syncs do nothing.
+  await servers.stop();
+  t.is(await httpGet(HOST, p3), 'ECONNREFUSED');
+  r = await servers.sync([HOST], [hc('web', p3, 1)]);
+  t.deepEqual(r.opened, []);
+  t.is(await httpGet(HOST, p3), 'ECONNREFUSED');
 });
 
 test('a kubeconfig the agent cannot use is refused in one line before anything starts', async (t) => {
