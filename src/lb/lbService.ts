@@ -82,13 +82,17 @@ export function protoName(proto: number): LbProto | undefined {
   return (Object.keys(LB_PROTO_NUMBERS) as LbProto[]).find((p) => LB_PROTO_NUMBERS[p] === proto);
 }
 
+// An IPv6 address has a colon and an IPv4 address none: a character test instead of node:net's isIPv4 and isIPv6
+// (regular expressions), which a sync of a hundred thousand backends called several times per backend per apply.
+// Only text that is no address at all is told apart differently, and none reaches these: addresses are parsed first.
+
 export function familyOfAddr(addr: string): 4 | 6 {
-  return isIPv4(addr) ? 4 : 6;
+  return addr.includes(':') ? 6 : 4;
 }
 
 /** ADDR:PORT with IPv6 in brackets, as every listing and the default backend name write it. */
 export function hostPort(addr: string, port: number): string {
-  return isIPv6(addr) ? `[${addr}]:${port}` : `${addr}:${port}`;
+  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
 }
 
 /** The Maglev name of a backend: its own name, else ADDR:PORT, which is the same on every node. */

@@ -256,23 +256,21 @@ interface ServiceStep {
 }
 
 interface Plan {
-  backendWrites: Array<[number, Buffer, string]>;
-  memberWrites: EntryPair[];
+  backendWrites: Array<[number, Buffer, string, LbBackendState]>;
+  /** Member codes (memberCode) and value codes (memberValueCode). */
+  memberWrites: Array<[number, number]>;
   steps: ServiceStep[];
   wildcardWrites: EntryMirror[];
   entryRemovals: EntryMirror[];
   revNatRemovals: number[];
-  memberRemovals: Buffer[];
+  memberRemovals: number[];
+  /** Restored member keys that are no member code (pad bytes set): removed. */
+  oddMemberRemovals: Buffer[];
   backendRemovals: number[];
   rangesToFree: Array<[number, number]>;
   removedIds: number[];
   services: Map<number, ServiceState>;
   backendIds: Map<string, number>;
-}
-
-interface EntryPair {
-  key: Buffer;
-  value: Buffer;
 }
 
 function u32Key(n: number): Buffer {
@@ -327,10 +325,64 @@ function memberKey(backendId: number, serviceId: number): Buffer {
   return StructView.alloc('lb_member_key').set('backend_id', backendId).set('rev_nat_index', serviceId).buf;
 }
 
-function memberValue(b: LbBackend): Buffer {
+// The writer's mirror of tsct_lb_members holds numbers, not Buffers: a hundred thousand members were two Buffers
+// and a hex string each. A member key (backend id u32, service id u16, pad 0) is backendId * 2^16 + serviceId, an
+// exact integer; a value (weight u16, flags u8, pad 0) is weight + flags * 2^16, with MEMBER_ODD set for a
+// restored value whose pad is not 0 (so that no wanted value equals it and it is written again).
+const MEMBER_ODD = 1 << 24;
+
+function memberCode(backendId: number, serviceId: number): number {
+  return backendId * 0x10000 + serviceId;
+}
+
+function memberKeyOf(code: number): Buffer {
+  return memberKey(Math.floor(code / 0x10000), code % 0x10000);
+}
+
+function memberValueCode(b: LbBackend): number {
+  return b.weight + (b.local ? MF.LB_MEMBER_F_LOCAL : 0) * 0x10000;
+}
+
+function memberValueOf(code: number): Buffer {
   return StructView.alloc('lb_member')
-    .set('weight', b.weight)
-    .set('flags', b.local ? MF.LB_MEMBER_F_LOCAL : 0).buf;
+    .set('weight', code & 0xffff)
+    .set('flags', (code >> 16) & 0xff).buf;
+}
+
+/** Two services' models say the same (the writer's model is normalized: a caller's equal one is then canonical). */
+function sameService(a: LbService, b: LbService): boolean {
+  if (
+    a.id !== b.id ||
+    a.name !== b.name ||
+    a.frontend.addr !== b.frontend.addr ||
+    a.frontend.port !== b.frontend.port ||
+    a.frontend.proto !== b.frontend.proto ||
+    a.type !== b.type ||
+    a.algorithm !== b.algorithm ||
+    a.affinityTimeoutS !== b.affinityTimeoutS ||
+    a.trafficPolicy !== b.trafficPolicy ||
+    a.fullNat !== b.fullNat ||
+    a.sourceRanges.length !== b.sourceRanges.length ||
+    a.backends.length !== b.backends.length
+  ) {
+    return false;
+  }
+  for (let i = 0; i < a.sourceRanges.length; i++) if (a.sourceRanges[i] !== b.sourceRanges[i]) return false;
+  for (let i = 0; i < a.backends.length; i++) {
+    const x = a.backends[i];
+    const y = b.backends[i];
+    if (
+      x.addr !== y.addr ||
+      x.port !== y.port ||
+      x.state !== y.state ||
+      x.weight !== y.weight ||
+      x.local !== y.local ||
+      x.name !== y.name
+    ) {
+      return false;
+    }
+  }
+  return true;
 }
 
 function serviceFlags(svc: LbService): number {
@@ -390,9 +442,15 @@ export class LbWriter {
   private entries = new Map<string, EntryMirror>();
   private services = new Map<number, ServiceState>();
   /** Non-empty entries of tsct_lb_backends by id. */
-  private backends = new Map<number, { key: string | undefined; value: Buffer }>();
+  /** state: what the value says, when it is exactly backendValue of key and state (else written again). */
+  private backends = new Map<number, { key: string | undefined; value: Buffer; state?: LbBackendState }>();
   private backendIds = new Map<string, number>();
-  private members = new Map<string, EntryPair>();
+  /** tsct_lb_members by memberCode: memberValueCode. */
+  private members = new Map<number, number>();
+  /** Restored member keys with their pad bytes set: no memberCode says them; the next apply removes them. */
+  private oddMembers: Buffer[] = [];
+  /** The wildcard entry id and key of each VIP the last apply used. */
+  private wildcardKeys = new Map<string, { id: string; key: Buffer }>();
   /** Non-zero entries of tsct_lb_reverse_nat by id. */
   private revNat = new Map<number, Buffer>();
   private slots: SlotAllocator;
@@ -444,11 +502,12 @@ export class LbWriter {
    */
   lbState(): LbService[] {
     const out: LbService[] = [];
+    const byService = this.membersByService();
     for (const id of [...this.services.keys()].sort((a, b) => a - b)) {
       const st = this.services.get(id)!;
       const e = this.entries.get(st.entryId);
       if (!e) continue;
-      const decoded = this.decodeService(e);
+      const decoded = this.decodeService(e, byService);
       if (!decoded) continue;
       if (st.known) {
         const names = new Map(st.model.backends.map((b) => [backendKey(b), b.name]));
@@ -528,11 +587,19 @@ export class LbWriter {
   }
 
   private async applyNow(desiredIn: readonly LbService[]): Promise<LbApplyResult> {
-    const current = new Map([...this.services].map(([id, s]) => [id, s.model]));
     // A service passed back as the writer's own model (upsert, remove) is unchanged: its entries are kept as they
-    // are, which matters for what a restored model cannot say (its source-range CIDRs, its backends' names).
-    const unchanged = new Set(desiredIn.filter((s) => current.get(s.id) === s).map((s) => s.id));
-    const desired = desiredIn.map((s) => (unchanged.has(s.id) ? s : normalize(s)));
+    // are, which matters for what a restored model cannot say (its source-range CIDRs, its backends' names). So is
+    // one equal to a model the writer applied itself (the agent translates every service again at each change):
+    // its model is kept, and nothing of it is built again.
+    const unchanged = new Set<number>();
+    const desired = desiredIn.map((s) => {
+      const cur = this.services.get(s.id);
+      if (cur && (cur.model === s || (cur.known && sameService(s, cur.model)))) {
+        unchanged.add(s.id);
+        return cur.model;
+      }
+      return normalize(s);
+    });
     validateServices(desired);
     const plan = await this.plan(desired, unchanged);
     try {
@@ -553,6 +620,7 @@ export class LbWriter {
       entryRemovals: [],
       revNatRemovals: [],
       memberRemovals: [],
+      oddMemberRemovals: [],
       backendRemovals: [],
       rangesToFree: [],
       removedIds: [],
@@ -583,13 +651,14 @@ export class LbWriter {
       }
       taken.add(id);
       plan.backendIds.set(key, id);
-      const value = backendValue(b);
+      // The value follows from the key (address and port) and the state.
       const cur = this.backends.get(id);
-      if (!cur || !cur.value.equals(value)) plan.backendWrites.push([id, value, key]);
+      if (!cur || cur.key !== key || cur.state !== b.state)
+        plan.backendWrites.push([id, backendValue(b), key, b.state]);
       return id;
     };
 
-    const wantedMembers = new Map<string, EntryPair>();
+    const wantedMembers = new Set<number>();
     const wantedEntries = new Map<string, EntryMirror>();
     const sim = this.slots.clone();
     const revNatMax = maps.tsct_lb_reverse_nat.maxEntries;
@@ -600,12 +669,10 @@ export class LbWriter {
       }
       const family = familyOfAddr(svc.frontend.addr);
       for (const b of svc.backends) {
-        const key = memberKey(idOf(b), svc.id);
-        const value = memberValue(b);
-        const hex = key.toString('hex');
-        wantedMembers.set(hex, { key, value });
-        const cur = this.members.get(hex);
-        if (!cur || !cur.value.equals(value)) plan.memberWrites.push({ key, value });
+        const code = memberCode(idOf(b), svc.id);
+        const value = memberValueCode(b);
+        wantedMembers.add(code);
+        if (this.members.get(code) !== value) plan.memberWrites.push([code, value]);
       }
       const cur = this.services.get(svc.id);
       if (cur && unchanged.has(svc.id)) {
@@ -651,30 +718,39 @@ export class LbWriter {
     }
 
     // One wildcard entry per VIP in use, so that the VIP's other ports are refused rather than passed.
+    const wildcardKeys = new Map<string, { id: string; key: Buffer }>();
     for (const svc of desired) {
       const family = familyOfAddr(svc.frontend.addr);
-      const key = serviceKey(family, svc.frontend.addr, 0, 0);
-      const id = entryId(family, key);
+      let wk = wildcardKeys.get(svc.frontend.addr) ?? this.wildcardKeys.get(svc.frontend.addr);
+      if (!wk) {
+        const k = serviceKey(family, svc.frontend.addr, 0, 0);
+        wk = { id: entryId(family, k), key: k };
+      }
+      wildcardKeys.set(svc.frontend.addr, wk);
+      const { id, key } = wk;
       if (wantedEntries.has(id)) continue;
       const entry = { family, key, value: wildcardValue() };
       wantedEntries.set(id, entry);
       const curEntry = this.entries.get(id);
       if (!curEntry || !curEntry.value.equals(entry.value)) plan.wildcardWrites.push(entry);
     }
+    this.wildcardKeys = wildcardKeys;
 
     // Capacity: removals come last, so the old and the new entries are in the maps together for a moment.
     for (const family of [4, 6] as const) {
       const mapName = family === 4 ? 'tsct_lb4_services' : 'tsct_lb6_services';
-      const ids = new Set([...wantedEntries].filter(([, e]) => e.family === family).map(([id]) => id));
-      for (const [id, e] of this.entries) if (e.family === family) ids.add(id);
-      if (ids.size > maps[mapName].maxEntries) {
+      let count = 0;
+      for (const e of wantedEntries.values()) if (e.family === family) count++;
+      for (const [id, e] of this.entries) if (e.family === family && !wantedEntries.has(id)) count++;
+      if (count > maps[mapName].maxEntries) {
         throw new UsageError(
-          `${ids.size} IPv${family} frontend and VIP entries (old and new together while the update runs) do not ` +
+          `${count} IPv${family} frontend and VIP entries (old and new together while the update runs) do not ` +
             `fit ${mapName} (${maps[mapName].maxEntries}); raise --bpf-lb-map-max`,
         );
       }
     }
-    const memberCount = new Set([...wantedMembers.keys(), ...this.members.keys()]).size;
+    let memberCount = wantedMembers.size + this.oddMembers.length;
+    for (const code of this.members.keys()) if (!wantedMembers.has(code)) memberCount++;
     if (memberCount > maps.tsct_lb_members.maxEntries) {
       throw new UsageError(
         `${memberCount} service-backend pairs (old and new together while the update runs) do not fit ` +
@@ -684,7 +760,8 @@ export class LbWriter {
 
     for (const [id, e] of this.entries) if (!wantedEntries.has(id)) plan.entryRemovals.push(e);
     for (const id of this.revNat.keys()) if (!plan.services.has(id)) plan.revNatRemovals.push(id);
-    for (const [hex, m] of this.members) if (!wantedMembers.has(hex)) plan.memberRemovals.push(m.key);
+    for (const code of this.members.keys()) if (!wantedMembers.has(code)) plan.memberRemovals.push(code);
+    plan.oddMemberRemovals.push(...this.oddMembers);
     for (const id of this.backends.keys()) if (!taken.has(id)) plan.backendRemovals.push(id);
     for (const [id, s] of this.services) {
       if (plan.services.has(id)) continue;
@@ -766,21 +843,21 @@ export class LbWriter {
         Buffer.concat(plan.backendWrites.map(([, value]) => value)),
       );
     }
-    for (const [id, value, key] of plan.backendWrites) {
+    for (const [id, value, key, state] of plan.backendWrites) {
       const old = this.backends.get(id);
       if (old?.key !== undefined && old.key !== key) this.backendIds.delete(old.key);
-      this.backends.set(id, { key, value });
+      this.backends.set(id, { key, value, state });
       this.backendIds.set(key, id);
       r.written.backends++;
     }
     if (plan.memberWrites.length) {
       await maps.tsct_lb_members.updateBatch(
-        Buffer.concat(plan.memberWrites.map((m) => m.key)),
-        Buffer.concat(plan.memberWrites.map((m) => m.value)),
+        Buffer.concat(plan.memberWrites.map(([code]) => memberKeyOf(code))),
+        Buffer.concat(plan.memberWrites.map(([, value]) => memberValueOf(value))),
       );
     }
-    for (const m of plan.memberWrites) {
-      this.members.set(m.key.toString('hex'), m);
+    for (const [code, value] of plan.memberWrites) {
+      this.members.set(code, value);
       r.written.members++;
     }
     // Every new table first, in as few batch calls as fit (one call per table would make the
@@ -850,9 +927,14 @@ export class LbWriter {
       this.revNat.delete(id);
       r.removed.revNat++;
     }
-    for (const key of plan.memberRemovals) {
+    for (const code of plan.memberRemovals) {
+      maps.tsct_lb_members.delete(memberKeyOf(code));
+      this.members.delete(code);
+      r.removed.members++;
+    }
+    for (const key of plan.oddMemberRemovals) {
       maps.tsct_lb_members.delete(key);
-      this.members.delete(key.toString('hex'));
+      this.oddMembers = this.oddMembers.filter((k) => !k.equals(key));
       r.removed.members++;
     }
     const zeroBackend = Buffer.alloc(StructView.sizeOf('lb_backend'));
@@ -916,6 +998,8 @@ export class LbWriter {
     this.backends = new Map();
     this.backendIds = new Map();
     this.members = new Map();
+    this.oddMembers = [];
+    this.wildcardKeys = new Map();
     this.revNat = new Map();
     this.slots = new SlotAllocator(this.maps.tsct_lb_maglev.maxEntries);
 
@@ -929,21 +1013,41 @@ export class LbWriter {
       const key = valid
         ? backendKey({ addr: fieldAddr(family, view.bytes('addr')), port: view.bytes('port').readUInt16BE() })
         : undefined;
-      this.backends.set(id, { key, value: Buffer.from(v) });
+      // The state is recorded only when the value is exactly what the writer would write for it.
+      const state = valid ? stateName(view.u('state')) : undefined;
+      const exact =
+        key !== undefined &&
+        state !== undefined &&
+        backendValue({
+          addr: fieldAddr(family, view.bytes('addr')),
+          port: view.bytes('port').readUInt16BE(),
+          state,
+          weight: 1,
+          local: false,
+        }).equals(v);
+      this.backends.set(id, { key, value: Buffer.from(v), state: exact ? state : undefined });
       if (key !== undefined && !this.backendIds.has(key)) this.backendIds.set(key, id);
     }
     for await (const [k, v] of this.maps.tsct_lb_members.entries()) {
-      this.members.set(k.toString('hex'), { key: Buffer.from(k), value: Buffer.from(v) });
+      const key = new StructView('lb_member_key', k);
+      if (key.u('pad') !== 0) {
+        this.oddMembers.push(Buffer.from(k));
+        continue;
+      }
+      const value = new StructView('lb_member', v);
+      const code = value.u('weight') + value.u('flags') * 0x10000 + (value.u('pad') !== 0 ? MEMBER_ODD : 0);
+      this.members.set(memberCode(key.u('backend_id'), key.u('rev_nat_index')), code);
     }
     for await (const [k, v] of this.maps.tsct_lb_reverse_nat.entries()) {
       if (!isZero(v)) this.revNat.set(k.readUInt32LE(0), Buffer.from(v));
     }
     const restored: Array<[EntryMirror, LbService]> = [];
+    const byService = this.membersByService();
     for (const family of [4, 6] as const) {
       for await (const [k, v] of (family === 4 ? this.maps.tsct_lb4_services : this.maps.tsct_lb6_services).entries()) {
         const e: EntryMirror = { family, key: Buffer.from(k), value: Buffer.from(v) };
         this.entries.set(entryId(family, e.key), e);
-        const model = this.decodeService(e);
+        const model = this.decodeService(e, byService);
         if (model) restored.push([e, model]);
       }
     }
@@ -963,15 +1067,13 @@ export class LbWriter {
 
   private membersByService(): Map<number, Array<{ backendId: number; weight: number; local: boolean }>> {
     const out = new Map<number, Array<{ backendId: number; weight: number; local: boolean }>>();
-    for (const m of this.members.values()) {
-      const k = new StructView('lb_member_key', m.key);
-      const v = new StructView('lb_member', m.value);
-      const id = k.u('rev_nat_index');
+    for (const [code, value] of this.members) {
+      const id = code % 0x10000;
       if (!out.has(id)) out.set(id, []);
       out.get(id)!.push({
-        backendId: k.u('backend_id'),
-        weight: v.u('weight'),
-        local: (v.u('flags') & MF.LB_MEMBER_F_LOCAL) !== 0,
+        backendId: Math.floor(code / 0x10000),
+        weight: value & 0xffff,
+        local: ((value >> 16) & 0xff & MF.LB_MEMBER_F_LOCAL) !== 0,
       });
     }
     return out;
@@ -987,7 +1089,10 @@ export class LbWriter {
   }
 
   /** The service an entry of the services maps is, or undefined for a wildcard or an entry tsct did not write. */
-  private decodeService(e: EntryMirror): LbService | undefined {
+  private decodeService(
+    e: EntryMirror,
+    byService: Map<number, Array<{ backendId: number; weight: number; local: boolean }>>,
+  ): LbService | undefined {
     const v = new StructView('lb_service', e.value);
     const flags = v.u('flags');
     const id = v.u('rev_nat_index');
@@ -1003,7 +1108,7 @@ export class LbWriter {
             ? 'ExternalIP'
             : 'ClusterIP';
     const backends: Array<LbBackend & { id: number }> = [];
-    for (const m of this.membersByService().get(id) ?? []) {
+    for (const m of byService.get(id) ?? []) {
       const be = this.backendOf(m.backendId);
       if (!be || familyOfAddr(be.addr) !== e.family) continue;
       backends.push({
