@@ -18,6 +18,7 @@ import { privTest, privTestSerial } from './helpers/privilege';
 import { AgentHandle, CliResult, startAgentIn, tsctIn } from '../lab/agentProcess';
 import { NamespaceLab } from '../lab/namespaceLab';
 import { labAgentArgs } from '../lab/routerAgent';
+import { httpGetIn } from '../lab/httpIn';
 import { StandInApiServer } from '../lab/k8s/apiServer';
 import { describeK8sError, K8sResource, loadKubeConfig, startK8sInformers } from '../src/k8s/informers';
 import { HealthCheckServers } from '../src/k8s/healthCheckServer';
@@ -41,6 +42,8 @@ const VIP = '10.200.100.10';
 /** Every wait polls at this period until its deadline. */
 const POLL_MS = 50;
 const WAIT_MS = 20_000;
+/** The agent's /metrics, inside the router's namespace, where a test asks for it. */
+const METRICS = '127.0.0.1:9963';
 
 const STAND_IN = `
 const readline = require('readline');
@@ -167,7 +170,11 @@ interface Ep {
   addr: string;
   name: string;
   ready?: boolean;
+  /** True unless said: a terminating pod still serves until its readiness probe fails. */
+  serving?: boolean;
   terminating?: boolean;
+  /** The node the pod runs on; another node's unless said. */
+  node?: string;
 }
 
 function slice(name: string, svc: string, eps: Ep[], ports: object[]): KubeObjectInput {
@@ -178,8 +185,8 @@ function slice(name: string, svc: string, eps: Ep[], ports: object[]): KubeObjec
     addressType: 'IPv4',
     endpoints: eps.map((e) => ({
       addresses: [e.addr],
-      conditions: { ready: e.ready ?? true, serving: true, terminating: e.terminating ?? false },
-      nodeName: 'node-b',
+      conditions: { ready: e.ready ?? true, serving: e.serving ?? true, terminating: e.terminating ?? false },
+      nodeName: e.node ?? 'node-b',
       targetRef: { kind: 'Pod', namespace: 'default', name: e.name },
     })),
     ports,
@@ -251,7 +258,7 @@ async function withK8sLab(
   t: ExecutionContext,
   prefix: string,
   fn: (k: K8sLab) => Promise<void>,
-  opts: { apiDownAtStart?: boolean } = {},
+  opts: { apiDownAtStart?: boolean; agentFlags?: string[] } = {},
 ): Promise<void> {
   const l = buildLbLab(prefix);
   let agent: AgentHandle | null = null;
@@ -268,7 +275,7 @@ async function withK8sLab(
     api = await RemoteApiServer.start(l, l.router, apiOptions);
     // A copy of its own: the stand-in removes its kubeconfig when it stops.
     fs.copyFileSync(api.kubeconfig, kubeconfig);
-    const flags = ['--k8s-kubeconfig-path', kubeconfig, '--k8s-node-name', NODE];
+    const flags = ['--k8s-kubeconfig-path', kubeconfig, '--k8s-node-name', NODE, ...(opts.agentFlags ?? [])];
     if (opts.apiDownAtStart) {
       // The API server away while the agent starts: it says so in one line, runs on, and syncs once it is back.
       api.stop();
@@ -555,6 +562,357 @@ privTestSerial(
       t.is(await idOf(), id, 'the service id is still the same');
       const errors = k.agent().log.filter((line) => / error /.test(line));
       t.deepEqual(errors, []);
+    });
+  },
+);
+
+interface CurlAnswer {
+  /** The HTTP status, or 0 when curl got none (then `exit` says why: 7 refused, 28 timed out). */
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  exit: number;
+}
+
+/** `curl -si` from a namespace, as a user would ask a health check node port. */
+function curl(l: LbLab, ns: string, url: string): CurlAnswer {
+  const out = l.lab.exec(ns, 'sh', ['-c', 'curl -si --max-time 3 "$1"; echo "curl-exit=$?"', 'curl', url]);
+  const m = /curl-exit=(\d+)\n?$/.exec(out)!;
+  const text = out.slice(0, m.index);
+  const split = text.indexOf('\r\n\r\n');
+  if (split < 0) return { status: 0, headers: {}, body: '', exit: Number(m[1]) };
+  const [statusLine, ...lines] = text.slice(0, split).split('\r\n');
+  const headers = Object.fromEntries(
+    lines.map((h) => [h.slice(0, h.indexOf(':')).toLowerCase(), h.slice(h.indexOf(':') + 1).trim()]),
+  );
+  return { status: Number(statusLine.split(' ')[1]), headers, body: text.slice(split + 4), exit: Number(m[1]) };
+}
+
+privTestSerial(
+  'should fail health check node port if there are only terminating endpoints; traffic policy Local and the fallbacks to terminating endpoints',
+  async (t) => {
+    await withK8sLab(
+      t,
+      'tsct-k8sh',
+      async (k) => {
+        const { l, api } = k;
+        const [be1, be2, be3] = l.backends;
+        const NODE_IP = '10.200.1.1';
+        const HC_IP = '10.200.100.20';
+        const LB_IP = '10.200.101.20';
+        const hcUrl = (port: number) => `http://${NODE_IP}:${port}/healthz`;
+        // Without node ports (allocateLoadBalancerNodePorts false): a NodePort frontend on the node's address would
+        // make the datapath refuse every other port of that address, the health check's too (the writer's wildcard
+        // entry for every frontend address, src/lb/lbWriter.ts). The load balancer IP carries the traffic instead.
+        const lbService = (name: string, ip: string, lbIp: string, healthCheckNodePort: number) => ({
+          ...service(name, ip, [HTTP], {
+            type: 'LoadBalancer',
+            allocateLoadBalancerNodePorts: false,
+            externalTrafficPolicy: 'Local',
+            healthCheckNodePort,
+          }),
+          status: { loadBalancer: { ingress: [{ ip: lbIp }] } },
+        });
+        const hcService = (healthCheckNodePort: number) => lbService('hc', HC_IP, LB_IP, healthCheckNodePort);
+        const waitHc = (port: number, status: number, localEndpoints: number) =>
+          eventually(
+            `${hcUrl(port)} to answer ${status} with ${localEndpoints} local endpoints`,
+            () => curl(l, l.client, hcUrl(port)),
+            (a) => a.status === status && a.body === hcBody('hc', localEndpoints),
+          ).catch((e: Error) => {
+            throw new Error(`${e.message}\n${k.agent().log.slice(-20).join('\n')}`);
+          });
+        // One pod on this node, one elsewhere: the health check says 1, the load balancer IP (Local) goes to the
+        // local one.
+        await api.apply(hcService(30901));
+        await api.apply(
+          slice(
+            'hc-1',
+            'hc',
+            [
+              { addr: be1.addr4, name: 'pod-1', node: NODE },
+              { addr: be2.addr4, name: 'pod-2' },
+            ],
+            [HTTP_SLICE],
+          ),
+        );
+        const first = await waitHc(30901, 200, 1);
+        t.like(first.headers, {
+          'content-type': 'application/json',
+          'x-content-type-options': 'nosniff',
+          'x-load-balancing-endpoint-weight': '1',
+        });
+        t.deepEqual(JSON.parse(first.body), {
+          service: { namespace: 'default', name: 'hc' },
+          localEndpoints: 1,
+          serviceProxyHealthy: true,
+        });
+        // The agent's log says so (read through a pipe: waited for).
+        await logLine(
+          k.agent(),
+          /kubernetes: health check node ports: opened default\/hc port 30901 \(1 served on 10\.200\.1\.1\)/,
+        );
+        t.deepEqual(whoServes(l.lab, l.client, LB_IP, 80, 5, 'tcp'), { seen: { be1: 5 }, failed: 0 });
+
+        // The local pod terminates (still serving): 503, so that a load balancer sends nothing new here, while the
+        // load balancer IP still reaches it (should fallback to local terminating endpoints with
+        // externalTrafficPolicy=Local).
+        await api.apply(
+          slice(
+            'hc-1',
+            'hc',
+            [
+              { addr: be1.addr4, name: 'pod-1', node: NODE, ready: false, terminating: true },
+              { addr: be2.addr4, name: 'pod-2' },
+            ],
+            [HTTP_SLICE],
+          ),
+        );
+        const terminating = await waitHc(30901, 503, 0);
+        t.is(terminating.headers['x-load-balancing-endpoint-weight'], '0');
+        t.deepEqual(whoServes(l.lab, l.client, LB_IP, 80, 5, 'tcp'), { seen: { be1: 5 }, failed: 0 });
+
+        // A ready local pod appears: 200 again, and new connections go to it.
+        await api.apply(
+          slice(
+            'hc-1',
+            'hc',
+            [
+              { addr: be1.addr4, name: 'pod-1', node: NODE, ready: false, terminating: true },
+              { addr: be2.addr4, name: 'pod-2' },
+              { addr: be3.addr4, name: 'pod-3', node: NODE },
+            ],
+            [HTTP_SLICE],
+          ),
+        );
+        await waitHc(30901, 200, 1);
+        t.deepEqual(whoServes(l.lab, l.client, LB_IP, 80, 5, 'tcp'), { seen: { be3: 5 }, failed: 0 });
+
+        // Its port changed: the old one closes, the new one answers.
+        await api.apply(hcService(30902));
+        await waitHc(30902, 200, 1);
+        t.is(curl(l, l.client, hcUrl(30901)).exit, 7, 'the old port is closed (connection refused)');
+
+        // A port another process holds on the node: a warning naming the service; the first one keeps answering.
+        const squatter = l.lab.spawn(l.router, process.execPath, [
+          '-e',
+          `require('net').createServer().listen(30903, '${NODE_IP}', () => console.log('ready')); setTimeout(() => process.exit(0), 60000)`,
+        ]);
+        await new Promise<void>((resolve, reject) => {
+          squatter.stdout!.once('data', () => resolve());
+          squatter.once('exit', (code) => reject(new Error(`the squatter exited (${code})`)));
+        });
+        const from = k.agent().log.length;
+        await api.apply(lbService('hc2', '10.200.100.21', '10.200.101.21', 30903));
+        await logLine(
+          k.agent(),
+          / warn .*kubernetes: default\/hc2: healthCheckNodePort 30903 on 10\.200\.1\.1: EADDRINUSE/,
+          from,
+        );
+        t.like(curl(l, l.client, hcUrl(30902)), { status: 200, body: hcBody('hc', 1) });
+        // What a dashboard shows: one health check served, one not.
+        const metrics = (await httpGetIn(l.router, `http://${METRICS}/metrics`)).body;
+        t.regex(metrics, /^tsct_k8s_health_check_node_ports\{state="serving"\} 1$/m);
+        t.regex(metrics, /^tsct_k8s_health_check_node_ports\{state="failed"\} 1$/m);
+        squatter.kill();
+        // Deleted: its health check closes with it.
+        await api.delete('Service', 'hc');
+        await k.until({ [`${LB_IP}:80/TCP`]: null });
+        await eventually(
+          'the deleted service health check to close',
+          () => curl(l, l.client, hcUrl(30902)).exit,
+          (code) => code === 7,
+        );
+
+        // should fallback to terminating endpoints when there are no ready endpoints with
+        // internalTrafficPolicy=Cluster: both terminating pods serve; once a ready one is there, only it takes new
+        // connections.
+        const FT = '10.200.100.22';
+        await api.apply(service('ft', FT, [HTTP]));
+        const term = (b: LbLab['backends'][number], i: number) => ({
+          addr: b.addr4,
+          name: `ft-${i}`,
+          ready: false,
+          terminating: true,
+        });
+        await api.apply(slice('ft-1', 'ft', [term(be1, 1), term(be2, 2)], [HTTP_SLICE]));
+        await k.until({ [`${FT}:80/TCP`]: [`${be1.addr4}:${PORT} terminating`, `${be2.addr4}:${PORT} terminating`] });
+        const fallback = whoServes(l.lab, l.client, FT, 80, 20, 'tcp');
+        t.is(fallback.failed, 0);
+        t.deepEqual(servedBy(fallback), ['be1', 'be2']);
+        await api.apply(
+          slice('ft-1', 'ft', [term(be1, 1), term(be2, 2), { addr: be3.addr4, name: 'ft-3' }], [HTTP_SLICE]),
+        );
+        await k.until({
+          [`${FT}:80/TCP`]: [
+            `${be1.addr4}:${PORT} terminating`,
+            `${be2.addr4}:${PORT} terminating`,
+            `${be3.addr4}:${PORT} active`,
+          ],
+        });
+        t.deepEqual(whoServes(l.lab, l.client, FT, 80, 10, 'tcp'), { seen: { be3: 10 }, failed: 0 });
+
+        // should respect internalTrafficPolicy=Local: only the pod on this node serves the cluster IP; with none on
+        // this node, connections are dropped (kube-proxy's DROP), though other nodes have ready pods.
+        const ITP = '10.200.100.23';
+        await api.apply(service('itp', ITP, [HTTP], { internalTrafficPolicy: 'Local' }));
+        await api.apply(
+          slice(
+            'itp-1',
+            'itp',
+            [
+              { addr: be1.addr4, name: 'itp-1' },
+              { addr: be2.addr4, name: 'itp-2', node: NODE },
+              { addr: be3.addr4, name: 'itp-3' },
+            ],
+            [HTTP_SLICE],
+          ),
+        );
+        await k.until({ [`${ITP}:80/TCP`]: active([be1.addr4, be2.addr4, be3.addr4]) });
+        t.deepEqual(whoServes(l.lab, l.client, ITP, 80, 10, 'tcp'), { seen: { be2: 10 }, failed: 0 });
+        // should fallback to local terminating endpoints when there are no ready endpoints with
+        // internalTrafficPolicy=Local: the local pod terminating is still used, not the ready remote ones.
+        await api.apply(
+          slice(
+            'itp-1',
+            'itp',
+            [
+              { addr: be1.addr4, name: 'itp-1' },
+              { addr: be2.addr4, name: 'itp-2', node: NODE, ready: false, terminating: true },
+              { addr: be3.addr4, name: 'itp-3' },
+            ],
+            [HTTP_SLICE],
+          ),
+        );
+        await k.until({ [`${ITP}:80/TCP`]: [...active([be1.addr4, be3.addr4]), `${be2.addr4}:${PORT} terminating`] });
+        t.deepEqual(whoServes(l.lab, l.client, ITP, 80, 10, 'tcp'), { seen: { be2: 10 }, failed: 0 });
+        await api.apply(
+          slice(
+            'itp-1',
+            'itp',
+            [
+              { addr: be1.addr4, name: 'itp-1' },
+              { addr: be3.addr4, name: 'itp-3' },
+            ],
+            [HTTP_SLICE],
+          ),
+        );
+        await k.until({ [`${ITP}:80/TCP`]: active([be1.addr4, be3.addr4]) });
+        t.is(tcpConnectOutcome(l.lab, l.client, ITP, 80).outcome, 'timeout', 'no local pod: dropped');
+        t.deepEqual(
+          k.agent().log.filter((line) => / error /.test(line)),
+          [],
+        );
+      },
+      { agentFlags: ['--prometheus-serve-addr', METRICS] },
+    );
+  },
+);
+
+privTestSerial(
+  'Services: ExternalIP, publishNotReadyAddresses both ways, ports added and deleted, switching session affinity on and off',
+  async (t) => {
+    await withK8sLab(t, 'tsct-k8sx', async (k) => {
+      const { l, api } = k;
+      const [be1] = l.backends;
+      const eps = l.backends.map((b) => ({ addr: b.addr4, name: `${b.name}-pod` }));
+      const addrs = eps.map((e) => e.addr);
+
+      // should be possible to connect to a service via ExternalIP when the external IP is not assigned to a node:
+      // an address no interface has (the e2e test's 203.0.113.250; here one inside the lab), on the service port.
+      const EXT = '10.200.101.30';
+      await api.apply(service('ext', '10.200.100.30', [HTTP], { externalIPs: [EXT] }));
+      await api.apply(slice('ext-1', 'ext', eps, [HTTP_SLICE]));
+      await k.until({ [`${EXT}:80/TCP`]: active(addrs), '10.200.100.30:80/TCP': active(addrs) });
+      const ext = whoServes(l.lab, l.client, EXT, 80, 20, 'tcp');
+      t.is(ext.failed, 0);
+      t.deepEqual(servedBy(ext), ['be1', 'be2', 'be3']);
+      t.like(
+        (await k.services()).find((s) => frontendText(s.frontend) === `${EXT}:80/TCP`),
+        {
+          type: 'ExternalIP',
+          fullNat: true,
+        },
+      );
+
+      // should be able to connect to terminating and unready endpoints if PublishNotReadyAddresses is true; should
+      // not be able to ... if false: one pod, terminating and failing its readiness probe (not serving).
+      const PNR = '10.200.100.31';
+      const unready = [{ addr: be1.addr4, name: 'pnr-1', ready: false, serving: false, terminating: true }];
+      await api.apply(service('pnr', PNR, [HTTP], { publishNotReadyAddresses: true }));
+      await api.apply(slice('pnr-1', 'pnr', unready, [HTTP_SLICE]));
+      await k.until({ [`${PNR}:80/TCP`]: active([be1.addr4]) });
+      t.deepEqual(whoServes(l.lab, l.client, PNR, 80, 5, 'tcp'), { seen: { be1: 5 }, failed: 0 });
+      await api.apply(service('pnr', PNR, [HTTP], { publishNotReadyAddresses: false }));
+      await k.until({ [`${PNR}:80/TCP`]: [] });
+      const notReady = tcpConnectOutcome(l.lab, l.client, PNR, 80);
+      t.is(notReady.outcome, 'refused', 'no usable endpoint: refused');
+
+      // should be updated after adding or deleting ports: a port added serves at once; a port deleted is refused
+      // at once (the address still serves its other port), the remaining one keeps serving.
+      const PORTS = '10.200.100.32';
+      const P81 = { name: 'metrics', port: 81, protocol: 'TCP', targetPort: PORT2 };
+      const P81_SLICE = { name: 'metrics', port: PORT2, protocol: 'TCP' };
+      await api.apply(service('ports', PORTS, [HTTP]));
+      await api.apply(slice('ports-1', 'ports', eps.slice(0, 2), [HTTP_SLICE]));
+      await k.until({ [`${PORTS}:80/TCP`]: active(addrs.slice(0, 2)), [`${PORTS}:81/TCP`]: null });
+      t.is(tcpConnectOutcome(l.lab, l.client, PORTS, 81).outcome, 'refused', 'a port not yet served is refused');
+      await api.apply(service('ports', PORTS, [HTTP, P81]));
+      await api.apply(slice('ports-1', 'ports', eps.slice(0, 2), [HTTP_SLICE, P81_SLICE]));
+      await k.until({
+        [`${PORTS}:80/TCP`]: active(addrs.slice(0, 2)),
+        [`${PORTS}:81/TCP`]: active(addrs.slice(0, 2), PORT2),
+      });
+      for (const port of [80, 81]) {
+        const r = whoServes(l.lab, l.client, PORTS, port, 10, 'tcp');
+        t.is(r.failed, 0, `port ${port}`);
+        t.deepEqual(servedBy(r), ['be1', 'be2'], `port ${port}`);
+      }
+      const id81 = (await k.services()).find((s) => frontendText(s.frontend) === `${PORTS}:81/TCP`)!.id;
+      await api.apply(service('ports', PORTS, [P81]));
+      await api.apply(slice('ports-1', 'ports', eps.slice(0, 2), [P81_SLICE]));
+      await k.until({ [`${PORTS}:80/TCP`]: null, [`${PORTS}:81/TCP`]: active(addrs.slice(0, 2), PORT2) });
+      const deleted = tcpConnectOutcome(l.lab, l.client, PORTS, 80);
+      t.is(deleted.outcome, 'refused', 'the deleted port is refused');
+      t.true(deleted.ms < 1000, `refused in ${deleted.ms} ms`);
+      t.deepEqual(servedBy(whoServes(l.lab, l.client, PORTS, 81, 10, 'tcp')), ['be1', 'be2']);
+      t.is(
+        (await k.services()).find((s) => frontendText(s.frontend) === `${PORTS}:81/TCP`)!.id,
+        id81,
+        'the port that stayed keeps its service id',
+      );
+
+      // [Conformance] should be able to switch session affinity for service with type clusterIP: without
+      // affinity new connections spread; with ClientIP they all go to one backend; off again, they spread again.
+      const SW = '10.200.100.33';
+      await api.apply(service('switch', SW, [HTTP]));
+      await api.apply(slice('switch-1', 'switch', eps, [HTTP_SLICE]));
+      await k.until({ [`${SW}:80/TCP`]: active(addrs) });
+      const spread = whoServes(l.lab, l.client, SW, 80, 30, 'tcp');
+      t.is(spread.failed, 0);
+      t.true(servedBy(spread).length > 1, `no affinity: 30 connections spread: ${JSON.stringify(spread.seen)}`);
+      await api.apply(service('switch', SW, [HTTP], { sessionAffinity: 'ClientIP' }));
+      await eventually(
+        'affinity on in the maps',
+        async () => (await k.services()).find((s) => frontendText(s.frontend) === `${SW}:80/TCP`)?.affinityTimeoutS,
+        (v) => v === 10800,
+      );
+      const sticky = whoServes(l.lab, l.client, SW, 80, 30, 'tcp');
+      t.is(sticky.failed, 0);
+      t.is(servedBy(sticky).length, 1, `ClientIP: 30 connections, one backend: ${JSON.stringify(sticky.seen)}`);
+      await api.apply(service('switch', SW, [HTTP], { sessionAffinity: 'None' }));
+      await eventually(
+        'affinity off in the maps',
+        async () => (await k.services()).find((s) => frontendText(s.frontend) === `${SW}:80/TCP`)?.affinityTimeoutS,
+        (v) => v === 0,
+      );
+      const again = whoServes(l.lab, l.client, SW, 80, 30, 'tcp');
+      t.is(again.failed, 0);
+      t.true(servedBy(again).length > 1, `affinity off: spread again: ${JSON.stringify(again.seen)}`);
+      t.deepEqual(
+        k.agent().log.filter((line) => / error /.test(line)),
+        [],
+      );
     });
   },
 );

@@ -8,6 +8,11 @@
 // Service ids: a frontend keeps its id while it is wanted; after a restart each frontend takes the id the maps hold
 // for it (ServiceIdMap, restored from the writer), so an unchanged cluster rewrites nothing.
 //
+// Health check node ports (LoadBalancer services of externalTrafficPolicy Local) are served by
+// src/k8s/healthCheckServer.ts on the NodePort addresses, synced after each apply: a count the datapath does not
+// hold yet is never announced. An apply that fails makes them all answer 503 (serviceProxyHealthy false) until one
+// succeeds, as kube-proxy's do while it cannot sync. They close when the agent stops.
+//
 // Started like the services file, before the devices are attached, but not waited for: the first sync is logged
 // ('kubernetes: synced ...') and makes ready() true. An API server that does not answer is reported in one line at
 // its first failure, and once more when it answers again; the informers retry with backoff (1 s to 30 s) for as
@@ -25,6 +30,7 @@ import {
   K8sResource,
   startK8sInformers,
 } from '../k8s/informers';
+import { HealthCheckServers } from '../k8s/healthCheckServer';
 import {
   K8sEndpointSlice,
   K8sNode,
@@ -91,7 +97,11 @@ export async function startK8sServices(
   const ids = new ServiceIdMap(restored.map((s) => ({ id: s.id, frontend: s.frontend })));
   const lbStatus: LbStatus = { names: new Map(), tablesRebuilt: 0 };
   let previous = new Map<string, { text: string; sig: string }>();
-  let warned = new Set<string>();
+  /** Whether the last apply went through: the health checks' serviceProxyHealthy. */
+  let lastApplyOk = true;
+  const healthChecks = new HealthCheckServers({ healthy: () => lastApplyOk });
+  /** Health check ports that could not be bound at the last sync, for the metric. */
+  let healthFailures = 0;
 
   const syncLatency = new Histogram({
     name: 'tsct_k8s_sync_latency_seconds',
@@ -108,6 +118,18 @@ export async function startK8sServices(
     collect() {
       this.reset();
       for (const i of informers?.all ?? []) this.inc({ resource: i.resource }, i.restarts);
+    },
+  });
+  const healthGauge = new Gauge({
+    name: 'tsct_k8s_health_check_node_ports',
+    help:
+      'Health check node ports (LoadBalancer services of externalTrafficPolicy Local) by state: serving, or ' +
+      'failed (the port could not be bound; tried again at the next change)',
+    labelNames: ['state'],
+    registers: [],
+    collect() {
+      this.set({ state: 'serving' }, healthChecks.serving().length);
+      this.set({ state: 'failed' }, healthFailures);
     },
   });
   const syncedGauge = new Gauge({
@@ -130,14 +152,20 @@ export async function startK8sServices(
   let again = false;
   const allSynced = () => informers !== null && informers.all.every((i) => i.synced);
 
-  const warnNew = (warnings: string[]) => {
-    const fresh = warnings.filter((w) => !warned.has(w));
-    warned = new Set(warnings);
-    for (const w of fresh.slice(0, MAX_WARNINGS_LOGGED)) log.warn(`kubernetes: ${w}`);
-    if (fresh.length > MAX_WARNINGS_LOGGED) {
-      log.warn(`kubernetes: and ${fresh.length - MAX_WARNINGS_LOGGED} more objects left out`);
-    }
+  /** A logger of warnings that says each once for as long as it stays among the warnings it is given. */
+  const warner = (more: string) => {
+    let warned = new Set<string>();
+    return (warnings: string[]) => {
+      const fresh = warnings.filter((w) => !warned.has(w));
+      warned = new Set(warnings);
+      for (const w of fresh.slice(0, MAX_WARNINGS_LOGGED)) log.warn(`kubernetes: ${w}`);
+      if (fresh.length > MAX_WARNINGS_LOGGED) {
+        log.warn(`kubernetes: and ${fresh.length - MAX_WARNINGS_LOGGED} more ${more}`);
+      }
+    };
   };
+  const warnNew = warner('objects left out');
+  const warnHealth = warner('health check node ports not served');
 
   const applyNow = async () => {
     const since = firstEventAt;
@@ -162,13 +190,28 @@ export async function startK8sServices(
     try {
       result = await writer.apply(services);
     } catch (e) {
+      lastApplyOk = false;
       log.error(`kubernetes: services not applied: ${(e as Error).message}; the services in force stay as they are`);
       return;
     }
+    lastApplyOk = true;
+    // The latency is the datapath's: measured before the health checks are bound.
     const ms = since === null ? null : Date.now() - since;
     if (ms !== null) {
       syncLatency.observe(ms / 1000);
       lastSyncMs = ms;
+    }
+    const hc = await healthChecks.sync(t.nodeAddrs, t.healthChecks);
+    healthFailures = hc.notServed.length;
+    warnHealth(hc.failures);
+    if (hc.opened.length || hc.closed.length) {
+      log.info(
+        `kubernetes: health check node ports: ` +
+          [hc.opened.length ? `opened ${named(hc.opened)}` : '', hc.closed.length ? `closed ${named(hc.closed)}` : '']
+            .filter(Boolean)
+            .join('; ') +
+          ` (${healthChecks.serving().length} served on ${t.nodeAddrs.join(', ') || 'no address'})`,
+      );
     }
     applies += 1;
     lbStatus.names = new Map(services.map((s) => [s.id, s.name ?? '']));
@@ -288,12 +331,12 @@ export async function startK8sServices(
       lastSyncMs,
     }),
     lbStatus,
-    metrics: [syncLatency, restarts, syncedGauge],
+    metrics: [syncLatency, restarts, syncedGauge, healthGauge],
     async stop() {
       if (stopped) return;
       stopped = true;
       if (timer) clearTimeout(timer);
-      await informers!.stop();
+      await Promise.all([informers!.stop(), healthChecks.stop()]);
     },
   };
 }
