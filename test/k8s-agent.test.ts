@@ -810,7 +810,7 @@ privTestSerial(
 );
 
 privTestSerial(
-  'Services: ExternalIP, publishNotReadyAddresses both ways, ports added and deleted, switching session affinity on and off',
+  'Services: ExternalIP (and its fallback to terminating endpoints), publishNotReadyAddresses both ways, ports added and deleted, switching session affinity on and off',
   async (t) => {
     await withK8sLab(t, 'tsct-k8sx', async (k) => {
       const { l, api } = k;
@@ -834,6 +834,14 @@ privTestSerial(
           fullNat: true,
         },
       );
+      // should fallback to terminating endpoints when there are no ready endpoints with externalTrafficPolicy=Cluster:
+      // every pod terminating (still serving), the external IP still reaches them.
+      const terminatingEps = eps.slice(0, 2).map((e) => ({ ...e, ready: false, terminating: true }));
+      await api.apply(slice('ext-1', 'ext', terminatingEps, [HTTP_SLICE]));
+      await k.until({ [`${EXT}:80/TCP`]: addrs.slice(0, 2).map((a) => `${a}:${PORT} terminating`) });
+      const extTerminating = whoServes(l.lab, l.client, EXT, 80, 20, 'tcp');
+      t.is(extTerminating.failed, 0);
+      t.deepEqual(servedBy(extTerminating), ['be1', 'be2']);
 
       // should be able to connect to terminating and unready endpoints if PublishNotReadyAddresses is true; should
       // not be able to ... if false: one pod, terminating and failing its readiness probe (not serving).
