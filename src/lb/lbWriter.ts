@@ -3,11 +3,16 @@
 //   1. backend entries (tsct_lb_backends[id]) and member entries (tsct_lb_members) that are new or changed;
 //   2. per service, its new table into a free range of tsct_lb_maglev, then tsct_lb_reverse_nat[id], then the
 //      service entry in one update that points at the new range;
-//   3. wildcard entries of new VIPs;
+//   3. wildcard entries of new VIPs (not of addresses that have only NodePort frontends: a node address's other
+//      ports are the node's own, its kubelet's or SSH's, which kube-proxy leaves alone too);
 //   4. only then removals: service and wildcard entries no longer wanted, reverse NAT of removed ids, members and
 //      backends no longer used (a backend's array entry is zeroed: LB_BE_NONE), and the old ranges are freed.
 // Old ranges are freed at the end of an apply, never reused within it: a packet that read a service entry just
 // before it changed may still be reading the old range.
+//
+// apply(all) makes the maps hold exactly a list of services (a start, a full resync, the CLI); applyChanges(upserts,
+// removedIds) changes only those services and costs only their entries (the agent's Kubernetes events): the
+// writer keeps, per service, its members, and per backend and per VIP how many services use them.
 //
 // The writer keeps a mirror of what it wrote and can rebuild it from the maps (restore), so that the agent and
 // the CLI can program the same pinned maps, and a restarted agent rewrites nothing that is unchanged. The maps do
@@ -24,6 +29,7 @@ import {
   backendName,
   canonicalAddr,
   familyOfAddr,
+  frontendText,
   LB_BACKEND_STATES,
   LB_PROTO_NUMBERS,
   LbAlgorithm,
@@ -87,6 +93,8 @@ export interface LbApplyResult {
   tablesRebuilt: number;
   /** Slots of tsct_lb_maglev given back (bookkeeping: nothing is written for them). */
   slotsFreed: number;
+  /** Ids of the services whose model was new or differed from the one in force (whether or not an entry changed). */
+  changedIds: number[];
 }
 
 /** How many map entries an apply wrote or removed, all maps together. */
@@ -269,8 +277,13 @@ interface Plan {
   backendRemovals: number[];
   rangesToFree: Array<[number, number]>;
   removedIds: number[];
-  services: Map<number, ServiceState>;
+  /** The services after the apply: all of them (apply), or only the changed ones, null for removed (applyChanges). */
+  services: Map<number, ServiceState | null>;
+  delta: boolean;
   backendIds: Map<string, number>;
+  /** Every id below it is in use once the plan is written. */
+  nextBackendId: number;
+  changedIds: number[];
 }
 
 function u32Key(n: number): Buffer {
@@ -431,6 +444,33 @@ function emptyResult(): LbApplyResult {
     removed: { services: 0, backends: 0, members: 0, revNat: 0, affinity: 0, stats: 0 },
     tablesRebuilt: 0,
     slotsFreed: 0,
+    changedIds: [],
+  };
+}
+
+/** Whether a service's VIP gets a wildcard entry: not a NodePort's (a node address's other ports are the node's). */
+function wantsWildcard(svc: LbService): boolean {
+  return svc.type !== 'NodePort';
+}
+
+function emptyPlan(delta: boolean, nextBackendId: number): Plan {
+  return {
+    backendWrites: [],
+    memberWrites: [],
+    steps: [],
+    wildcardWrites: [],
+    entryRemovals: [],
+    revNatRemovals: [],
+    memberRemovals: [],
+    oddMemberRemovals: [],
+    backendRemovals: [],
+    rangesToFree: [],
+    removedIds: [],
+    services: new Map(),
+    delta,
+    backendIds: new Map(),
+    nextBackendId,
+    changedIds: [],
   };
 }
 
@@ -449,8 +489,18 @@ export class LbWriter {
   private members = new Map<number, number>();
   /** Restored member keys with their pad bytes set: no memberCode says them; the next apply removes them. */
   private oddMembers: Buffer[] = [];
-  /** The wildcard entry id and key of each VIP the last apply used. */
-  private wildcardKeys = new Map<string, { id: string; key: Buffer }>();
+  /** Per service id, its member codes (an index of members). */
+  private serviceMembers = new Map<number, Set<number>>();
+  /** Per backend id, how many members (services) use it. */
+  private backendRefs = new Map<number, number>();
+  /** Per VIP, how many services want its wildcard entry. */
+  private vipUsers = new Map<string, number>();
+  /** Per service entry id, the service whose entry it is. */
+  private entryOwners = new Map<string, number>();
+  /** Entries of this.entries per family. */
+  private entryCounts: Record<4 | 6, number> = { 4: 0, 6: 0 };
+  /** Every backend id below it is in use. */
+  private backendHint = 1;
   /** Non-zero entries of tsct_lb_reverse_nat by id. */
   private revNat = new Map<number, Buffer>();
   private slots: SlotAllocator;
@@ -475,6 +525,15 @@ export class LbWriter {
   /** Makes the maps hold exactly `desired`. Refuses (UsageError) before writing anything when they cannot. */
   apply(desired: readonly LbService[]): Promise<LbApplyResult> {
     return this.serial(() => this.applyNow(desired));
+  }
+
+  /**
+   * Adds or replaces the services `upserts` (by id) and removes the services `removedIds`, leaving every other
+   * service as it is: what one Kubernetes event changes, at the cost of those services' entries only. The checks
+   * of apply hold across the changed services and the others (one frontend per service, one state per backend).
+   */
+  applyChanges(upserts: readonly LbService[], removedIds: readonly number[] = []): Promise<LbApplyResult> {
+    return this.serial(() => this.applyChangesNow(upserts, removedIds));
   }
 
   /** Adds service svc or replaces the one with its id; the other services are left as they are. */
@@ -611,63 +670,36 @@ export class LbWriter {
     }
   }
 
-  private async plan(desired: LbService[], unchanged: Set<number>): Promise<Plan> {
-    const plan: Plan = {
-      backendWrites: [],
-      memberWrites: [],
-      steps: [],
-      wildcardWrites: [],
-      entryRemovals: [],
-      revNatRemovals: [],
-      memberRemovals: [],
-      oddMemberRemovals: [],
-      backendRemovals: [],
-      rangesToFree: [],
-      removedIds: [],
-      services: new Map(),
-      backendIds: new Map(),
-    };
-    const maps = this.maps;
-
-    // Backend ids: kept while used; a new backend takes the lowest id that no entry holds now (ids given up by this
-    // apply stay taken until its end, since the old tables still point at them).
-    const backendsMax = maps.tsct_lb_backends.maxEntries;
-    let nextId = 1;
-    const taken = new Set<number>();
-    const idOf = (b: LbBackend): number => {
-      const key = backendKey(b);
-      let id = plan.backendIds.get(key);
-      if (id !== undefined) return id;
-      id = this.backendIds.get(key);
-      if (id === undefined) {
-        while (this.backends.has(nextId) || taken.has(nextId)) nextId++;
-        if (nextId >= backendsMax) {
-          throw new UsageError(
-            `no backend id left for ${key}: tsct_lb_backends holds ids 1 to ${backendsMax - 1}, all in use ` +
-              `(ids of backends removed now are free from the next update on); raise --bpf-lb-map-max`,
-          );
-        }
-        id = nextId;
+  private async applyChangesNow(upsertsIn: readonly LbService[], removedIn: readonly number[]): Promise<LbApplyResult> {
+    const removed = new Set(removedIn.filter((id) => this.services.has(id)));
+    const unchanged = new Set<number>();
+    const upserts = upsertsIn.map((s) => {
+      if (removed.has(s.id)) throw new UsageError(`service ${s.id} is both changed and removed; give it once`);
+      const cur = this.services.get(s.id);
+      if (cur && (cur.model === s || (cur.known && sameService(s, cur.model)))) {
+        unchanged.add(s.id);
+        return cur.model;
       }
-      taken.add(id);
-      plan.backendIds.set(key, id);
-      // The value follows from the key (address and port) and the state.
-      const cur = this.backends.get(id);
-      if (!cur || cur.key !== key || cur.state !== b.state)
-        plan.backendWrites.push([id, backendValue(b), key, b.state]);
-      return id;
-    };
+      return normalize(s);
+    });
+    validateServices(upserts);
+    const plan = await this.planChanges(upserts, unchanged, removed);
+    try {
+      return await this.execute(plan);
+    } catch (e) {
+      await this.reload();
+      throw e;
+    }
+  }
 
+  private async plan(desired: LbService[], unchanged: Set<number>): Promise<Plan> {
+    const plan = emptyPlan(false, this.backendHint);
+    const { idOf, taken } = this.backendIdAllocator(plan);
     const wantedMembers = new Set<number>();
     const wantedEntries = new Map<string, EntryMirror>();
     const sim = this.slots.clone();
-    const revNatMax = maps.tsct_lb_reverse_nat.maxEntries;
 
     for (const svc of [...desired].sort((a, b) => a.id - b.id)) {
-      if (svc.id >= revNatMax) {
-        throw new UsageError(`service id ${svc.id} does not fit tsct_lb_reverse_nat (ids 1 to ${revNatMax - 1})`);
-      }
-      const family = familyOfAddr(svc.frontend.addr);
       for (const b of svc.backends) {
         const code = memberCode(idOf(b), svc.id);
         const value = memberValueCode(b);
@@ -681,82 +713,33 @@ export class LbWriter {
         plan.services.set(svc.id, cur);
         continue;
       }
-      const step: ServiceStep = { id: svc.id };
-      const want = this.tablePlan(svc, idOf);
-      const built = await this.keptOrBuilt(cur?.table, want);
-      let table: TableState;
-      if (built === 'kept') {
-        table = { ...cur!.table, signature: want.signature };
-      } else {
-        let offset = 0;
-        if (want.size > 0) {
-          const at = sim.alloc(want.size);
-          if (at === undefined) {
-            throw new UsageError(
-              `tsct_lb_maglev has no free range of ${want.size} slots for service ${svc.id}'s table ` +
-                `(${sim.freeSlots} of ${sim.total} free, the largest range ${sim.largestFree}; a changed table ` +
-                `is written next to the one it replaces); raise --bpf-lb-maglev-map-max`,
-            );
-          }
-          offset = at;
-          step.table = { offset, slots: built };
-        }
-        table = { offset, size: want.size, signature: want.signature, nameless: want.nameless, owned: true };
-        if (cur && cur.table.owned && cur.table.size > 0) plan.rangesToFree.push([cur.table.offset, cur.table.size]);
-      }
-      const revNat = revNatValue(svc);
-      const curRevNat = this.revNat.get(svc.id);
-      if (!curRevNat || !curRevNat.equals(revNat)) step.revNat = revNat;
-      const key = serviceKey(family, svc.frontend.addr, svc.frontend.port, LB_PROTO_NUMBERS[svc.frontend.proto]);
-      const id = entryId(family, key);
-      const entry: EntryMirror = { family, key, value: serviceValue(svc, table.offset, table.size) };
-      wantedEntries.set(id, entry);
-      const curEntry = this.entries.get(id);
-      if (!curEntry || !curEntry.value.equals(entry.value)) step.entry = entry;
-      if (step.table || step.revNat || step.entry) plan.steps.push(step);
-      plan.services.set(svc.id, { model: svc, known: true, entryId: id, table });
+      plan.changedIds.push(svc.id);
+      await this.planService(plan, svc, idOf, sim, wantedEntries);
     }
 
     // One wildcard entry per VIP in use, so that the VIP's other ports are refused rather than passed.
-    const wildcardKeys = new Map<string, { id: string; key: Buffer }>();
     for (const svc of desired) {
+      if (!wantsWildcard(svc)) continue;
       const family = familyOfAddr(svc.frontend.addr);
-      let wk = wildcardKeys.get(svc.frontend.addr) ?? this.wildcardKeys.get(svc.frontend.addr);
-      if (!wk) {
-        const k = serviceKey(family, svc.frontend.addr, 0, 0);
-        wk = { id: entryId(family, k), key: k };
-      }
-      wildcardKeys.set(svc.frontend.addr, wk);
-      const { id, key } = wk;
+      const key = serviceKey(family, svc.frontend.addr, 0, 0);
+      const id = entryId(family, key);
       if (wantedEntries.has(id)) continue;
       const entry = { family, key, value: wildcardValue() };
       wantedEntries.set(id, entry);
       const curEntry = this.entries.get(id);
       if (!curEntry || !curEntry.value.equals(entry.value)) plan.wildcardWrites.push(entry);
     }
-    this.wildcardKeys = wildcardKeys;
 
     // Capacity: removals come last, so the old and the new entries are in the maps together for a moment.
     for (const family of [4, 6] as const) {
-      const mapName = family === 4 ? 'tsct_lb4_services' : 'tsct_lb6_services';
       let count = 0;
       for (const e of wantedEntries.values()) if (e.family === family) count++;
       for (const [id, e] of this.entries) if (e.family === family && !wantedEntries.has(id)) count++;
-      if (count > maps[mapName].maxEntries) {
-        throw new UsageError(
-          `${count} IPv${family} frontend and VIP entries (old and new together while the update runs) do not ` +
-            `fit ${mapName} (${maps[mapName].maxEntries}); raise --bpf-lb-map-max`,
-        );
-      }
+      this.checkEntryCapacity(family, count);
     }
     let memberCount = wantedMembers.size + this.oddMembers.length;
     for (const code of this.members.keys()) if (!wantedMembers.has(code)) memberCount++;
-    if (memberCount > maps.tsct_lb_members.maxEntries) {
-      throw new UsageError(
-        `${memberCount} service-backend pairs (old and new together while the update runs) do not fit ` +
-          `tsct_lb_members (${maps.tsct_lb_members.maxEntries}); raise --bpf-lb-map-max`,
-      );
-    }
+    this.checkMemberCapacity(memberCount);
 
     for (const [id, e] of this.entries) if (!wantedEntries.has(id)) plan.entryRemovals.push(e);
     for (const id of this.revNat.keys()) if (!plan.services.has(id)) plan.revNatRemovals.push(id);
@@ -769,6 +752,223 @@ export class LbWriter {
       if (s.table.owned && s.table.size > 0) plan.rangesToFree.push([s.table.offset, s.table.size]);
     }
     return plan;
+  }
+
+  /**
+   * The plan of applyChanges: only the changed services' entries, members and backends, with every other service
+   * as it is. Costs what the changed services hold (and, for a removed service, a pass over the affinity map).
+   */
+  private async planChanges(upserts: LbService[], unchanged: Set<number>, removed: Set<number>): Promise<Plan> {
+    const plan = emptyPlan(true, this.backendHint);
+    const { idOf } = this.backendIdAllocator(plan);
+    const sim = this.slots.clone();
+    const wantedEntries = new Map<string, EntryMirror>();
+    const changing = new Set<number>([...removed]);
+    for (const svc of upserts) if (!unchanged.has(svc.id)) changing.add(svc.id);
+    /** Members (by backend) of every changing service before the change, and after it. */
+    const refDelta = new Map<number, number>();
+    const bump = (backendId: number, by: number) => refDelta.set(backendId, (refDelta.get(backendId) ?? 0) + by);
+    const oldMembers = new Set<number>();
+    for (const id of changing) {
+      for (const code of this.serviceMembers.get(id) ?? []) {
+        oldMembers.add(code);
+        bump(Math.floor(code / 0x10000), -1);
+      }
+    }
+    const newMembers = new Set<number>();
+    const wildcardDelta = new Map<string, number>();
+    const vip = (svc: LbService, by: number) => {
+      if (wantsWildcard(svc)) wildcardDelta.set(svc.frontend.addr, (wildcardDelta.get(svc.frontend.addr) ?? 0) + by);
+    };
+    for (const id of changing) {
+      const cur = this.services.get(id);
+      if (cur) vip(cur.model, -1);
+    }
+
+    for (const svc of [...upserts].sort((a, b) => a.id - b.id)) {
+      if (unchanged.has(svc.id)) continue;
+      for (const b of svc.backends) {
+        const backendId = idOf(b);
+        const code = memberCode(backendId, svc.id);
+        const value = memberValueCode(b);
+        newMembers.add(code);
+        bump(backendId, 1);
+        if (this.members.get(code) !== value) plan.memberWrites.push([code, value]);
+      }
+      // A frontend another service holds, and keeps, is refused (apply would refuse the two as well).
+      const family = familyOfAddr(svc.frontend.addr);
+      const eid = entryId(
+        family,
+        serviceKey(family, svc.frontend.addr, svc.frontend.port, LB_PROTO_NUMBERS[svc.frontend.proto]),
+      );
+      const holder = this.entryOwners.get(eid);
+      if (holder !== undefined && holder !== svc.id && !changing.has(holder)) {
+        throw new UsageError(
+          `frontend ${frontendText(svc.frontend)} is service ${holder}'s already; one frontend is one service`,
+        );
+      }
+      vip(svc, 1);
+      plan.changedIds.push(svc.id);
+      await this.planService(plan, svc, idOf, sim, wantedEntries);
+    }
+    // One state per backend address: a backend another service keeps may not change its state here.
+    for (const [backendId, , key, state] of plan.backendWrites) {
+      const cur = this.backends.get(backendId);
+      if (!cur || cur.key !== key || cur.state === undefined || cur.state === state) continue;
+      let others = this.backendRefs.get(backendId) ?? 0;
+      for (const code of oldMembers) if (Math.floor(code / 0x10000) === backendId) others--;
+      if (others > 0) {
+        throw new UsageError(
+          `backend ${key} is ${state} here but ${cur.state} in ${others} other service(s); a backend address has ` +
+            'one state (change them together)',
+        );
+      }
+    }
+
+    for (const [addr, by] of wildcardDelta) {
+      if (by === 0) continue;
+      const before = this.vipUsers.get(addr) ?? 0;
+      const family = familyOfAddr(addr);
+      const key = serviceKey(family, addr, 0, 0);
+      const id = entryId(family, key);
+      if (before + by > 0) {
+        const entry = { family, key, value: wildcardValue() };
+        wantedEntries.set(id, entry);
+        const curEntry = this.entries.get(id);
+        if (!curEntry || !curEntry.value.equals(entry.value)) plan.wildcardWrites.push(entry);
+      } else {
+        const curEntry = this.entries.get(id);
+        if (curEntry && !wantedEntries.has(id)) plan.entryRemovals.push(curEntry);
+      }
+    }
+    for (const id of changing) {
+      const cur = this.services.get(id);
+      if (!cur) continue;
+      if (!wantedEntries.has(cur.entryId) && this.entryOwners.get(cur.entryId) === id) {
+        const e = this.entries.get(cur.entryId);
+        if (e) plan.entryRemovals.push(e);
+      }
+      if (removed.has(id)) {
+        plan.services.set(id, null);
+        if (this.revNat.has(id)) plan.revNatRemovals.push(id);
+        plan.removedIds.push(id);
+        if (cur.table.owned && cur.table.size > 0) plan.rangesToFree.push([cur.table.offset, cur.table.size]);
+      }
+    }
+    for (const code of oldMembers) if (!newMembers.has(code)) plan.memberRemovals.push(code);
+    for (const [backendId, by] of refDelta) {
+      if (by < 0 && (this.backendRefs.get(backendId) ?? 0) + by <= 0) plan.backendRemovals.push(backendId);
+    }
+
+    for (const family of [4, 6] as const) {
+      let count = this.entryCounts[family];
+      for (const [id, e] of wantedEntries) if (e.family === family && !this.entries.has(id)) count++;
+      this.checkEntryCapacity(family, count);
+    }
+    let memberCount = this.members.size + this.oddMembers.length;
+    for (const code of newMembers) if (!this.members.has(code)) memberCount++;
+    this.checkMemberCapacity(memberCount);
+    return plan;
+  }
+
+  /** Backend ids: kept while used; a new backend takes the lowest id that no entry holds now. */
+  private backendIdAllocator(plan: Plan): { idOf: (b: LbBackend) => number; taken: Set<number> } {
+    // Ids given up by this apply stay taken until its end, since the old tables still point at them.
+    const backendsMax = this.maps.tsct_lb_backends.maxEntries;
+    const taken = new Set<number>();
+    const idOf = (b: LbBackend): number => {
+      const key = backendKey(b);
+      let id = plan.backendIds.get(key);
+      if (id !== undefined) return id;
+      id = this.backendIds.get(key);
+      if (id === undefined) {
+        while (this.backends.has(plan.nextBackendId) || taken.has(plan.nextBackendId)) plan.nextBackendId++;
+        if (plan.nextBackendId >= backendsMax) {
+          throw new UsageError(
+            `no backend id left for ${key}: tsct_lb_backends holds ids 1 to ${backendsMax - 1}, all in use ` +
+              `(ids of backends removed now are free from the next update on); raise --bpf-lb-map-max`,
+          );
+        }
+        id = plan.nextBackendId;
+      }
+      taken.add(id);
+      plan.backendIds.set(key, id);
+      // The value follows from the key (address and port) and the state.
+      const cur = this.backends.get(id);
+      if (!cur || cur.key !== key || cur.state !== b.state)
+        plan.backendWrites.push([id, backendValue(b), key, b.state]);
+      return id;
+    };
+    return { idOf, taken };
+  }
+
+  /** One changed service's steps: its table (kept or built into a free range), reverse NAT and entry. */
+  private async planService(
+    plan: Plan,
+    svc: LbService,
+    idOf: (b: LbBackend) => number,
+    sim: SlotAllocator,
+    wantedEntries: Map<string, EntryMirror>,
+  ): Promise<void> {
+    const revNatMax = this.maps.tsct_lb_reverse_nat.maxEntries;
+    if (svc.id >= revNatMax) {
+      throw new UsageError(`service id ${svc.id} does not fit tsct_lb_reverse_nat (ids 1 to ${revNatMax - 1})`);
+    }
+    const family = familyOfAddr(svc.frontend.addr);
+    const cur = this.services.get(svc.id);
+    const step: ServiceStep = { id: svc.id };
+    const want = this.tablePlan(svc, idOf);
+    const built = await this.keptOrBuilt(cur?.table, want);
+    let table: TableState;
+    if (built === 'kept') {
+      table = { ...cur!.table, signature: want.signature };
+    } else {
+      let offset = 0;
+      if (want.size > 0) {
+        const at = sim.alloc(want.size);
+        if (at === undefined) {
+          throw new UsageError(
+            `tsct_lb_maglev has no free range of ${want.size} slots for service ${svc.id}'s table ` +
+              `(${sim.freeSlots} of ${sim.total} free, the largest range ${sim.largestFree}; a changed table ` +
+              `is written next to the one it replaces); raise --bpf-lb-maglev-map-max`,
+          );
+        }
+        offset = at;
+        step.table = { offset, slots: built };
+      }
+      table = { offset, size: want.size, signature: want.signature, nameless: want.nameless, owned: true };
+      if (cur && cur.table.owned && cur.table.size > 0) plan.rangesToFree.push([cur.table.offset, cur.table.size]);
+    }
+    const revNat = revNatValue(svc);
+    const curRevNat = this.revNat.get(svc.id);
+    if (!curRevNat || !curRevNat.equals(revNat)) step.revNat = revNat;
+    const key = serviceKey(family, svc.frontend.addr, svc.frontend.port, LB_PROTO_NUMBERS[svc.frontend.proto]);
+    const id = entryId(family, key);
+    const entry: EntryMirror = { family, key, value: serviceValue(svc, table.offset, table.size) };
+    wantedEntries.set(id, entry);
+    const curEntry = this.entries.get(id);
+    if (!curEntry || !curEntry.value.equals(entry.value)) step.entry = entry;
+    if (step.table || step.revNat || step.entry) plan.steps.push(step);
+    plan.services.set(svc.id, { model: svc, known: true, entryId: id, table });
+  }
+
+  private checkEntryCapacity(family: 4 | 6, count: number): void {
+    const mapName = family === 4 ? 'tsct_lb4_services' : 'tsct_lb6_services';
+    if (count > this.maps[mapName].maxEntries) {
+      throw new UsageError(
+        `${count} IPv${family} frontend and VIP entries (old and new together while the update runs) do not ` +
+          `fit ${mapName} (${this.maps[mapName].maxEntries}); raise --bpf-lb-map-max`,
+      );
+    }
+  }
+
+  private checkMemberCapacity(count: number): void {
+    if (count > this.maps.tsct_lb_members.maxEntries) {
+      throw new UsageError(
+        `${count} service-backend pairs (old and new together while the update runs) do not fit ` +
+          `tsct_lb_members (${this.maps.tsct_lb_members.maxEntries}); raise --bpf-lb-map-max`,
+      );
+    }
   }
 
   /** What a service's table is made of, and its signature (what a change of it is judged by). */
@@ -857,6 +1057,7 @@ export class LbWriter {
       );
     }
     for (const [code, value] of plan.memberWrites) {
+      if (!this.members.has(code)) this.indexMember(code, 1);
       this.members.set(code, value);
       r.written.members++;
     }
@@ -914,11 +1115,11 @@ export class LbWriter {
       this.writeEntry(e);
       r.written.services++;
     }
-    this.services = plan.services;
+    this.setServices(plan);
 
     for (const e of plan.entryRemovals) {
       (e.family === 4 ? maps.tsct_lb4_services : maps.tsct_lb6_services).delete(e.key);
-      this.entries.delete(entryId(e.family, e.key));
+      if (this.entries.delete(entryId(e.family, e.key))) this.entryCounts[e.family]--;
       r.removed.services++;
     }
     const zeroRevNat = Buffer.alloc(StructView.sizeOf('lb_reverse_nat'));
@@ -929,7 +1130,7 @@ export class LbWriter {
     }
     for (const code of plan.memberRemovals) {
       maps.tsct_lb_members.delete(memberKeyOf(code));
-      this.members.delete(code);
+      if (this.members.delete(code)) this.indexMember(code, -1);
       r.removed.members++;
     }
     for (const key of plan.oddMemberRemovals) {
@@ -945,6 +1146,9 @@ export class LbWriter {
       this.backends.delete(id);
       r.removed.backends++;
     }
+    let hint = plan.nextBackendId;
+    for (const id of plan.backendRemovals) if (id < hint) hint = id;
+    this.backendHint = hint;
     for (const [offset, size] of plan.rangesToFree) {
       this.slots.release(offset, size);
       r.slotsFreed += size;
@@ -957,7 +1161,55 @@ export class LbWriter {
       }
       r.removed.affinity = await this.forgetAffinity(new Set(plan.removedIds));
     }
+    r.changedIds = plan.changedIds;
     return r;
+  }
+
+  /** A member added (1) or removed (-1) in the indexes by service and by backend. */
+  private indexMember(code: number, by: 1 | -1): void {
+    const serviceId = code % 0x10000;
+    const backendId = Math.floor(code / 0x10000);
+    let set = this.serviceMembers.get(serviceId);
+    if (by > 0) {
+      if (!set) this.serviceMembers.set(serviceId, (set = new Set()));
+      set.add(code);
+    } else if (set) {
+      set.delete(code);
+      if (set.size === 0) this.serviceMembers.delete(serviceId);
+    }
+    const refs = (this.backendRefs.get(backendId) ?? 0) + by;
+    if (refs > 0) this.backendRefs.set(backendId, refs);
+    else this.backendRefs.delete(backendId);
+  }
+
+  /** The services after a plan, with the indexes by VIP and by entry. */
+  private setServices(plan: Plan): void {
+    if (!plan.delta) {
+      this.services = new Map();
+      this.vipUsers = new Map();
+      this.entryOwners = new Map();
+    }
+    for (const [id, st] of plan.services) {
+      const old = this.services.get(id);
+      if (old) {
+        if (wantsWildcard(old.model)) this.countVip(old.model.frontend.addr, -1);
+        if (this.entryOwners.get(old.entryId) === id) this.entryOwners.delete(old.entryId);
+        this.services.delete(id);
+      }
+      if (st) this.addService(id, st);
+    }
+  }
+
+  private addService(id: number, st: ServiceState): void {
+    this.services.set(id, st);
+    if (wantsWildcard(st.model)) this.countVip(st.model.frontend.addr, 1);
+    this.entryOwners.set(st.entryId, id);
+  }
+
+  private countVip(addr: string, by: number): void {
+    const n = (this.vipUsers.get(addr) ?? 0) + by;
+    if (n > 0) this.vipUsers.set(addr, n);
+    else this.vipUsers.delete(addr);
   }
 
   private maglevView: Uint32Array | null | undefined;
@@ -977,7 +1229,9 @@ export class LbWriter {
 
   private writeEntry(e: EntryMirror): void {
     (e.family === 4 ? this.maps.tsct_lb4_services : this.maps.tsct_lb6_services).update(e.key, e.value);
-    this.entries.set(entryId(e.family, e.key), e);
+    const id = entryId(e.family, e.key);
+    if (!this.entries.has(id)) this.entryCounts[e.family]++;
+    this.entries.set(id, e);
   }
 
   /** Deletes the affinity entries of removed services: a new service given one of their ids starts afresh. */
@@ -999,7 +1253,12 @@ export class LbWriter {
     this.backendIds = new Map();
     this.members = new Map();
     this.oddMembers = [];
-    this.wildcardKeys = new Map();
+    this.serviceMembers = new Map();
+    this.backendRefs = new Map();
+    this.vipUsers = new Map();
+    this.entryOwners = new Map();
+    this.entryCounts = { 4: 0, 6: 0 };
+    this.backendHint = 1;
     this.revNat = new Map();
     this.slots = new SlotAllocator(this.maps.tsct_lb_maglev.maxEntries);
 
@@ -1036,7 +1295,9 @@ export class LbWriter {
       }
       const value = new StructView('lb_member', v);
       const code = value.u('weight') + value.u('flags') * 0x10000 + (value.u('pad') !== 0 ? MEMBER_ODD : 0);
-      this.members.set(memberCode(key.u('backend_id'), key.u('rev_nat_index')), code);
+      const member = memberCode(key.u('backend_id'), key.u('rev_nat_index'));
+      if (!this.members.has(member)) this.indexMember(member, 1);
+      this.members.set(member, code);
     }
     for await (const [k, v] of this.maps.tsct_lb_reverse_nat.entries()) {
       if (!isZero(v)) this.revNat.set(k.readUInt32LE(0), Buffer.from(v));
@@ -1047,6 +1308,7 @@ export class LbWriter {
       for await (const [k, v] of (family === 4 ? this.maps.tsct_lb4_services : this.maps.tsct_lb6_services).entries()) {
         const e: EntryMirror = { family, key: Buffer.from(k), value: Buffer.from(v) };
         this.entries.set(entryId(family, e.key), e);
+        this.entryCounts[family]++;
         const model = this.decodeService(e, byService);
         if (model) restored.push([e, model]);
       }
@@ -1061,7 +1323,7 @@ export class LbWriter {
       const owned = size === 0 || this.slots.markUsed(offset, size);
       const want = this.tablePlan(model, (b) => this.backendIds.get(backendKey(b))!, size);
       const table: TableState = { offset, size, signature: null, nameless: owned ? want.nameless : '', owned };
-      this.services.set(model.id, { model, known: false, entryId: entryId(e.family, e.key), table });
+      this.addService(model.id, { model, known: false, entryId: entryId(e.family, e.key), table });
     }
   }
 

@@ -6,6 +6,7 @@ import { ENUMS, StructView } from '../../src/bpf/layouts';
 import { LB_MAPS, LbMapName } from '../../src/datapath/tables';
 import { UsageError } from '../../src/errors';
 import { formatAddr } from '../../src/net/addr';
+import { frontendText, LbService } from '../../src/lb/lbService';
 import { LbMapLike, LbMaps, lbTouched, LbWriter } from '../../src/lb/lbWriter';
 import { buildMaglevTable, DEFAULT_MAGLEV_HASH_SEED, parseMaglevHashSeed } from '../../src/lb/maglev';
 import { be, svc, u32, v4Key } from '../helpers/lbFixtures';
@@ -550,4 +551,171 @@ test('more backends taking connections than a fixed table size has slots is refu
       'size (agent --bpf-lb-maglev-table-size, tsct service --maglev-table-size)',
   });
   t.deepEqual(f.log, []);
+});
+
+const nodePort = (id: number, addr: string, port: number, backends = [be('10.0.1.5', 8080)]) =>
+  svc(id, addr, port, backends, { type: 'NodePort', frontend: { addr, port, proto: 'tcp' }, fullNat: true });
+
+test('no wildcard for an address whose frontends are all NodePorts: the node keeps its other ports', async (t) => {
+  const f = fakeMaps();
+  const w = await writer(f);
+  // 192.168.1.10 is a node address with two NodePorts; 10.96.0.10 a cluster IP.
+  await w.apply([dns(), nodePort(4, '192.168.1.10', 30080), nodePort(5, '192.168.1.10', 30081)]);
+  t.truthy(serviceAt(f, v4Key('10.96.0.10', 0, 0)), 'the cluster IP refuses its other ports');
+  t.truthy(serviceAt(f, v4Key('192.168.1.10', 30080, 6)));
+  t.truthy(serviceAt(f, v4Key('192.168.1.10', 30081, 6)));
+  t.is(serviceAt(f, v4Key('192.168.1.10', 0, 0)), undefined, 'no wildcard on the node address');
+  t.deepEqual(
+    w.lbEntries().map((e) => `${e.addr}:${e.port}/${e.proto}`),
+    ['10.96.0.10:0/0', '10.96.0.10:53/17', '192.168.1.10:30080/6', '192.168.1.10:30081/6'],
+  );
+  // An external IP on the same address is no NodePort: the address is a service address then.
+  const ext = svc(6, '192.168.1.10', 80, [be('10.0.1.5', 8080)], {
+    type: 'ExternalIP',
+    frontend: { addr: '192.168.1.10', port: 80, proto: 'tcp' },
+  });
+  await w.applyChanges([ext]);
+  t.truthy(serviceAt(f, v4Key('192.168.1.10', 0, 0)), 'a wildcard once a non-NodePort frontend is on it');
+  await w.applyChanges([], [6]);
+  t.is(serviceAt(f, v4Key('192.168.1.10', 0, 0)), undefined, 'and none once only NodePorts are left');
+  await w.apply([dns(), nodePort(4, '192.168.1.10', 30080), ext]);
+  t.truthy(serviceAt(f, v4Key('192.168.1.10', 0, 0)));
+  await w.apply([dns(), nodePort(4, '192.168.1.10', 30080)]);
+  t.is(serviceAt(f, v4Key('192.168.1.10', 0, 0)), undefined, 'apply removes it too');
+});
+
+test('a wildcard an older writer left on a NodePort address is removed by the next apply after a restore', async (t) => {
+  const f = fakeMaps();
+  const w = await writer(f);
+  await w.apply([nodePort(4, '192.168.1.10', 30080)]);
+  // What the writer used to write: a wildcard for every frontend address.
+  const wk = v4Key('192.168.1.10', 0, 0);
+  f.maps.tsct_lb4_services.update(wk, StructView.alloc('lb_service').set('flags', SF.LB_SVC_F_WILDCARD).buf);
+  const again = await writer(f);
+  const r = await again.apply([nodePort(4, '192.168.1.10', 30080)]);
+  t.is(r.removed.services, 1);
+  t.is(serviceAt(f, wk), undefined);
+});
+
+/** A small deterministic generator (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function dump(f: Fake): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const name of LB_MAPS) {
+    out[name] = [...f.maps[name].data]
+      .filter(([, v]) => v.some((x) => x !== 0))
+      .map(([k, v]) => `${k}=${v.toString('hex')}`)
+      .sort();
+  }
+  return out;
+}
+
+test('applyChanges writes the same maps as apply of the whole list, step by step, and costs only what changes', async (t) => {
+  const next = rng(15);
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)];
+  const full = fakeMaps({ lb: 1024, slots: 65536 });
+  const inc = fakeMaps({ lb: 1024, slots: 65536 });
+  const a = await writer(full);
+  const b = await writer(inc);
+  const state = new Map<number, LbService>();
+  // Backends shared between services (same address and port), so that reference counts matter.
+  const pool = Array.from({ length: 24 }, (_, i) => `10.1.0.${i + 1}`);
+  const make = (id: number): LbService => {
+    const n = 1 + Math.floor(next() * 5);
+    const addrs = [...new Set(Array.from({ length: n }, () => pick(pool)))];
+    const kind = pick(['ClusterIP', 'ClusterIP', 'NodePort', 'ExternalIP'] as const);
+    const addr =
+      kind === 'NodePort'
+        ? pick(['192.168.1.10', '192.168.1.11'])
+        : kind === 'ExternalIP'
+          ? '192.168.1.11'
+          : `10.96.0.${id}`;
+    const port = kind === 'NodePort' ? 30000 + id : pick([53, 80]);
+    return svc(
+      id,
+      addr,
+      port,
+      addrs.map((x) => be(x, 8080, { state: 'active' })),
+      {
+        type: kind,
+        frontend: { addr, port, proto: pick(['tcp', 'udp'] as const) },
+        algorithm: pick(['maglev', 'random'] as const),
+      },
+    );
+  };
+  const frontendFree = (s: LbService) =>
+    ![...state.values()].some((o) => o.id !== s.id && frontendText(o.frontend) === frontendText(s.frontend));
+  for (let step = 0; step < 60; step++) {
+    const upserts: LbService[] = [];
+    const removed: number[] = [];
+    const count = 1 + Math.floor(next() * 3);
+    for (let i = 0; i < count; i++) {
+      const id = 1 + Math.floor(next() * 20);
+      if (upserts.some((u) => u.id === id) || removed.includes(id)) continue;
+      if (state.has(id) && next() < 0.25) {
+        removed.push(id);
+        continue;
+      }
+      const s = make(id);
+      if (!frontendFree(s) || upserts.some((u) => frontendText(u.frontend) === frontendText(s.frontend))) continue;
+      upserts.push(s);
+    }
+    for (const id of removed) state.delete(id);
+    for (const s of upserts) state.set(s.id, s);
+    const list = [...state.values()].map((s) => structuredClone(s));
+    await a.apply(list);
+    inc.log.length = 0;
+    const r = await b.applyChanges(
+      upserts.map((s) => structuredClone(s)),
+      removed,
+    );
+    t.deepEqual(dump(inc), dump(full), `step ${step}: the same maps`);
+    const touched = new Set(inc.log.filter((o) => o.map === 'tsct_lb4_services').map((o) => o.key));
+    t.true(
+      touched.size <= (upserts.length + removed.length) * 4,
+      `step ${step}: only the changed services' entries (old and new, with their wildcards)`,
+    );
+    t.deepEqual(
+      r.changedIds,
+      upserts.map((s) => s.id).sort((x, y) => x - y),
+    );
+  }
+  t.deepEqual(b.lbState(), a.lbState());
+  // A restored writer agrees: the whole list again writes nothing.
+  const c = await writer(inc);
+  const r = await c.apply([...state.values()]);
+  t.is(lbTouched(r), 0);
+});
+
+test('applyChanges refuses a frontend another service keeps, and a state change of a backend another service keeps', async (t) => {
+  const f = fakeMaps();
+  const w = await writer(f);
+  await w.apply([dns(), dnsTcp()]);
+  f.log.length = 0;
+  const clash = svc(7, '10.96.0.10', 53, [be('10.0.9.9', 53)]);
+  await t.throwsAsync(w.applyChanges([clash]), { instanceOf: UsageError, message: /service 1's already/ });
+  const draining = dns();
+  draining.backends[0].state = 'terminating'; // 10.0.1.5:53 is service 3's too, active there
+  await t.throwsAsync(w.applyChanges([draining]), { instanceOf: UsageError, message: /one state/ });
+  t.deepEqual(f.log, [], 'nothing written');
+  // Both together are one state again; a moved frontend is free for another service in the same call.
+  const tcp = dnsTcp();
+  tcp.backends[0].state = 'terminating';
+  const r = await w.applyChanges([draining, tcp]);
+  t.deepEqual(r.changedIds, [1, 3]);
+  const moved = svc(1, '10.96.0.11', 53, [be('10.0.1.5', 53, { state: 'terminating' })]);
+  const taker = svc(8, '10.96.0.10', 53, [be('10.0.9.9', 53)]);
+  await w.applyChanges([moved, taker]);
+  t.is(serviceAt(f, v4Key('10.96.0.10', 53, 17))!.u('rev_nat_index'), 8);
+  t.is(serviceAt(f, v4Key('10.96.0.11', 53, 17))!.u('rev_nat_index'), 1);
+  t.truthy(serviceAt(f, v4Key('10.96.0.11', 0, 0)));
 });
