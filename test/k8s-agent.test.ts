@@ -441,6 +441,24 @@ privTestSerial(
       await k.until({ [`${NODE_IP}:30080/TCP`]: active(addrs.slice(2)) });
       t.deepEqual(whoServes(l.lab, l.client, NODE_IP, 30080, 5, 'tcp'), { seen: { be3: 5 }, failed: 0 });
       t.true((await k.services()).find((s) => frontendText(s.frontend) === `${NODE_IP}:30080/TCP`)!.fullNat);
+      // The node address's other ports are still the node's (a kubelet's 10250 here): a NodePort gives its address
+      // no wildcard entry, which would refuse them (kube-proxy leaves them alone too).
+      const kubelet = l.lab.spawn(l.router, process.execPath, [
+        '-e',
+        `require('http').createServer((q, r) => r.end('kubelet')).listen(10250, '${NODE_IP}', () => console.log('ready')); setTimeout(() => process.exit(0), 60000)`,
+      ]);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          kubelet.stdout!.once('data', () => resolve());
+          kubelet.once('exit', (code) => reject(new Error(`the listener exited (${code})`)));
+        });
+        t.like(curl(l, l.client, `http://${NODE_IP}:10250/`), { status: 200, body: 'kubelet' });
+        const lb = await tsctIn(l.router, ['bpf', 'lb', 'list', '--bpf-root', k.root]);
+        t.false(lb.stdout.includes(`${NODE_IP}:0/ANY`), `no wildcard entry on the node address:\n${lb.stdout}`);
+        t.true(lb.stdout.includes(`${NODE_IP}:30080/TCP`));
+      } finally {
+        kubelet.kill();
+      }
     });
   },
 );
@@ -601,13 +619,12 @@ privTestSerial(
         const HC_IP = '10.200.100.20';
         const LB_IP = '10.200.101.20';
         const hcUrl = (port: number) => `http://${NODE_IP}:${port}/healthz`;
-        // Without node ports (allocateLoadBalancerNodePorts false): a NodePort frontend on the node's address would
-        // make the datapath refuse every other port of that address, the health check's too (the writer's wildcard
-        // entry for every frontend address, src/lb/lbWriter.ts). The load balancer IP carries the traffic instead.
+        // With a node port on the node's address, as a LoadBalancer service has by default: the health check
+        // node port on the same address still answers (a NodePort address gets no wildcard entry, which would
+        // refuse its other ports). The load balancer IP carries the traffic.
         const lbService = (name: string, ip: string, lbIp: string, healthCheckNodePort: number) => ({
-          ...service(name, ip, [HTTP], {
+          ...service(name, ip, [{ ...HTTP, nodePort: healthCheckNodePort + 100 }], {
             type: 'LoadBalancer',
-            allocateLoadBalancerNodePorts: false,
             externalTrafficPolicy: 'Local',
             healthCheckNodePort,
           }),

@@ -1,9 +1,12 @@
 // The agent's Kubernetes Services: what kube-proxy does on a node, programmed into the load balancer. Informers
-// (src/k8s/informers.ts) keep Services, EndpointSlices and this node's Node object; every change is translated
-// (src/k8s/serviceTranslate.ts, debounced by 50 ms) and applied through the writer, which touches only the entries
-// that differ. Nothing is applied before all three informers have listed once: an agent that starts while the
-// API server is away leaves the datapath the maps hold as it is, and so does one that loses the API server later,
-// until its watches are back (then a relist, if the server's history was lost, brings it up to date).
+// (src/k8s/informers.ts) keep Services, EndpointSlices and this node's Node object; each event goes to the
+// translator (ServiceTranslator, src/k8s/serviceTranslate.ts), which translates again only the services it touches,
+// and those are applied through the writer's applyChanges, which writes only their entries. An apply starts at
+// once when none is running (no debounce); the events that arrive while one runs are folded into the next. The
+// first apply, and one after an apply that failed, translate and write everything (LbWriter.apply). Nothing is
+// applied before all three informers have listed once: an agent that starts while the API server is away leaves
+// the datapath the maps hold as it is, and so does one that loses the API server later, until its watches are back
+// (then a relist, if the server's history was lost, brings it up to date).
 //
 // Service ids: a frontend keeps its id while it is wanted; after a restart each frontend takes the id the maps hold
 // for it (ServiceIdMap, restored from the writer), so an unchanged cluster rewrites nothing.
@@ -37,7 +40,7 @@ import {
   K8sService,
   KeyedService,
   ServiceIdMap,
-  translateServices,
+  ServiceTranslator,
 } from '../k8s/serviceTranslate';
 import type { LbStatus } from './http';
 import { Logger } from './log';
@@ -45,7 +48,6 @@ import { AgentOptions } from './options';
 
 export { loadKubeConfig } from '../k8s/informers';
 
-export const K8S_DEBOUNCE_MS = 50;
 /** Warnings logged per translation at most; the rest are counted. */
 const MAX_WARNINGS_LOGGED = 20;
 /** Frontends named per kind of change in the log line. */
@@ -70,12 +72,6 @@ export interface K8sServices {
   stop(): Promise<void>;
 }
 
-/** What a frontend's entries depend on, to tell a changed one from an unchanged one in the log. */
-function signature(s: LbService): string {
-  const { id: _id, name: _name, ...rest } = s;
-  return JSON.stringify(rest);
-}
-
 function named(list: string[]): string {
   const shown = list.slice(0, MAX_NAMED).join(', ');
   return list.length > MAX_NAMED ? `${shown} and ${list.length - MAX_NAMED} more` : shown;
@@ -96,7 +92,6 @@ export async function startK8sServices(
   const restored = writer.lbState();
   const ids = new ServiceIdMap(restored.map((s) => ({ id: s.id, frontend: s.frontend })));
   const lbStatus: LbStatus = { names: new Map(), tablesRebuilt: 0 };
-  let previous = new Map<string, { text: string; sig: string }>();
   /** Whether the last apply went through: the health checks' serviceProxyHealthy. */
   let lastApplyOk = true;
   const healthChecks = new HealthCheckServers({ healthy: () => lastApplyOk });
@@ -147,9 +142,19 @@ export async function startK8sServices(
   let lastSyncMs: number | null = null;
   /** When the first event not yet applied arrived. */
   let firstEventAt: number | null = null;
-  let timer: NodeJS.Timeout | null = null;
+  let pending: NodeJS.Immediate | null = null;
   let applying = false;
   let again = false;
+  /** The next apply writes everything (the first one, and the one after an apply that failed). */
+  let needFull = true;
+  let nodeSeen = false;
+  /** Frontends left out for want of an id, by service. */
+  let leftOut = new Map<string, string[]>();
+  const translator = new ServiceTranslator({
+    nodeName: k8s.nodeName,
+    nodePortAddresses: k8s.nodePortAddresses,
+    serviceProxyName: k8s.serviceProxyName,
+  });
   const allSynced = () => informers !== null && informers.all.every((i) => i.synced);
 
   /** A logger of warnings that says each once for as long as it stays among the warnings it is given. */
@@ -167,33 +172,52 @@ export async function startK8sServices(
   const warnNew = warner('objects left out');
   const warnHealth = warner('health check node ports not served');
 
+  /**
+   * One apply: the services the events since the last one touched, translated again and written (only theirs:
+   * writer.applyChanges). The first apply, and the one after an apply that failed, write everything (apply).
+   */
   const applyNow = async () => {
     const since = firstEventAt;
     firstEventAt = null;
-    const inf = informers!;
-    const node = inf.node.list().find((n) => n.metadata?.name === k8s.nodeName) as K8sNode | undefined;
-    const t = translateServices({
-      services: inf.services.list() as K8sService[],
-      slices: inf.endpointslices.list() as K8sEndpointSlice[],
-      node,
-      nodeName: k8s.nodeName,
-      nodePortAddresses: k8s.nodePortAddresses,
-      serviceProxyName: k8s.serviceProxyName,
-    });
-    const warnings = [...t.warnings];
-    if (!node)
+    const full = needFull;
+    if (full) translator.markAllDirty();
+    const t = translator.changes();
+    const warnings = translator.warnings();
+    if (!nodeSeen)
       warnings.push(`no Node named ${k8s.nodeName} in the API server: NodePorts are not served until it appears`);
-    const { services, left } = ids.assign(t.services);
-    for (const l of left) warnings.push(`${l.owner}: no service id is free for ${frontendText(l.frontend)}; left out`);
+    let services: LbService[];
+    let removedIds: number[] = [];
+    let added: Set<number>;
+    let left: KeyedService[];
+    if (full) {
+      const before = new Set(t.upserts.filter((k) => ids.idOf(k.key) !== undefined).map((k) => k.key));
+      ({ services, left } = ids.assign(t.upserts));
+      added = new Set(t.upserts.filter((k) => !before.has(k.key)).map((k) => ids.idOf(k.key)!));
+    } else {
+      ({ services, removedIds, added, left } = ids.assignChanges(t.upserts, t.removed));
+    }
+    // Left out for want of an id: counted among the warnings while they last.
+    if (full) leftOut = new Map();
+    if (leftOut.size > 0) {
+      const touched = new Set([...t.upserts.map((u) => u.owner), ...t.removed.map((k) => k.split(/[: ]/)[0])]);
+      for (const owner of touched) leftOut.delete(owner);
+    }
+    for (const l of left) {
+      const w = `${l.owner}: no service id is free for ${frontendText(l.frontend)}; left out`;
+      leftOut.set(l.owner, [...(leftOut.get(l.owner) ?? []), w]);
+    }
+    for (const w of leftOut.values()) warnings.push(...w);
     warnNew(warnings);
     let result;
     try {
-      result = await writer.apply(services);
+      result = full ? await writer.apply(services) : await writer.applyChanges(services, removedIds);
     } catch (e) {
       lastApplyOk = false;
+      needFull = true;
       log.error(`kubernetes: services not applied: ${(e as Error).message}; the services in force stay as they are`);
       return;
     }
+    needFull = false;
     lastApplyOk = true;
     // The latency is the datapath's: measured before the health checks are bound.
     const ms = since === null ? null : Date.now() - since;
@@ -201,7 +225,8 @@ export async function startK8sServices(
       syncLatency.observe(ms / 1000);
       lastSyncMs = ms;
     }
-    const hc = await healthChecks.sync(t.nodeAddrs, t.healthChecks);
+    const nodeAddrs = translator.nodeAddrs;
+    const hc = await healthChecks.sync(nodeAddrs, translator.healthChecks());
     healthFailures = hc.notServed.length;
     warnHealth(hc.failures);
     if (hc.opened.length || hc.closed.length) {
@@ -210,36 +235,31 @@ export async function startK8sServices(
           [hc.opened.length ? `opened ${named(hc.opened)}` : '', hc.closed.length ? `closed ${named(hc.closed)}` : '']
             .filter(Boolean)
             .join('; ') +
-          ` (${healthChecks.serving().length} served on ${t.nodeAddrs.join(', ') || 'no address'})`,
+          ` (${healthChecks.serving().length} served on ${nodeAddrs.join(', ') || 'no address'})`,
       );
     }
     applies += 1;
-    lbStatus.names = new Map(services.map((s) => [s.id, s.name ?? '']));
+    // What changed, by id: only the services of this apply are looked at.
+    const text = (s: LbService) => `${s.name} ${frontendText(s.frontend)}`;
+    const byId = new Map<number, LbService>(services.map((s) => [s.id, s]));
+    const gone = full ? [...lbStatus.names.keys()].filter((id) => !byId.has(id)) : removedIds;
+    const removedNames = gone.map((id) => lbStatus.names.get(id) || `service ${id}`);
+    if (full) lbStatus.names = new Map();
+    for (const id of gone) lbStatus.names.delete(id);
+    for (const s of services) lbStatus.names.set(s.id, s.name ?? '');
     lbStatus.tablesRebuilt += result.tablesRebuilt;
-    // What changed, by frontend key.
-    const keyOf = new Map<number, KeyedService>();
-    for (const k of t.services) {
-      const id = ids.idOf(k.key);
-      if (id !== undefined) keyOf.set(id, k);
-    }
-    const now = new Map<string, { text: string; sig: string }>();
-    for (const s of services) {
-      now.set(keyOf.get(s.id)!.key, { text: `${s.name} ${frontendText(s.frontend)}`, sig: signature(s) });
-    }
-    const added = [...now].filter(([k]) => !previous.has(k)).map(([, v]) => v.text);
-    const removed = [...previous].filter(([k]) => !now.has(k)).map(([, v]) => v.text);
-    const changed = [...now]
-      .filter(([k, v]) => previous.has(k) && previous.get(k)!.sig !== v.sig)
-      .map(([, v]) => v.text);
-    previous = now;
-    const owners = new Set(t.services.map((s) => s.owner)).size;
+    const addedNames = [...added].filter((id) => byId.has(id)).map((id) => text(byId.get(id)!));
+    const changedNames = result.changedIds
+      .filter((id) => !added.has(id) && byId.has(id))
+      .map((id) => text(byId.get(id)!));
+    const counts = translator.counts;
     const parts = [
-      added.length ? `added ${named(added)}` : '',
-      removed.length ? `removed ${named(removed)}` : '',
-      changed.length ? `changed ${named(changed)}` : '',
+      addedNames.length ? `added ${named(addedNames)}` : '',
+      removedNames.length ? `removed ${named(removedNames)}` : '',
+      changedNames.length ? `changed ${named(changedNames)}` : '',
     ].filter(Boolean);
     const line =
-      `${services.length} frontends of ${owners} services` +
+      `${ids.size} frontends of ${counts.services} services` +
       `${parts.length ? `; ${parts.join('; ')}` : ''}; ${lbTouched(result)} entries written or removed, ` +
       `${result.tablesRebuilt} backend tables rebuilt${ms === null ? '' : `, ${ms} ms after the event`}`;
     if (!firstApplied) {
@@ -253,16 +273,13 @@ export async function startK8sServices(
   };
 
   const run = async () => {
-    timer = null;
+    pending = null;
     if (stopped) return;
-    if (applying) {
-      again = true;
-      return;
-    }
     applying = true;
     try {
       await applyNow();
     } catch (e) {
+      needFull = true;
       log.error(`kubernetes: translating the services failed: ${(e as Error).message}; the services in force stay`);
     } finally {
       applying = false;
@@ -273,15 +290,33 @@ export async function startK8sServices(
     }
   };
 
+  /**
+   * An apply at once when none is running (after the events already read in this turn of the event loop, which
+   * one watch chunk delivers together); events that arrive during an apply are folded into the next one.
+   */
   const schedule = () => {
-    if (stopped || !allSynced() || timer) return;
-    timer = setTimeout(() => void run(), K8S_DEBOUNCE_MS);
+    if (stopped || !allSynced()) return;
+    if (applying) {
+      again = true;
+      return;
+    }
+    pending ??= setImmediate(() => void run());
   };
 
   let lostAt: number | null = null;
   informers = startK8sInformers(conn, k8s.nodeName, {
-    change() {
+    change(resource, verb, obj) {
       firstEventAt ??= Date.now();
+      if (resource === 'services') {
+        if (verb === 'delete') translator.deleteService(obj as K8sService);
+        else translator.setService(obj as K8sService);
+      } else if (resource === 'endpointslices') {
+        if (verb === 'delete') translator.deleteSlice(obj as K8sEndpointSlice);
+        else translator.setSlice(obj as K8sEndpointSlice);
+      } else if (obj.metadata?.name === k8s.nodeName) {
+        nodeSeen = verb !== 'delete';
+        translator.setNode(verb === 'delete' ? undefined : (obj as K8sNode));
+      }
       schedule();
     },
     synced(resource) {
@@ -335,7 +370,7 @@ export async function startK8sServices(
     async stop() {
       if (stopped) return;
       stopped = true;
-      if (timer) clearTimeout(timer);
+      if (pending) clearImmediate(pending);
       await Promise.all([informers!.stop(), healthChecks.stop()]);
     },
   };

@@ -125,8 +125,8 @@ export type K8sResource = 'services' | 'endpointslices' | 'node';
 export const K8S_RESOURCES: readonly K8sResource[] = ['services', 'endpointslices', 'node'];
 
 export interface InformerEvents {
-  /** An object was added, changed or deleted (a relist reports each difference). */
-  change(resource: K8sResource): void;
+  /** An object was added, changed or deleted (a relist reports each difference), with the object. */
+  change(resource: K8sResource, verb: 'add' | 'update' | 'delete', obj: K8s.KubernetesObject): void;
   /** The first list is in and the watch is open: the cache is complete. */
   synced(resource: K8sResource): void;
   /** An attempt failed; the informer starts again in restartInMs. */
@@ -163,7 +163,8 @@ export class KeptInformer<T extends K8s.KubernetesObject> {
     this.baseDelayMs = opts.baseDelayMs ?? 1000;
     this.maxDelayMs = opts.maxDelayMs ?? 30_000;
     this.delayMs = this.baseDelayMs;
-    for (const verb of ['add', 'update', 'delete'] as const) informer.on(verb, () => events.change(resource));
+    for (const verb of ['add', 'update', 'delete'] as const)
+      informer.on(verb, (obj) => events.change(resource, verb, obj));
     informer.on('error', (err) => this.onError(err));
   }
 

@@ -639,6 +639,8 @@ export interface ServiceIdMapOptions {
  */
 export class ServiceIdMap {
   private readonly byKey = new Map<string, number>();
+  /** The ids of byKey. */
+  private used = new Set<number>();
   private restored: Map<string, number> | null;
   /** Ids given back, with when. */
   private readonly released = new Map<number, number>();
@@ -697,6 +699,7 @@ export class ServiceIdMap {
       if (id === undefined) left.push(w);
       else this.take(w.key, id, inUse);
     }
+    this.used = new Set(this.byKey.values());
     const services = wanted
       .filter((w) => this.byKey.has(w.key))
       .map((w): LbService => {
@@ -705,6 +708,55 @@ export class ServiceIdMap {
       })
       .sort((a, b) => a.id - b.id);
     return { services, left };
+  }
+
+  /** How many frontends have an id. */
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  /**
+   * Ids for what changed since the last assignment: upserts keep their ids or take new ones (the lowest free, as
+   * assign), removed keys give theirs back. Costs the changes, not the frontends in force. `added`: upserts that
+   * had no id before.
+   */
+  assignChanges(
+    upserts: readonly KeyedService[],
+    removed: readonly string[],
+  ): { services: LbService[]; removedIds: number[]; added: Set<number>; left: KeyedService[] } {
+    const now = this.now();
+    const removedIds: number[] = [];
+    for (const key of removed) {
+      const id = this.byKey.get(key);
+      if (id === undefined) continue;
+      this.byKey.delete(key);
+      this.used.delete(id);
+      this.released.set(id, now);
+      removedIds.push(id);
+    }
+    const added = new Set<number>();
+    const left: KeyedService[] = [];
+    const services: LbService[] = [];
+    let cursor = 1;
+    for (const w of [...upserts].sort((a, b) => (a.key < b.key ? -1 : 1))) {
+      let id = this.byKey.get(w.key);
+      if (id === undefined) {
+        while (cursor <= MAX_SERVICE_ID && (this.used.has(cursor) || this.cooling(cursor, now))) cursor++;
+        if (cursor <= MAX_SERVICE_ID) id = cursor;
+        else id = [...this.released.keys()].filter((x) => !this.used.has(x)).sort((a, b) => a - b)[0];
+        if (id === undefined) {
+          left.push(w);
+          continue;
+        }
+        this.take(w.key, id, this.used);
+        added.add(id);
+      }
+      const { key: _key, owner: _owner, ...svc } = w;
+      services.push({ id, ...svc });
+    }
+    // An id given back and taken again in one call is a changed service, not a removed one.
+    const taken = new Set(services.map((s) => s.id));
+    return { services, removedIds: removedIds.filter((id) => !taken.has(id)), added, left };
   }
 
   private take(key: string, id: number, inUse: Set<number>): void {
@@ -721,5 +773,365 @@ export class ServiceIdMap {
       return false;
     }
     return true;
+  }
+}
+
+export interface TranslatorOptions {
+  nodeName: string;
+  nodePortAddresses?: readonly string[];
+  serviceProxyName?: string;
+}
+
+/** What changed since the last call: the full frontend set of each service that changed, and keys gone. */
+export interface TranslatorChanges {
+  upserts: KeyedService[];
+  /** Keys of frontends no longer wanted. */
+  removed: string[];
+  /** Services (namespace/name) translated again, for the log. */
+  translated: number;
+}
+
+/** What the translator keeps of a service between events: names and keys only, not its frontends. */
+interface OwnerState {
+  /** The frontends it claims (frontendText), before conflicts. */
+  claims: string[];
+  /** The keys of the frontends it has in force. */
+  keys: string[];
+  /** Backend keys active in its frontends in force (their share of "one state per backend address"). */
+  active: string[];
+  /** Backend keys it has but not active: it is translated again when one of them becomes active elsewhere. */
+  inactive: string[];
+  warnings: string[];
+  healthChecks: HealthCheck[];
+}
+
+interface OwnerTranslation {
+  frontends: KeyedService[];
+  healthChecks: HealthCheck[];
+  warnings: string[];
+}
+
+/** One service (and its slices) alone, as translateServices translates it, before the choices across services. */
+function translateOwner(
+  owner: string,
+  svc: K8sService | undefined,
+  slices: readonly K8sEndpointSlice[],
+  input: TranslateInput,
+  node: NodeAddresses,
+): OwnerTranslation {
+  const warnings: string[] = [];
+  const checked: CheckedSlice[] = [];
+  for (const slice of [...slices].sort(byName)) {
+    let c: CheckedSlice | null;
+    try {
+      c = checkSlice(slice);
+    } catch (e) {
+      if (!(e instanceof BadObject)) throw e;
+      warnings.push(`${nameOf(slice)}: ${e.message}; the EndpointSlice is left out`);
+      continue;
+    }
+    if (c) checked.push(c);
+  }
+  const out: OwnerTranslation = { frontends: [], healthChecks: [], warnings };
+  if (!svc || !servedByThisProxy(svc, input.serviceProxyName ?? '')) return out;
+  const notes: string[] = [];
+  let frontends: KeyedService[];
+  try {
+    frontends = translateService(svc, checked, input, node, notes, out.healthChecks);
+  } catch (e) {
+    if (!(e instanceof BadObject)) throw e;
+    warnings.push(`${owner}: ${e.message}; the Service is left out`);
+    out.healthChecks.length = 0;
+    return out;
+  }
+  warnings.push(...notes);
+  const seen = new Set<string>();
+  for (const f of frontends) {
+    const fe = frontendText(f.frontend);
+    if (seen.has(fe)) {
+      warnings.push(`${owner}: frontend ${fe} is given twice; left out`);
+      continue;
+    }
+    seen.add(fe);
+    out.frontends.push(f);
+  }
+  return out;
+}
+
+function ownerOfSlice(slice: K8sEndpointSlice): string | undefined {
+  const service = labelsOf(slice)[SERVICE_NAME_LABEL];
+  return service ? `${slice.metadata?.namespace ?? ''}/${service}` : undefined;
+}
+
+function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  let s = m.get(k);
+  if (!s) m.set(k, (s = new Set()));
+  s.add(v);
+}
+
+function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (!s) return;
+  s.delete(v);
+  if (s.size === 0) m.delete(k);
+}
+
+/**
+ * translateServices kept up to date event by event: the agent hands it every Service, EndpointSlice and Node event
+ * and asks for the changes; only the services an event touched are translated again (a slice's service is its
+ * kubernetes.io/service-name label; a Node whose addresses or zone change touches every service). The choices
+ * across services are kept by counts: a frontend two services claim goes to the first by namespace/name (the
+ * others claiming it are translated again when it changes hands), and a backend address active in any service is
+ * active in all (the services that have it otherwise are translated again when that changes). The result, after
+ * any sequence of events, is what translateServices gives for the objects then (test/unit/k8s-translate.test.ts).
+ * It keeps the objects the informers hold (references, no copies), and per service its keys, not its frontends.
+ */
+export class ServiceTranslator {
+  private readonly services = new Map<string, K8sService>();
+  /** namespace/name of each slice: its owner and the object. */
+  private readonly slices = new Map<string, { owner: string; slice: K8sEndpointSlice }>();
+  private readonly slicesOf = new Map<string, Set<string>>();
+  private node: K8sNode | undefined;
+  private nodeInfo: NodeAddresses = { addrs: [] };
+  private nodeWarnings: string[] = [];
+  private nodeSig = '';
+  private readonly dirty = new Set<string>();
+  private allDirty = true;
+  private readonly owners = new Map<string, OwnerState>();
+  private readonly claims = new Map<string, Set<string>>();
+  private readonly activeCount = new Map<string, number>();
+  private readonly inactiveUsers = new Map<string, Set<string>>();
+  private readonly withHealthChecks = new Set<string>();
+  private readonly withWarnings = new Set<string>();
+  private frontendCount = 0;
+
+  constructor(private readonly opts: TranslatorOptions) {
+    this.setNode(undefined);
+  }
+
+  setService(svc: K8sService): void {
+    const owner = nameOf(svc);
+    this.services.set(owner, svc);
+    this.dirty.add(owner);
+  }
+
+  deleteService(svc: K8sService): void {
+    const owner = nameOf(svc);
+    this.services.delete(owner);
+    this.dirty.add(owner);
+  }
+
+  setSlice(slice: K8sEndpointSlice): void {
+    const key = nameOf(slice);
+    const had = this.slices.get(key);
+    if (had) {
+      removeFrom(this.slicesOf, had.owner, key);
+      this.dirty.add(had.owner);
+    }
+    const owner = ownerOfSlice(slice);
+    if (owner === undefined) {
+      this.slices.delete(key);
+      return;
+    }
+    this.slices.set(key, { owner, slice });
+    addTo(this.slicesOf, owner, key);
+    this.dirty.add(owner);
+  }
+
+  deleteSlice(slice: K8sEndpointSlice): void {
+    const key = nameOf(slice);
+    const had = this.slices.get(key);
+    if (!had) return;
+    this.slices.delete(key);
+    removeFrom(this.slicesOf, had.owner, key);
+    this.dirty.add(had.owner);
+  }
+
+  /** This node's Node object (undefined: none). Every service is translated again when its addresses or zone change. */
+  setNode(node: K8sNode | undefined): void {
+    this.node = node;
+    const warnings: string[] = [];
+    this.nodeInfo = nodeAddresses(this.input(), warnings);
+    this.nodeWarnings = warnings;
+    const sig = `${node ? 'node' : 'none'}|${this.nodeInfo.addrs.join(',')}|${this.nodeInfo.zone ?? ''}`;
+    if (sig !== this.nodeSig) this.allDirty = true;
+    this.nodeSig = sig;
+  }
+
+  /** Translate everything again at the next changes() (after an apply that failed). */
+  markAllDirty(): void {
+    this.allDirty = true;
+  }
+
+  get nodeAddrs(): string[] {
+    return this.nodeInfo.addrs;
+  }
+
+  /** Frontends in force and the services that have one. */
+  get counts(): { frontends: number; services: number } {
+    let services = 0;
+    for (const s of this.owners.values()) if (s.keys.length > 0) services++;
+    return { frontends: this.frontendCount, services };
+  }
+
+  /** The health check node ports, one per port (the first service by namespace/name), as translateServices. */
+  healthChecks(): HealthCheck[] {
+    const out: HealthCheck[] = [];
+    const byPort = new Set<number>();
+    for (const owner of [...this.withHealthChecks].sort()) {
+      for (const h of this.owners.get(owner)?.healthChecks ?? []) {
+        if (byPort.has(h.port)) continue;
+        byPort.add(h.port);
+        out.push(h);
+      }
+    }
+    return out;
+  }
+
+  /** Every warning in force: the Node's, then each service's. */
+  warnings(): string[] {
+    const out = [...this.nodeWarnings];
+    for (const owner of [...this.withWarnings].sort()) out.push(...this.owners.get(owner)!.warnings);
+    const ports = new Map<number, string>();
+    for (const owner of [...this.withHealthChecks].sort()) {
+      for (const h of this.owners.get(owner)?.healthChecks ?? []) {
+        const other = ports.get(h.port);
+        if (other === undefined) ports.set(h.port, owner);
+        else out.push(`${owner}: healthCheckNodePort ${h.port} is ${other}'s already; not served`);
+      }
+    }
+    return out;
+  }
+
+  private input(): TranslateInput {
+    return {
+      services: [],
+      slices: [],
+      node: this.node,
+      nodeName: this.opts.nodeName,
+      nodePortAddresses: this.opts.nodePortAddresses,
+      serviceProxyName: this.opts.serviceProxyName,
+    };
+  }
+
+  private translate(owner: string): OwnerTranslation {
+    const slices = [...(this.slicesOf.get(owner) ?? [])].map((k) => this.slices.get(k)!.slice);
+    return translateOwner(owner, this.services.get(owner), slices, this.input(), this.nodeInfo);
+  }
+
+  private winner(fe: string): string | undefined {
+    let best: string | undefined;
+    for (const o of this.claims.get(fe) ?? []) if (best === undefined || o < best) best = o;
+    return best;
+  }
+
+  /** The services the events since the last call changed, translated again. */
+  changes(): TranslatorChanges {
+    const dirty = this.allDirty
+      ? new Set([...this.services.keys(), ...this.slicesOf.keys(), ...this.owners.keys()])
+      : new Set(this.dirty);
+    this.allDirty = false;
+    this.dirty.clear();
+    const raw = new Map<string, OwnerTranslation>();
+    // 1. Claims of the services touched; those who claim the same frontends are translated again too.
+    const contested = new Set<string>();
+    for (const owner of dirty) {
+      const t = this.translate(owner);
+      raw.set(owner, t);
+      const old = this.owners.get(owner);
+      for (const fe of old?.claims ?? []) {
+        removeFrom(this.claims, fe, owner);
+        contested.add(fe);
+      }
+      for (const f of t.frontends) {
+        const fe = frontendText(f.frontend);
+        addTo(this.claims, fe, owner);
+        contested.add(fe);
+      }
+    }
+    for (const fe of contested) {
+      for (const o of this.claims.get(fe) ?? []) if (!raw.has(o)) raw.set(o, this.translate(o));
+    }
+    // 2. The frontends each keeps, and its share of the active backends.
+    const kept = new Map<string, KeyedService[]>();
+    const flipped = new Set<string>();
+    const settle = (owner: string, t: OwnerTranslation, countActive: boolean) => {
+      const warnings = [...t.warnings];
+      const mine: KeyedService[] = [];
+      for (const f of t.frontends) {
+        const fe = frontendText(f.frontend);
+        const w = this.winner(fe);
+        if (w !== owner) {
+          warnings.push(`${owner}: frontend ${fe} is ${w}'s already; left out`);
+          continue;
+        }
+        mine.push(f);
+      }
+      kept.set(owner, mine);
+      const active = new Set<string>();
+      const inactive = new Set<string>();
+      for (const f of mine) for (const b of f.backends) (b.state === 'active' ? active : inactive).add(backendKey(b));
+      for (const k of active) inactive.delete(k);
+      const old = this.owners.get(owner);
+      if (countActive) {
+        for (const k of old?.active ?? []) {
+          const n = this.activeCount.get(k)! - 1;
+          if (n === 0) {
+            this.activeCount.delete(k);
+            flipped.add(k);
+          } else this.activeCount.set(k, n);
+        }
+        for (const k of active) {
+          const n = (this.activeCount.get(k) ?? 0) + 1;
+          this.activeCount.set(k, n);
+          if (n === 1) flipped.add(k);
+        }
+      }
+      for (const k of old?.inactive ?? []) removeFrom(this.inactiveUsers, k, owner);
+      for (const k of inactive) addTo(this.inactiveUsers, k, owner);
+      const state: OwnerState = {
+        claims: t.frontends.map((f) => frontendText(f.frontend)),
+        keys: old?.keys ?? [],
+        active: [...active],
+        inactive: [...inactive],
+        warnings,
+        healthChecks: t.healthChecks,
+      };
+      this.owners.set(owner, state);
+      if (warnings.length) this.withWarnings.add(owner);
+      else this.withWarnings.delete(owner);
+      if (t.healthChecks.length) this.withHealthChecks.add(owner);
+      else this.withHealthChecks.delete(owner);
+    };
+    for (const [owner, t] of raw) settle(owner, t, true);
+    // 3. Services with a backend whose "active somewhere" changed take the new state (their own share is the same).
+    for (const k of flipped) {
+      for (const o of this.inactiveUsers.get(k) ?? []) {
+        if (!raw.has(o)) {
+          const t = this.translate(o);
+          raw.set(o, t);
+          settle(o, t, false);
+        }
+      }
+    }
+    // 4. What each of them has in force now.
+    const upserts: KeyedService[] = [];
+    const removed: string[] = [];
+    for (const [owner, mine] of kept) {
+      const state = this.owners.get(owner)!;
+      for (const f of mine) for (const b of f.backends) if (this.activeCount.has(backendKey(b))) b.state = 'active';
+      const keys = mine.map((f) => f.key);
+      const now = new Set(keys);
+      for (const k of state.keys) if (!now.has(k)) removed.push(k);
+      this.frontendCount += keys.length - state.keys.length;
+      state.keys = keys;
+      upserts.push(...mine);
+      if (keys.length === 0 && state.claims.length === 0 && !this.services.has(owner) && !this.slicesOf.has(owner)) {
+        this.owners.delete(owner);
+        this.withWarnings.delete(owner);
+        this.withHealthChecks.delete(owner);
+      }
+    }
+    return { upserts, removed, translated: raw.size };
   }
 }

@@ -9,6 +9,7 @@ import {
   K8sService,
   KeyedService,
   ServiceIdMap,
+  ServiceTranslator,
   TranslateInput,
   translateServices,
 } from '../../src/k8s/serviceTranslate';
@@ -908,5 +909,167 @@ test('agent options: Kubernetes mode from --k8s-kubeconfig-path or in a pod; nod
     { servicesFile: '/s.yaml' },
     { KUBERNETES_SERVICE_HOST: '10.96.0.1' },
     /^--services-file and Kubernetes \(in a pod/,
+  );
+});
+
+/** A small deterministic generator (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test('the translator kept event by event gives what translateServices gives for the objects of the moment', (t) => {
+  for (const seed of [1, 2, 3, 4]) {
+    const next = rng(seed);
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)];
+    const names = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const services = new Map<string, K8sService>();
+    const slices = new Map<string, K8sEndpointSlice>();
+    let n: K8sNode | undefined;
+    const tr = new ServiceTranslator({ nodeName: NODE });
+    const inForce = new Map<string, KeyedService>();
+    const conditions = [
+      { ready: true },
+      { ready: true },
+      { ready: false, serving: true, terminating: true },
+      { ready: false, serving: false, terminating: true },
+    ];
+    const makeService = (name: string): K8sService => {
+      const type = pick(['ClusterIP', 'ClusterIP', 'NodePort', 'LoadBalancer'] as const);
+      return service(
+        name,
+        {
+          type,
+          // Few addresses, so that two services claim one frontend now and then.
+          clusterIP: pick(['10.96.0.1', '10.96.0.2', '10.96.0.3', '10.96.0.4', '10.96.0.5', 'bad']),
+          externalIPs: next() < 0.3 ? ['203.0.113.1'] : [],
+          externalTrafficPolicy: pick(['Cluster', 'Local']),
+          publishNotReadyAddresses: next() < 0.2,
+          healthCheckNodePort: type === 'LoadBalancer' ? pick([32000, 32001]) : undefined,
+          ports: [{ name: 'http', port: 80, protocol: 'TCP', nodePort: 30000 + names.indexOf(name) }],
+        },
+        { status: type === 'LoadBalancer' ? { loadBalancer: { ingress: [{ ip: '198.51.100.7' }] } } : undefined },
+      );
+    };
+    const makeSlice = (name: string): K8sEndpointSlice => {
+      const owner = pick(names);
+      const eps = Array.from({ length: 1 + Math.floor(next() * 3) }, () =>
+        ep(pick(['10.1.0.1', '10.1.0.2', '10.1.0.3', '10.1.0.4', '10.1.0.5']), {
+          conditions: pick(conditions),
+          nodeName: pick([NODE, 'node-b']),
+        }),
+      );
+      return slice(name, owner, eps);
+    };
+    for (let step = 0; step < 150; step++) {
+      const r = next();
+      if (r < 0.3) {
+        const s = makeService(pick(names));
+        services.set(s.metadata!.name!, s);
+        tr.setService(s);
+      } else if (r < 0.4) {
+        const name = pick(names);
+        const s = services.get(name);
+        if (s) {
+          services.delete(name);
+          tr.deleteService(s);
+        }
+      } else if (r < 0.8) {
+        const s = makeSlice(`sl-${Math.floor(next() * 8)}`);
+        slices.set(s.metadata!.name!, s);
+        tr.setSlice(s);
+      } else if (r < 0.9) {
+        const name = `sl-${Math.floor(next() * 8)}`;
+        const s = slices.get(name);
+        if (s) {
+          slices.delete(name);
+          tr.deleteSlice(s);
+        }
+      } else {
+        n =
+          next() < 0.2 ? undefined : node([['InternalIP', pick(['192.168.1.10', '192.168.1.11'])]], pick(['z1', 'z2']));
+        tr.setNode(n);
+      }
+      if (next() < 0.4 && step < 149) continue; // events folded into one batch now and then
+      const c = tr.changes();
+      for (const k of c.removed) inForce.delete(k);
+      for (const s of c.upserts) inForce.set(s.key, s);
+      const want = translate({ services: [...services.values()], slices: [...slices.values()], node: n });
+      const sortKeys = (xs: KeyedService[]) => [...xs].sort((x, y) => (x.key < y.key ? -1 : 1));
+      t.deepEqual(sortKeys([...inForce.values()]), sortKeys(want.services), `seed ${seed} step ${step}: frontends`);
+      t.deepEqual(tr.healthChecks(), want.healthChecks, `seed ${seed} step ${step}: health checks`);
+      t.deepEqual([...tr.warnings()].sort(), [...want.warnings].sort(), `seed ${seed} step ${step}: warnings`);
+      t.deepEqual(tr.nodeAddrs, want.nodeAddrs);
+      t.is(tr.counts.frontends, want.services.length);
+    }
+  }
+});
+
+test('the translator translates again only the service an event is about', (t) => {
+  const tr = new ServiceTranslator({ nodeName: NODE });
+  for (let i = 0; i < 50; i++) {
+    tr.setService(service(`s${i}`, { clusterIP: `10.96.1.${i}` }));
+    tr.setSlice(slice(`s${i}-1`, `s${i}`, [ep(`10.1.1.${i}`)]));
+  }
+  const first = tr.changes();
+  t.is(first.upserts.length, 50);
+  t.is(first.translated, 50);
+  tr.setSlice(slice('s7-1', 's7', [ep('10.1.1.7'), ep('10.1.2.7')]));
+  const c = tr.changes();
+  t.is(c.translated, 1);
+  t.deepEqual(
+    c.upserts.map((s) => `${s.owner} ${s.backends.length}`),
+    ['default/s7 2'],
+  );
+  t.deepEqual(c.removed, []);
+  // A slice whose label moves to another service changes both.
+  tr.setSlice(slice('s7-1', 's8', [ep('10.1.1.7')]));
+  const moved = tr.changes();
+  t.deepEqual(moved.upserts.map((s) => `${s.owner} ${s.backends.length}`).sort(), ['default/s7 0', 'default/s8 2']);
+  // A Node that says the same again touches nothing; new addresses touch everything.
+  tr.setNode(node([['InternalIP', '192.168.1.10']]));
+  t.is(tr.changes().translated, 50);
+  tr.setNode(node([['InternalIP', '192.168.1.10']]));
+  t.is(tr.changes().translated, 0);
+  tr.deleteService(service('s3', { clusterIP: '10.96.1.3' }));
+  const gone = tr.changes();
+  t.deepEqual(gone.removed, ['default/s3:http cluster-ip 10.96.1.3:80/TCP']);
+  t.deepEqual(gone.upserts, []);
+});
+
+test('service ids by changes: kept, the lowest free for a new key, given back for a removed one', (t) => {
+  let now = 0;
+  const ids = new ServiceIdMap([], { now: () => now });
+  const tr = new ServiceTranslator({ nodeName: NODE });
+  tr.setService(service('a', { clusterIP: '10.96.0.1' }));
+  tr.setService(service('b', { clusterIP: '10.96.0.2' }));
+  const first = ids.assign(tr.changes().upserts).services;
+  t.deepEqual(
+    first.map((s) => s.id),
+    [1, 2],
+  );
+  tr.deleteService(service('a', { clusterIP: '10.96.0.1' }));
+  tr.setService(service('c', { clusterIP: '10.96.0.3' }));
+  const c = tr.changes();
+  const r = ids.assignChanges(c.upserts, c.removed);
+  t.deepEqual(r.removedIds, [1]);
+  t.deepEqual(
+    r.services.map((s) => `${s.id} ${s.name}`),
+    ['3 default/c:http'],
+    'id 1 cools down before reuse',
+  );
+  t.deepEqual([...r.added], [3]);
+  t.is(ids.size, 2);
+  now += 61_000;
+  tr.setService(service('d', { clusterIP: '10.96.0.4' }));
+  const d = tr.changes();
+  t.deepEqual(
+    ids.assignChanges(d.upserts, d.removed).services.map((s) => s.id),
+    [1],
   );
 });
