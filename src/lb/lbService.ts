@@ -122,8 +122,16 @@ export function tableBackends(svc: LbService): LbBackend[] {
 
 const FRONTEND_FORMAT = 'write ADDR:PORT[/PROTO], e.g. 10.96.0.10:53/udp or [fd00::10]:53/udp';
 
+/** Dotted-quad IPv4 without leading zeros: canonical as it is (the common case, told without parsing). */
+const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+export function isCanonicalIPv4(text: string): boolean {
+  return CANONICAL_V4.test(text);
+}
+
 /** A canonical address, or a UsageError naming `what`. */
 export function canonicalAddr(what: string, text: string): string {
+  if (CANONICAL_V4.test(text)) return text;
   if (text.includes('%') || (!isIPv4(text) && !isIPv6(text))) {
     throw new UsageError(`${what}: '${text}' is not an IPv4 or IPv6 address; write e.g. 10.0.1.5 or fd00::5`);
   }

@@ -30,6 +30,7 @@ import {
   canonicalAddr,
   familyOfAddr,
   frontendText,
+  isCanonicalIPv4,
   LB_BACKEND_STATES,
   LB_PROTO_NUMBERS,
   LbAlgorithm,
@@ -258,13 +259,18 @@ interface TablePlan {
 interface ServiceStep {
   id: number;
   /** A new table: written to [offset, offset + slots.length) before the service entry changes. */
-  table?: { offset: number; slots: Uint32Array };
+  /**
+   * A new table in [offset, offset + size), written before the service entry changes: already written when the
+   * slot array is mapped (a free range no entry points at: see planService), else `slots`, written by execute.
+   */
+  table?: { offset: number; size: number; slots?: Uint32Array };
   revNat?: Buffer;
   entry?: EntryMirror;
 }
 
 interface Plan {
-  backendWrites: Array<[number, Buffer, string, LbBackendState]>;
+  /** Id, key (ADDR:PORT), state, and the backend (for its value, built when written). */
+  backendWrites: Array<[number, string, LbBackendState, LbBackend]>;
   /** Member codes (memberCode) and value codes (memberValueCode). */
   memberWrites: Array<[number, number]>;
   steps: ServiceStep[];
@@ -309,7 +315,21 @@ function decodeServiceKey(family: 4 | 6, key: Buffer): { addr: string; port: num
   return { addr: formatAddr(Buffer.from(k.bytes('addr'))), port: k.bytes('port').readUInt16BE(), proto: k.u('proto') };
 }
 
+/** A canonical address into its field: IPv4 (no colon) by hand, the writer's hottest path in a full sync. */
 function addrField(addr: string, field: Buffer): void {
+  if (!addr.includes(':')) {
+    let at = 0;
+    let n = 0;
+    for (let i = 0; i < addr.length; i++) {
+      const c = addr.charCodeAt(i);
+      if (c === 46) {
+        field[at++] = n;
+        n = 0;
+      } else n = n * 10 + (c - 48);
+    }
+    field[at] = n;
+    return;
+  }
   parseAddr(addr).copy(field);
 }
 
@@ -318,12 +338,18 @@ function fieldAddr(family: number, field: Buffer): string {
 }
 
 function backendValue(b: LbBackend): Buffer {
-  const v = StructView.alloc('lb_backend');
+  const buf = Buffer.alloc(StructView.sizeOf('lb_backend'));
+  backendValueInto(b, buf);
+  return buf;
+}
+
+/** A backend's value written into `buf` (zeroed, of lb_backend's size). */
+function backendValueInto(b: LbBackend, buf: Buffer): void {
+  const v = new StructView('lb_backend', buf);
   addrField(b.addr, v.bytes('addr'));
   v.bytes('port').writeUInt16BE(b.port);
   v.set('family', familyOfAddr(b.addr));
   v.set('state', STATE_VALUES[b.state]);
-  return v.buf;
 }
 
 function revNatValue(svc: LbService): Buffer {
@@ -354,12 +380,6 @@ function memberKeyOf(code: number): Buffer {
 
 function memberValueCode(b: LbBackend): number {
   return b.weight + (b.local ? MF.LB_MEMBER_F_LOCAL : 0) * 0x10000;
-}
-
-function memberValueOf(code: number): Buffer {
-  return StructView.alloc('lb_member')
-    .set('weight', code & 0xffff)
-    .set('flags', (code >> 16) & 0xff).buf;
 }
 
 /** Two services' models say the same (the writer's model is normalized: a caller's equal one is then canonical). */
@@ -427,6 +447,19 @@ function isZero(b: Buffer): boolean {
   return true;
 }
 
+/** Whether every address of a service is canonical already (then an adopted service needs no copy). */
+function isCanonical(svc: LbService): boolean {
+  const ok = (a: string) => {
+    if (isCanonicalIPv4(a)) return true;
+    try {
+      return a.includes(':') && canonicalAddr('', a) === a;
+    } catch {
+      return false; // normalize says what is wrong with it
+    }
+  };
+  return ok(svc.frontend.addr) && svc.backends.every((b) => ok(b.addr));
+}
+
 /** A deep copy with canonical addresses, so that the caller's later changes do not reach the writer's mirror. */
 function normalize(svc: LbService): LbService {
   const canon = (a: string) => canonicalAddr(`service ${svc.id}`, a);
@@ -483,7 +516,7 @@ export class LbWriter {
   private services = new Map<number, ServiceState>();
   /** Non-empty entries of tsct_lb_backends by id. */
   /** state: what the value says, when it is exactly backendValue of key and state (else written again). */
-  private backends = new Map<number, { key: string | undefined; value: Buffer; state?: LbBackendState }>();
+  private backends = new Map<number, { key: string | undefined; state?: LbBackendState; raw?: Buffer }>();
   private backendIds = new Map<string, number>();
   /** tsct_lb_members by memberCode: memberValueCode. */
   private members = new Map<number, number>();
@@ -522,9 +555,13 @@ export class LbWriter {
     return w;
   }
 
-  /** Makes the maps hold exactly `desired`. Refuses (UsageError) before writing anything when they cannot. */
-  apply(desired: readonly LbService[]): Promise<LbApplyResult> {
-    return this.serial(() => this.applyNow(desired));
+  /**
+   * Makes the maps hold exactly `desired`. Refuses (UsageError) before writing anything when they cannot.
+   * `adopt`: the caller hands the services over and will not change them, so the writer keeps them as its model
+   * instead of a copy (those whose addresses are canonical): what the Kubernetes agent does, to hold one copy.
+   */
+  apply(desired: readonly LbService[], opts: { adopt?: boolean } = {}): Promise<LbApplyResult> {
+    return this.serial(() => this.applyNow(desired, opts.adopt === true));
   }
 
   /**
@@ -532,8 +569,12 @@ export class LbWriter {
    * service as it is: what one Kubernetes event changes, at the cost of those services' entries only. The checks
    * of apply hold across the changed services and the others (one frontend per service, one state per backend).
    */
-  applyChanges(upserts: readonly LbService[], removedIds: readonly number[] = []): Promise<LbApplyResult> {
-    return this.serial(() => this.applyChangesNow(upserts, removedIds));
+  applyChanges(
+    upserts: readonly LbService[],
+    removedIds: readonly number[] = [],
+    opts: { adopt?: boolean } = {},
+  ): Promise<LbApplyResult> {
+    return this.serial(() => this.applyChangesNow(upserts, removedIds, opts.adopt === true));
   }
 
   /** Adds service svc or replaces the one with its id; the other services are left as they are. */
@@ -645,7 +686,7 @@ export class LbWriter {
     return run;
   }
 
-  private async applyNow(desiredIn: readonly LbService[]): Promise<LbApplyResult> {
+  private async applyNow(desiredIn: readonly LbService[], adopt = false): Promise<LbApplyResult> {
     // A service passed back as the writer's own model (upsert, remove) is unchanged: its entries are kept as they
     // are, which matters for what a restored model cannot say (its source-range CIDRs, its backends' names). So is
     // one equal to a model the writer applied itself (the agent translates every service again at each change):
@@ -657,7 +698,7 @@ export class LbWriter {
         unchanged.add(s.id);
         return cur.model;
       }
-      return normalize(s);
+      return adopt && isCanonical(s) ? s : normalize(s);
     });
     validateServices(desired);
     const plan = await this.plan(desired, unchanged);
@@ -670,7 +711,11 @@ export class LbWriter {
     }
   }
 
-  private async applyChangesNow(upsertsIn: readonly LbService[], removedIn: readonly number[]): Promise<LbApplyResult> {
+  private async applyChangesNow(
+    upsertsIn: readonly LbService[],
+    removedIn: readonly number[],
+    adopt: boolean,
+  ): Promise<LbApplyResult> {
     const removed = new Set(removedIn.filter((id) => this.services.has(id)));
     const unchanged = new Set<number>();
     const upserts = upsertsIn.map((s) => {
@@ -680,7 +725,7 @@ export class LbWriter {
         unchanged.add(s.id);
         return cur.model;
       }
-      return normalize(s);
+      return adopt && isCanonical(s) ? s : normalize(s);
     });
     validateServices(upserts);
     const plan = await this.planChanges(upserts, unchanged, removed);
@@ -812,7 +857,7 @@ export class LbWriter {
       await this.planService(plan, svc, idOf, sim, wantedEntries);
     }
     // One state per backend address: a backend another service keeps may not change its state here.
-    for (const [backendId, , key, state] of plan.backendWrites) {
+    for (const [backendId, key, state] of plan.backendWrites) {
       const cur = this.backends.get(backendId);
       if (!cur || cur.key !== key || cur.state === undefined || cur.state === state) continue;
       let others = this.backendRefs.get(backendId) ?? 0;
@@ -895,8 +940,7 @@ export class LbWriter {
       plan.backendIds.set(key, id);
       // The value follows from the key (address and port) and the state.
       const cur = this.backends.get(id);
-      if (!cur || cur.key !== key || cur.state !== b.state)
-        plan.backendWrites.push([id, backendValue(b), key, b.state]);
+      if (!cur || cur.key !== key || cur.state !== b.state) plan.backendWrites.push([id, key, b.state, b]);
       return id;
     };
     return { idOf, taken };
@@ -934,7 +978,13 @@ export class LbWriter {
           );
         }
         offset = at;
-        step.table = { offset, slots: built };
+        const mapped = this.maglevMemory();
+        if (mapped) {
+          // Written now, into a range no service entry points at: a full sync then never holds ten thousand
+          // tables at once. A plan refused later leaves the range unused, and free (the allocator is a copy).
+          for (let i = 0; i < built.length; i++) mapped[(offset + i) * 2] = built[i];
+          step.table = { offset, size: built.length };
+        } else step.table = { offset, size: built.length, slots: built };
       }
       table = { offset, size: want.size, signature: want.signature, nameless: want.nameless, owned: true };
       if (cur && cur.table.owned && cur.table.size > 0) plan.rangesToFree.push([cur.table.offset, cur.table.size]);
@@ -1037,24 +1087,40 @@ export class LbWriter {
     const r = emptyResult();
     const maps = this.maps;
     // Backends and members in one batch call each: a full sync writes a hundred thousand of them.
+    // Keys and values written in place into one buffer each: a full sync writes a hundred thousand of them.
     if (plan.backendWrites.length) {
-      await maps.tsct_lb_backends.updateBatch(
-        Buffer.concat(plan.backendWrites.map(([id]) => u32Key(id))),
-        Buffer.concat(plan.backendWrites.map(([, value]) => value)),
-      );
+      const n = plan.backendWrites.length;
+      const size = StructView.sizeOf('lb_backend');
+      const keys = Buffer.alloc(n * 4);
+      const values = Buffer.alloc(n * size);
+      plan.backendWrites.forEach(([id, , , b], i) => {
+        keys.writeUInt32LE(id, i * 4);
+        backendValueInto(b, values.subarray(i * size, (i + 1) * size));
+      });
+      await maps.tsct_lb_backends.updateBatch(keys, values);
     }
-    for (const [id, value, key, state] of plan.backendWrites) {
+    for (const [id, key, state] of plan.backendWrites) {
       const old = this.backends.get(id);
       if (old?.key !== undefined && old.key !== key) this.backendIds.delete(old.key);
-      this.backends.set(id, { key, value, state });
+      this.backends.set(id, { key, state });
       this.backendIds.set(key, id);
       r.written.backends++;
     }
     if (plan.memberWrites.length) {
-      await maps.tsct_lb_members.updateBatch(
-        Buffer.concat(plan.memberWrites.map(([code]) => memberKeyOf(code))),
-        Buffer.concat(plan.memberWrites.map(([, value]) => memberValueOf(value))),
-      );
+      const n = plan.memberWrites.length;
+      const ks = StructView.sizeOf('lb_member_key');
+      const vs = StructView.sizeOf('lb_member');
+      const keys = Buffer.alloc(n * ks);
+      const values = Buffer.alloc(n * vs);
+      plan.memberWrites.forEach(([code, value], i) => {
+        new StructView('lb_member_key', keys.subarray(i * ks, (i + 1) * ks))
+          .set('backend_id', Math.floor(code / 0x10000))
+          .set('rev_nat_index', code % 0x10000);
+        new StructView('lb_member', values.subarray(i * vs, (i + 1) * vs))
+          .set('weight', value & 0xffff)
+          .set('flags', (value >> 16) & 0xff);
+      });
+      await maps.tsct_lb_members.updateBatch(keys, values);
     }
     for (const [code, value] of plan.memberWrites) {
       if (!this.members.has(code)) this.indexMember(code, 1);
@@ -1065,18 +1131,10 @@ export class LbWriter {
     // sync of thousands of services wait on thousands of round trips), then what points at them.
     const pending: Array<{ offset: number; slots: Uint32Array }> = [];
     let pendingSlots = 0;
-    // Where the slot array can be mapped, tables are written straight into it (ten thousand services'
-    // tables are ten million slots: a syscall's copy per slot would take seconds).
-    const mapped = this.maglevMemory();
+    // Where the slot array can be mapped, tables were written straight into it while planning (ten thousand
+    // services' tables are ten million slots: a syscall's copy per slot would take seconds); else in batches.
     const flush = async () => {
       if (!pending.length) return;
-      if (mapped) {
-        for (const { offset, slots } of pending)
-          for (let i = 0; i < slots.length; i++) mapped[(offset + i) * 2] = slots[i];
-        pending.length = 0;
-        pendingSlots = 0;
-        return;
-      }
       const keys = Buffer.alloc(pendingSlots * 4);
       const values = Buffer.alloc(pendingSlots * 4);
       let at = 0;
@@ -1091,12 +1149,13 @@ export class LbWriter {
     };
     for (const step of plan.steps) {
       if (!step.table) continue;
-      const { offset, slots } = step.table;
-      if (!this.slots.markUsed(offset, slots.length)) throw new Error(`LbWriter: slots ${offset}+ are not free`);
-      pending.push(step.table);
-      pendingSlots += slots.length;
-      r.written.slots += slots.length;
+      const { offset, size, slots } = step.table;
+      if (!this.slots.markUsed(offset, size)) throw new Error(`LbWriter: slots ${offset}+ are not free`);
+      r.written.slots += size;
       r.tablesRebuilt++;
+      if (!slots) continue;
+      pending.push({ offset, slots });
+      pendingSlots += slots.length;
       if (pendingSlots >= TABLE_BATCH_SLOTS) await flush();
     }
     await flush();
@@ -1284,7 +1343,8 @@ export class LbWriter {
           weight: 1,
           local: false,
         }).equals(v);
-      this.backends.set(id, { key, value: Buffer.from(v), state: exact ? state : undefined });
+      // The value of an exact entry follows from its key and state; any other is kept to be decoded.
+      this.backends.set(id, exact ? { key, state } : { key, state: undefined, raw: Buffer.from(v) });
       if (key !== undefined && !this.backendIds.has(key)) this.backendIds.set(key, id);
     }
     for await (const [k, v] of this.maps.tsct_lb_members.entries()) {
@@ -1344,7 +1404,16 @@ export class LbWriter {
   private backendOf(id: number): { addr: string; port: number; state: LbBackendState } | undefined {
     const be = this.backends.get(id);
     if (!be || be.key === undefined) return undefined;
-    const v = new StructView('lb_backend', be.value);
+    if (be.state !== undefined && !be.raw) {
+      const colon = be.key.lastIndexOf(':');
+      const host = be.key.slice(0, colon);
+      return {
+        addr: host.startsWith('[') ? host.slice(1, -1) : host,
+        port: Number(be.key.slice(colon + 1)),
+        state: be.state,
+      };
+    }
+    const v = new StructView('lb_backend', be.raw!);
     const state = stateName(v.u('state'));
     if (state === undefined) return undefined;
     return { addr: fieldAddr(v.u('family'), v.bytes('addr')), port: v.bytes('port').readUInt16BE(), state };

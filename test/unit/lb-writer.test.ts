@@ -677,6 +677,7 @@ test('applyChanges writes the same maps as apply of the whole list, step by step
     const r = await b.applyChanges(
       upserts.map((s) => structuredClone(s)),
       removed,
+      { adopt: true },
     );
     t.deepEqual(dump(inc), dump(full), `step ${step}: the same maps`);
     const touched = new Set(inc.log.filter((o) => o.map === 'tsct_lb4_services').map((o) => o.key));
