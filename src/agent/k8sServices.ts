@@ -210,7 +210,10 @@ export async function startK8sServices(
     warnNew(warnings);
     let result;
     try {
-      result = full ? await writer.apply(services) : await writer.applyChanges(services, removedIds);
+      // Adopted: the writer keeps these objects as its model (nothing else holds or changes them) instead of a copy.
+      result = full
+        ? await writer.apply(services, { adopt: true })
+        : await writer.applyChanges(services, removedIds, { adopt: true });
     } catch (e) {
       lastApplyOk = false;
       needFull = true;

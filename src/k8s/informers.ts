@@ -12,6 +12,8 @@
 // The client is an ES module (and this code CommonJS): it is loaded with a dynamic import. It needs Node 20.18.1
 // or later with the undici 7 that package.json pins for it.
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import type * as K8s from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import { UsageError } from '../errors';
 
@@ -223,6 +225,52 @@ export class KeptInformer<T extends K8s.KubernetesObject> {
   }
 }
 
+type PlainList = { metadata?: { resourceVersion?: string }; items: K8s.KubernetesObject[] };
+
+/**
+ * A list as the API server sends it, parsed as plain JSON: what the watch delivers too. The generated client's
+ * list would turn it into model objects besides (a second copy of every object while it does, and a good part
+ * of a 10,000-service sync's time). Authenticated as the client is (applyToHTTPSOptions: token, certificates,
+ * CA); a status other than 200 is an error with `code` and `body`, as the client's ApiException, and a socket
+ * error is 'fetch failed' with its cause, as the watch's.
+ */
+export async function listPlain(
+  kc: K8s.KubeConfig,
+  path: string,
+  query: Record<string, string> = {},
+): Promise<PlainList> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('No currently active cluster');
+  const url = new URL(cluster.server.replace(/\/+$/, '') + path);
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+  const opts: https.RequestOptions = { headers: { Accept: 'application/json' } };
+  await kc.applyToHTTPSOptions(opts);
+  if (url.protocol === 'http:') delete opts.agent; // an https.Agent: plain HTTP (a test's stand-in) needs none
+  const get = url.protocol === 'https:' ? https.get : http.get;
+  return new Promise((resolve, reject) => {
+    const req = get(url, opts, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        chunks.length = 0;
+        if (res.statusCode !== 200) {
+          reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { code: res.statusCode, body }));
+          return;
+        }
+        try {
+          resolve(JSON.parse(body) as PlainList);
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
+    // A socket error as the watch's fetch reports it ('fetch failed', the cause's code): one message for both.
+    req.on('error', (err) => reject(new Error('fetch failed', { cause: err })));
+  });
+}
+
 export interface K8sInformers {
   services: KeptInformer<K8s.V1Service>;
   endpointslices: KeptInformer<K8s.V1EndpointSlice>;
@@ -239,18 +287,23 @@ export function startK8sInformers(
   opts: BackoffOptions = {},
 ): K8sInformers {
   const { client, kubeConfig } = conn;
-  const core = kubeConfig.makeApiClient(client.CoreV1Api);
-  const discovery = kubeConfig.makeApiClient(client.DiscoveryV1Api);
+  // Lists as plain JSON (listPlain), as the watch's objects are: the agent reads both through the same shapes.
+  const plain =
+    <T extends K8s.KubernetesObject>(path: string, query?: Record<string, string>) =>
+    () =>
+      listPlain(kubeConfig, path, query) as unknown as Promise<K8s.KubernetesListObject<T>>;
   const services = new KeptInformer(
     'services',
-    client.makeInformer(kubeConfig, '/api/v1/services', () => core.listServiceForAllNamespaces()),
+    client.makeInformer(kubeConfig, '/api/v1/services', plain<K8s.V1Service>('/api/v1/services')),
     events,
     opts,
   );
   const endpointslices = new KeptInformer(
     'endpointslices',
-    client.makeInformer(kubeConfig, '/apis/discovery.k8s.io/v1/endpointslices', () =>
-      discovery.listEndpointSliceForAllNamespaces(),
+    client.makeInformer(
+      kubeConfig,
+      '/apis/discovery.k8s.io/v1/endpointslices',
+      plain<K8s.V1EndpointSlice>('/apis/discovery.k8s.io/v1/endpointslices'),
     ),
     events,
     opts,
@@ -262,7 +315,7 @@ export function startK8sInformers(
     new client.ListWatch(
       '/api/v1/nodes',
       new client.Watch(kubeConfig),
-      () => core.listNode({ fieldSelector }),
+      plain<K8s.V1Node>('/api/v1/nodes', { fieldSelector }),
       false,
       undefined,
       fieldSelector,

@@ -55,6 +55,7 @@ import {
   familyOfAddr,
   frontendText,
   hostPort,
+  isCanonicalIPv4,
   LbBackend,
   LbFrontend,
   LbProto,
@@ -204,6 +205,7 @@ function nameOf(o: { metadata?: K8sObjectMeta }): string {
 
 /** A canonical address of the given family (or either), or BadObject naming `what`. */
 function ipOf(what: string, text: unknown, family?: 4 | 6): string {
+  if (typeof text === 'string' && family !== 6 && isCanonicalIPv4(text)) return text;
   const ok = typeof text === 'string' && !text.includes('%') && (isIPv4(text) || isIPv6(text));
   if (!ok) throw new BadObject(`${what} '${String(text)}' is not an IP address`);
   const canon = formatAddr(parseAddr(text));
