@@ -287,8 +287,9 @@ interface Plan {
   services: Map<number, ServiceState | null>;
   delta: boolean;
   backendIds: Map<string, number>;
-  /** Every id below it is in use once the plan is written. */
-  nextBackendId: number;
+  /** New backend ids: how many of the writer's free ids the plan takes (lowest first), then ids from `top` on. */
+  freeTaken: number;
+  top: number;
   changedIds: number[];
 }
 
@@ -486,7 +487,7 @@ function wantsWildcard(svc: LbService): boolean {
   return svc.type !== 'NodePort';
 }
 
-function emptyPlan(delta: boolean, nextBackendId: number): Plan {
+function emptyPlan(delta: boolean, top: number): Plan {
   return {
     backendWrites: [],
     memberWrites: [],
@@ -502,9 +503,24 @@ function emptyPlan(delta: boolean, nextBackendId: number): Plan {
     services: new Map(),
     delta,
     backendIds: new Map(),
-    nextBackendId,
+    freeTaken: 0,
+    top,
     changedIds: [],
   };
+}
+
+/** Up to this many entries are written one update each: a batch call costs more than a few single updates. */
+const SINGLE_UPDATES_MAX = 32;
+
+/** n entries (keys and values back to back) in one batch call, or one update each when they are few. */
+async function writeSome(map: LbMapLike, keys: Buffer, values: Buffer, n: number): Promise<void> {
+  if (n > SINGLE_UPDATES_MAX) {
+    await map.updateBatch(keys, values);
+    return;
+  }
+  const ks = keys.length / n;
+  const vs = values.length / n;
+  for (let i = 0; i < n; i++) map.update(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
 }
 
 /** Slots written per batch call when tables are written (4 MiB of keys and values). */
@@ -532,8 +548,9 @@ export class LbWriter {
   private entryOwners = new Map<string, number>();
   /** Entries of this.entries per family. */
   private entryCounts: Record<4 | 6, number> = { 4: 0, 6: 0 };
-  /** Every backend id below it is in use. */
-  private backendHint = 1;
+  /** Backend ids below backendTop that no entry holds, ascending; every id from backendTop on is free. */
+  private freeIds: number[] = [];
+  private backendTop = 1;
   /** Non-zero entries of tsct_lb_reverse_nat by id. */
   private revNat = new Map<number, Buffer>();
   private slots: SlotAllocator;
@@ -738,7 +755,7 @@ export class LbWriter {
   }
 
   private async plan(desired: LbService[], unchanged: Set<number>): Promise<Plan> {
-    const plan = emptyPlan(false, this.backendHint);
+    const plan = emptyPlan(false, this.backendTop);
     const { idOf, taken } = this.backendIdAllocator(plan);
     const wantedMembers = new Set<number>();
     const wantedEntries = new Map<string, EntryMirror>();
@@ -804,7 +821,7 @@ export class LbWriter {
    * as it is. Costs what the changed services hold (and, for a removed service, a pass over the affinity map).
    */
   private async planChanges(upserts: LbService[], unchanged: Set<number>, removed: Set<number>): Promise<Plan> {
-    const plan = emptyPlan(true, this.backendHint);
+    const plan = emptyPlan(true, this.backendTop);
     const { idOf } = this.backendIdAllocator(plan);
     const sim = this.slots.clone();
     const wantedEntries = new Map<string, EntryMirror>();
@@ -927,14 +944,16 @@ export class LbWriter {
       if (id !== undefined) return id;
       id = this.backendIds.get(key);
       if (id === undefined) {
-        while (this.backends.has(plan.nextBackendId) || taken.has(plan.nextBackendId)) plan.nextBackendId++;
-        if (plan.nextBackendId >= backendsMax) {
-          throw new UsageError(
-            `no backend id left for ${key}: tsct_lb_backends holds ids 1 to ${backendsMax - 1}, all in use ` +
-              `(ids of backends removed now are free from the next update on); raise --bpf-lb-map-max`,
-          );
+        if (plan.freeTaken < this.freeIds.length) id = this.freeIds[plan.freeTaken++];
+        else {
+          if (plan.top >= backendsMax) {
+            throw new UsageError(
+              `no backend id left for ${key}: tsct_lb_backends holds ids 1 to ${backendsMax - 1}, all in use ` +
+                `(ids of backends removed now are free from the next update on); raise --bpf-lb-map-max`,
+            );
+          }
+          id = plan.top++;
         }
-        id = plan.nextBackendId;
       }
       taken.add(id);
       plan.backendIds.set(key, id);
@@ -1097,7 +1116,7 @@ export class LbWriter {
         keys.writeUInt32LE(id, i * 4);
         backendValueInto(b, values.subarray(i * size, (i + 1) * size));
       });
-      await maps.tsct_lb_backends.updateBatch(keys, values);
+      await writeSome(maps.tsct_lb_backends, keys, values, n);
     }
     for (const [id, key, state] of plan.backendWrites) {
       const old = this.backends.get(id);
@@ -1120,7 +1139,7 @@ export class LbWriter {
           .set('weight', value & 0xffff)
           .set('flags', (value >> 16) & 0xff);
       });
-      await maps.tsct_lb_members.updateBatch(keys, values);
+      await writeSome(maps.tsct_lb_members, keys, values, n);
     }
     for (const [code, value] of plan.memberWrites) {
       if (!this.members.has(code)) this.indexMember(code, 1);
@@ -1205,9 +1224,11 @@ export class LbWriter {
       this.backends.delete(id);
       r.removed.backends++;
     }
-    let hint = plan.nextBackendId;
-    for (const id of plan.backendRemovals) if (id < hint) hint = id;
-    this.backendHint = hint;
+    // The ids this plan took are in use now; the removed ones are free from the next apply on.
+    let free = plan.freeTaken > 0 ? this.freeIds.slice(plan.freeTaken) : this.freeIds;
+    if (plan.backendRemovals.length > 0) free = [...free, ...plan.backendRemovals].sort((a, b) => a - b);
+    this.freeIds = free;
+    this.backendTop = plan.top;
     for (const [offset, size] of plan.rangesToFree) {
       this.slots.release(offset, size);
       r.slotsFreed += size;
@@ -1317,7 +1338,8 @@ export class LbWriter {
     this.vipUsers = new Map();
     this.entryOwners = new Map();
     this.entryCounts = { 4: 0, 6: 0 };
-    this.backendHint = 1;
+    this.freeIds = [];
+    this.backendTop = 1;
     this.revNat = new Map();
     this.slots = new SlotAllocator(this.maps.tsct_lb_maglev.maxEntries);
 
@@ -1347,6 +1369,8 @@ export class LbWriter {
       this.backends.set(id, exact ? { key, state } : { key, state: undefined, raw: Buffer.from(v) });
       if (key !== undefined && !this.backendIds.has(key)) this.backendIds.set(key, id);
     }
+    for (const id of this.backends.keys()) if (id >= this.backendTop) this.backendTop = id + 1;
+    for (let id = 1; id < this.backendTop; id++) if (!this.backends.has(id)) this.freeIds.push(id);
     for await (const [k, v] of this.maps.tsct_lb_members.entries()) {
       const key = new StructView('lb_member_key', k);
       if (key.u('pad') !== 0) {
