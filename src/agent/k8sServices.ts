@@ -268,9 +268,10 @@ export async function startK8sServices(
     if (!firstApplied) {
       firstApplied = true;
       log.info(`kubernetes: synced with ${conn.server} (node ${k8s.nodeName}): ${line}`);
-    } else if (parts.length || lbTouched(result) > 0) {
+    } else if (addedNames.length || removedNames.length) {
       log.info(`kubernetes: ${line}`);
     } else {
+      // Endpoints changing (a hundred a second in a large cluster) are not worth an info line each.
       log.debug(`kubernetes: ${line}`);
     }
   };

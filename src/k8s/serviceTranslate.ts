@@ -906,6 +906,8 @@ export class ServiceTranslator {
   private readonly withHealthChecks = new Set<string>();
   private readonly withWarnings = new Set<string>();
   private frontendCount = 0;
+  /** Services with a frontend in force. */
+  private servedCount = 0;
 
   constructor(private readonly opts: TranslatorOptions) {
     this.setNode(undefined);
@@ -971,9 +973,7 @@ export class ServiceTranslator {
 
   /** Frontends in force and the services that have one. */
   get counts(): { frontends: number; services: number } {
-    let services = 0;
-    for (const s of this.owners.values()) if (s.keys.length > 0) services++;
-    return { frontends: this.frontendCount, services };
+    return { frontends: this.frontendCount, services: this.servedCount };
   }
 
   /** The health check node ports, one per port (the first service by namespace/name), as translateServices. */
@@ -1126,6 +1126,7 @@ export class ServiceTranslator {
       const now = new Set(keys);
       for (const k of state.keys) if (!now.has(k)) removed.push(k);
       this.frontendCount += keys.length - state.keys.length;
+      this.servedCount += (keys.length > 0 ? 1 : 0) - (state.keys.length > 0 ? 1 : 0);
       state.keys = keys;
       upserts.push(...mine);
       if (keys.length === 0 && state.claims.length === 0 && !this.services.has(owner) && !this.slicesOf.has(owner)) {

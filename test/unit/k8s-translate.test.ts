@@ -1006,6 +1006,7 @@ test('the translator kept event by event gives what translateServices gives for 
       t.deepEqual([...tr.warnings()].sort(), [...want.warnings].sort(), `seed ${seed} step ${step}: warnings`);
       t.deepEqual(tr.nodeAddrs, want.nodeAddrs);
       t.is(tr.counts.frontends, want.services.length);
+      t.is(tr.counts.services, new Set(want.services.map((s) => s.owner)).size);
     }
   }
 });
