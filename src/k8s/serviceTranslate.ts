@@ -860,6 +860,36 @@ function translateOwner(
   return out;
 }
 
+/**
+ * One instance of what a hundred thousand endpoints repeat (node names, 'Pod', namespaces, the usual conditions),
+ * replaced in the slice as the informer caches it: the same values, a fraction of the memory. Objects of the
+ * cache are only read; the condition objects shared are frozen.
+ */
+function compact(slice: K8sEndpointSlice, interned: Map<string, unknown>): void {
+  const str = (v: string | null | undefined) => {
+    if (typeof v !== 'string') return v;
+    const have = interned.get(`s:${v}`);
+    if (have !== undefined) return have as string;
+    if (interned.size < 100_000) interned.set(`s:${v}`, v);
+    return v;
+  };
+  for (const ep of slice.endpoints ?? []) {
+    if (ep.nodeName) ep.nodeName = str(ep.nodeName);
+    const c = ep.conditions;
+    if (c && Object.keys(c).every((k) => k === 'ready' || k === 'serving' || k === 'terminating')) {
+      const k = `c:${c.ready}|${c.serving}|${c.terminating}`;
+      let shared = interned.get(k) as K8sEndpoint['conditions'] | undefined;
+      if (!shared) interned.set(k, (shared = Object.freeze({ ...c })));
+      ep.conditions = shared;
+    }
+    const ref = ep.targetRef;
+    if (ref) {
+      if (ref.kind) ref.kind = str(ref.kind);
+      if (ref.namespace) ref.namespace = str(ref.namespace);
+    }
+  }
+}
+
 function ownerOfSlice(slice: K8sEndpointSlice): string | undefined {
   const service = labelsOf(slice)[SERVICE_NAME_LABEL];
   return service ? `${slice.metadata?.namespace ?? ''}/${service}` : undefined;
@@ -906,6 +936,8 @@ export class ServiceTranslator {
   private readonly withHealthChecks = new Set<string>();
   private readonly withWarnings = new Set<string>();
   private frontendCount = 0;
+  /** Strings and condition objects many endpoints repeat, one instance each (see compact). */
+  private readonly interned = new Map<string, unknown>();
   /** Services with a frontend in force. */
   private servedCount = 0;
 
@@ -926,6 +958,7 @@ export class ServiceTranslator {
   }
 
   setSlice(slice: K8sEndpointSlice): void {
+    compact(slice, this.interned);
     const key = nameOf(slice);
     const had = this.slices.get(key);
     if (had) {
