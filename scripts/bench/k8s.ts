@@ -379,6 +379,14 @@ interface K8sRound {
   histP50Ms: number;
   histP99Ms: number;
   applies: number;
+  /** The agent's V8 heap (used, total) and external memory after the 2 s settle, MB (tsct_nodejs_* metrics). */
+  heap: { usedMb: number; totalMb: number; externalMb: number };
+}
+
+/** A gauge of a /metrics text, in MB. */
+function gaugeMb(text: string, name: string): number {
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
+  return m ? Number(m[1]) / (1024 * 1024) : NaN;
 }
 
 async function k8sRound(round: number): Promise<K8sRound> {
@@ -402,6 +410,12 @@ async function k8sRound(round: number): Promise<K8sRound> {
       }
       // Let the agent settle (the GC loop's first sweep, the collector) before the churn.
       await sleep(2000);
+      const settled = await api.call<string>('fetch', `http://${METRICS_ADDR}/metrics`);
+      const heap = {
+        usedMb: gaugeMb(settled, 'tsct_nodejs_heap_size_used_bytes'),
+        totalMb: gaugeMb(settled, 'tsct_nodejs_heap_size_total_bytes'),
+        externalMb: gaugeMb(settled, 'tsct_nodejs_external_memory_bytes'),
+      };
 
       const services = BpfMap.openPinned(path.join(l.root, 'tsct_lb4_services'));
       const lat: number[] = [];
@@ -463,6 +477,7 @@ async function k8sRound(round: number): Promise<K8sRound> {
           histP50Ms: histogramQuantile(metricsBefore, metricsAfter, 0.5),
           histP99Ms: histogramQuantile(metricsBefore, metricsAfter, 0.99),
           applies,
+          heap,
         };
       } finally {
         services.close();
@@ -533,7 +548,8 @@ async function main(): Promise<void> {
         `(anon ${fmt(kr.sync.anonMb)}, file ${fmt(kr.sync.fileMb)}, shmem ${fmt(kr.sync.shmemMb)}), ` +
         `${fmt(kr.end.hwmMb)} MB after the churn; event->map p50 ${fmt(kr.p50Ms)} ms p99 ${fmt(kr.p99Ms)} ms ` +
         `max seen ${fmt(kr.maxMs)} ms (${kr.events} events seen, ${kr.missed} not seen within 10 s of the churn's end); histogram p50 <= ${fmt(kr.histP50Ms)} ms ` +
-        `p99 <= ${fmt(kr.histP99Ms)} ms over ${kr.applies} applies`,
+        `p99 <= ${fmt(kr.histP99Ms)} ms over ${kr.applies} applies; V8 heap 2 s after ready ` +
+        `${fmt(kr.heap.usedMb)} MB used of ${fmt(kr.heap.totalMb)}, external ${fmt(kr.heap.externalMb)} MB`,
     );
   }
   const m = (xs: number[]) => median(xs);
