@@ -29,6 +29,15 @@ struct tsct_btf_anchor {
 	enum lb_backend_state lb_backend_state;
 	enum lb_member_flag lb_member_flag;
 	enum lb_snat_kind lb_snat_kind;
+	enum fw_limit fw_limit;
+	enum fw_hook_index fw_hook_index;
+	enum fw_action fw_action;
+	enum fw_field fw_field;
+	enum fw_check_op fw_check_op;
+	enum fw_commit_flag fw_commit_flag;
+	enum fw_control_flag fw_control_flag;
+	enum fw_ct_op fw_ct_op;
+	enum fw_cache_bit fw_cache_bit;
 	/* Written only through bpf_ringbuf_reserve: not otherwise in BTF. */
 	struct ct_event ct_event;
 	struct nat_forget_args nat_forget_args;

@@ -93,21 +93,23 @@ enum tsct_reason {
 	REASON_INV_FRAG_UNKNOWN = 79,
 	REASON_INV_FRAG_BAD = 80,
 
-	REASON_NAT_SNAT = 10,	     /* a packet's source translated */
-	REASON_NAT_REVSNAT = 11,     /* a reply's destination translated back */
-	REASON_NAT_NEW = 12,	     /* a mapping was created */
-	REASON_NAT_PORT_RETRY = 13,  /* a port was taken: another was tried */
-	REASON_NAT_RECREATED = 14,   /* a lost mapping of a live connection was made again */
-	REASON_NAT_RELATED = 15,     /* an ICMP error about a translated connection was translated */
-	REASON_NAT_UNSUPPORTED = 16, /* a protocol NAT does not translate passed as is */
-	REASON_EVENT_LOST = 17,	     /* a connection event found the ring buffer full */
-	REASON_FAST_PATH = 18,	     /* forwarded by the datapath itself (fib lookup, redirect) */
-	REASON_XDP_FAST_PATH = 19,   /* forwarded from XDP, before any skb (counted under ingress) */
-	REASON_LB_NEW = 20,	     /* a new load-balanced connection chose a backend */
-	REASON_LB_DNAT = 21,	     /* a packet to a service sent to its backend */
-	REASON_LB_REVDNAT = 22,	     /* a backend's reply given the service's address back */
-	REASON_LB_RESELECTED = 23,   /* a UDP flow moved off a backend no longer active */
-	REASON_LB_AFFINITY = 24,     /* a new connection went to its client's affinity backend */
+	REASON_NAT_SNAT = 10,	      /* a packet's source translated */
+	REASON_NAT_REVSNAT = 11,      /* a reply's destination translated back */
+	REASON_NAT_NEW = 12,	      /* a mapping was created */
+	REASON_NAT_PORT_RETRY = 13,   /* a port was taken: another was tried */
+	REASON_NAT_RECREATED = 14,    /* a lost mapping of a live connection was made again */
+	REASON_NAT_RELATED = 15,      /* an ICMP error about a translated connection was translated */
+	REASON_NAT_UNSUPPORTED = 16,  /* a protocol NAT does not translate passed as is */
+	REASON_EVENT_LOST = 17,	      /* a connection event found the ring buffer full */
+	REASON_FAST_PATH = 18,	      /* forwarded by the datapath itself (fib lookup, redirect) */
+	REASON_XDP_FAST_PATH = 19,    /* forwarded from XDP, before any skb (counted under ingress) */
+	REASON_LB_NEW = 20,	      /* a new load-balanced connection chose a backend */
+	REASON_LB_DNAT = 21,	      /* a packet to a service sent to its backend */
+	REASON_LB_REVDNAT = 22,	      /* a backend's reply given the service's address back */
+	REASON_LB_RESELECTED = 23,    /* a UDP flow moved off a backend no longer active */
+	REASON_LB_AFFINITY = 24,      /* a new connection went to its client's affinity backend */
+	REASON_POLICY_COMMITTED = 25, /* the firewall accepted a new connection: its entry was created */
+	REASON_POLICY_CACHED = 26,    /* a packet passed on its connection's cached verdict, unclassified */
 
 	REASON_DROP_INVALID = 128,	      /* an invalid packet dropped, by configuration */
 	REASON_DROP_NAT_PORT_EXHAUSTED = 129, /* no free port for a new mapping */
@@ -121,6 +123,9 @@ enum tsct_reason {
 	REASON_DROP_LB_BACKEND_GONE = 137,     /* a TCP connection whose backend was removed */
 	REASON_DROP_LB_SOURCE_RANGE = 138,     /* a client outside the service's source ranges */
 	REASON_DROP_LB_NO_LOCAL_BACKEND = 139, /* traffic policy Local, and no backend on this node */
+	REASON_DROP_POLICY_DENIED = 140,       /* the firewall's rules (or its default policy) dropped the packet */
+	REASON_DROP_POLICY_REJECTED = 141,     /* the firewall's rules rejected it (RST or ICMP unreachable sent) */
+	REASON_DROP_POLICY_CUT = 142,	       /* a connection the changed rules no longer accept: entry removed */
 	REASON_MAX = 256,
 };
 
@@ -191,6 +196,86 @@ enum tsct_config_flag {
 	CFG_F_CT_FULL_PASS = 0x100,
 	CFG_F_LB = 0x200,
 	/* services are configured: new connections look up tsct_lb4/6_services */ /* a full table passes new connections untracked instead of dropping them */
+};
+
+/* The firewall's classifier (policy.h), whose tables src/policy/compile.ts
+ * writes: its bounds, which the compiler reads from here through BTF. */
+enum fw_limit {
+	FW_MAX_RULES = 16384,		  /* rules per hook and generation, after inlining the jumps */
+	FW_MAX_CHECKS = 8,		  /* residual checks per rule: the bound of the check loop */
+	FW_MAX_VECTORS = 262144,	  /* distinct rule vectors per generation */
+	FW_MAX_VECTOR_WORDS = 2097152,	  /* 64-bit vector words per generation (16 MiB) */
+	FW_MAX_COUNTERS = 49152,	  /* origin rules counted per generation (3 * FW_MAX_RULES) */
+	FW_HOOKS = 3,			  /* input, forward, output */
+	FW_MAX_ADDR_ENTRIES = 262144,	  /* address prefixes of both generations together */
+	FW_MAX_PORT_ENTRIES = 65536,	  /* port prefixes of both generations together */
+	FW_MAX_DEVICE_ENTRIES = 4096,	  /* (hook, device) entries of both generations */
+	FW_MAX_RESIDUAL_ENTRIES = 262144, /* prefixes of the sets residual checks look up */
+	FW_COUNTER_POLICY = 65535	  /* a counter index meaning "the hook's default policy decided" */
+};
+
+/* Hooks of the firewall (compile.ts's HOOK_INDEX). */
+enum fw_hook_index {
+	FW_HOOK_INPUT = 0,   /* to the node itself */
+	FW_HOOK_FORWARD = 1, /* between devices */
+	FW_HOOK_OUTPUT = 2,  /* from the node itself */
+};
+
+enum fw_action {
+	FW_ACT_ACCEPT = 0,
+	FW_ACT_DROP = 1,
+	FW_ACT_REJECT = 2,
+	FW_ACT_SKIP = 3, /* a matched `return`: go on at the rule's skip_to */
+};
+
+/* Fields a hook looks up (struct fw_hook's fields). */
+enum fw_field {
+	FW_FIELD_SRC = 1,
+	FW_FIELD_DST = 2,
+	FW_FIELD_DPORT = 4,
+	FW_FIELD_SPORT = 8,
+	FW_FIELD_IN_DEV = 16,
+	FW_FIELD_OUT_DEV = 32,
+};
+
+/* A rule's residual checks (struct fw_check's op). */
+enum fw_check_op {
+	FW_CHECK_ZONE = 1,
+	FW_CHECK_CT_MARK = 2,
+	FW_CHECK_PACKET_MARK = 3,
+	FW_CHECK_CT_LABEL = 4,
+	FW_CHECK_ICMP = 5,
+	FW_CHECK_ORIG_SRC = 6,
+	FW_CHECK_ORIG_DST = 7,
+	FW_CHECK_ORIG_SPORT = 8,
+	FW_CHECK_ORIG_DPORT = 9,
+};
+
+enum fw_commit_flag {
+	FW_COMMIT_MARK = 1,  /* accept stores (mark & ~mask) | value on the new connection */
+	FW_COMMIT_LABEL = 2, /* and the same per label word */
+};
+
+/* struct fw_control's flags. */
+enum fw_control_flag {
+	FW_CTL_ACTIVE = 1,	     /* a rule set is loaded: the hooks in `hooks` judge packets */
+	FW_CTL_KEEP_ESTABLISHED = 2, /* a rule change leaves established connections alone */
+};
+
+/* What the tracker is asked to do for the firewall (struct ct_io's fw_op). */
+enum fw_ct_op {
+	FW_OP_NONE = 0,	  /* track as usual; a new connection is created */
+	FW_OP_DEFER = 1,  /* a new connection is reported (fw_pending) but not created: the rules decide */
+	FW_OP_CACHE = 2,  /* store the verdict on the packet's connection (fw_epoch, fw_cache, fw_counter) */
+	FW_OP_CUT = 3,	  /* remove the packet's connection: the changed rules no longer accept it */
+	FW_OP_COMMIT = 4, /* create the new connection the rules accepted, with their mark and label */
+};
+
+/* struct ct_entry's fw_cache: per direction d, bit 2d says the direction's
+ * packets passed under fw_epoch, bit 2d+1 that they did so established. */
+enum fw_cache_bit {
+	FW_CACHE_PASSED = 1,
+	FW_CACHE_EST = 2,
 };
 
 /* The per-packet verdict of the tracker, also written to skb->cb for the

@@ -44,6 +44,15 @@ struct ct_result {
 	struct lb_service service;
 };
 
+/* The firewall's part of the tracker's answer (struct ct_io's fw_*), kept
+ * off tsct_ct's stack, which is at the verifier's limit. */
+static __always_inline struct ct_fw_out *ct_fw_out_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&tsct_ct_fw_out, &zero);
+}
+
 /* What a packet of a known connection reports: its state as seen in this
  * direction, and the source translation the connection carries, so that the
  * NAT stage needs no lookup of its own. */
@@ -52,6 +61,15 @@ static __always_inline void ct_result_of(struct ct_result *res, const struct ct_
 	res->state = state;
 	res->mark = e->mark;
 	res->dir = dir;
+	{
+		struct ct_fw_out *o = ct_fw_out_get();
+
+		if (o) {
+			o->cache = e->fw_cache;
+			o->epoch = e->fw_epoch;
+			o->counter = e->fw_counter[dir & 1];
+		}
+	}
 	if (e->flags & CT_F_SNAT) {
 		res->nat_port = e->nat_port;
 		__builtin_memcpy(res->nat_addr, e->nat_addr, 16);
@@ -326,11 +344,35 @@ struct ct_ctx {
 	__u8 lookup_only;
 	/* Look a missing connection's destination up among the services. */
 	__u8 lb_lookup;
+	/* FW_OP_DEFER or FW_OP_COMMIT (enum fw_ct_op); in the padding before
+	 * dnat_rev_nat, as tsct_ct's stack is at the verifier's limit. */
+	__u8 fw_op;
 	/* A new connection the load balancer sent to a backend: its entry
 	 * records the backend and the service (+dnat). */
 	__u16 dnat_rev_nat;
 	__u32 dnat_backend_id;
 };
+
+/* What the firewall's accept stores on a new connection it commits
+ * (FW_OP_COMMIT): the mark and label its rule sets (OVS's ct(commit,
+ * exec(set_field))), and the verdict for the rest of the direction's
+ * packets. Read from the tc pipeline's scratch, whose ct_io the firewall
+ * filled (firewall.h), not through a pointer kept on this frame: tsct_ct's
+ * stack is at the verifier's limit. */
+static __always_inline void ct_fw_commit(struct ct_entry *e)
+{
+	struct pipeline_scratch *ps;
+	__u32 zero = 0;
+
+	ps = bpf_map_lookup_elem(&tsct_pipeline_scratch, &zero);
+	if (!ps)
+		return;
+	e->mark = ps->cio.commit_mark_value;
+	__builtin_memcpy(e->label, ps->cio.commit_label_value, sizeof(e->label));
+	e->fw_epoch = ps->cio.fw_epoch;
+	e->fw_cache = ps->cio.fw_cache;
+	e->fw_counter[CT_DIR_ORIGINAL] = ps->cio.fw_counter;
+}
 
 /* Whether a packet's destination is a service frontend, or a known service
  * address (the wildcard entry): then the load balancer, not the tracker,
@@ -448,6 +490,23 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 		reason = ct_new_allowed(p, c->cfg, fresh);
 		if (reason)
 			return reason;
+		if (c->fw_op == FW_OP_DEFER) {
+			/* Valid, and new: created only if the rules accept it, so
+			 * that denied connections never take a slot. */
+			c->res->state = CT_STATE_TRK | CT_STATE_NEW | (c->dnat_backend_id ? CT_STATE_DNAT : 0);
+			c->res->dir = CT_DIR_ORIGINAL;
+			c->res->backend_id = c->dnat_backend_id;
+			c->res->rev_nat_index = c->dnat_rev_nat;
+			{
+				struct ct_fw_out *o = ct_fw_out_get();
+
+				if (o)
+					o->pending = 1;
+			}
+			return 0;
+		}
+		if (c->fw_op == FW_OP_COMMIT)
+			ct_fw_commit(fresh);
 		fresh->expires_ns = c->now + ct_timeout_ns(c->cfg, p->t.proto, fresh->tcp_state);
 		if (reopened) {
 			rc = bpf_map_update_elem(map, key, fresh, BPF_ANY);
@@ -472,6 +531,7 @@ static __always_inline __u32 ct_lookup_create(void *map, void *ring, __u32 table
 		c->res->dir = CT_DIR_ORIGINAL;
 		c->res->backend_id = c->dnat_backend_id;
 		c->res->rev_nat_index = c->dnat_rev_nat;
+		c->res->mark = fresh->mark;
 		if (rc == 0) {
 			metrics_count(REASON_CT_NEW, c->hook, 0);
 			if (events_on(c->cfg, CFG_F_EVENTS) && events_read(c->now))
@@ -559,6 +619,7 @@ __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 {
 	struct ct_result res = {};
 	struct ct_ctx c = {};
+	struct ct_fw_out *fw;
 
 	if (!p || !io)
 		return 0;
@@ -573,6 +634,10 @@ __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 	c.lb_lookup = io->lb && (config_flags(c.cfg) & CFG_F_LB);
 	c.dnat_backend_id = io->backend_id;
 	c.dnat_rev_nat = io->rev_nat_index;
+	c.fw_op = io->fw_op;
+	fw = ct_fw_out_get();
+	if (fw)
+		__builtin_memset(fw, 0, sizeof(*fw));
 	io->state = 0;
 	if (p->t.family == 4)
 		io->state = ct4_handle(&c);
@@ -588,6 +653,13 @@ __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 	io->lb = res.lb;
 	io->backend_id = res.backend_id;
 	io->rev_nat_index = res.rev_nat_index;
+	fw = ct_fw_out_get();
+	if (fw) {
+		io->fw_pending = fw->pending;
+		io->fw_cache = fw->cache;
+		io->fw_epoch = fw->epoch;
+		io->fw_counter = fw->counter;
+	}
 	/* The load balancer's own outputs, which a second call (the backend's
 	 * connection) must not clear. */
 	if (res.lb != CT_LB_NONE) {
@@ -596,6 +668,54 @@ __attribute__((noinline)) int tsct_ct(struct pkt *p, struct ct_io *io)
 		io->service = res.service;
 	}
 	return c.ifindex;
+}
+
+/* FW_OP_CACHE and FW_OP_CUT on the packet's connection (struct ct_io's
+ * fw_*): the firewall's verdict stored for the packet's direction, or the
+ * connection removed. A global function of its own, apart from tsct_ct,
+ * whose verification has no room for more branches. */
+__attribute__((noinline)) int tsct_ct_fw(const struct pkt *p, const struct ct_io *io)
+{
+	struct ct_entry *e;
+	void *map;
+	__u32 dir, src_is_b;
+	__u8 shift;
+
+	if (!p || !io)
+		return 0;
+	if (p->t.family == 4) {
+		struct ct4_key k;
+
+		src_is_b = ct4_key_from(&k, &p->t, io->zone);
+		map = ct_map_for(4, p->t.proto);
+		e = bpf_map_lookup_elem(map, &k);
+		if (e && io->fw_op == FW_OP_CUT && !(e->flags & CT_F_SERVICE)) {
+			bpf_map_delete_elem(map, &k);
+			return 0;
+		}
+	} else {
+		struct ct6_key k;
+
+		src_is_b = ct6_key_from(&k, &p->t, io->zone);
+		map = ct_map_for(6, p->t.proto);
+		e = bpf_map_lookup_elem(map, &k);
+		if (e && io->fw_op == FW_OP_CUT && !(e->flags & CT_F_SERVICE)) {
+			bpf_map_delete_elem(map, &k);
+			return 0;
+		}
+	}
+	if (!e || io->fw_op != FW_OP_CACHE || (e->flags & CT_F_SERVICE))
+		return 0;
+	dir = ct_packet_dir(e, src_is_b) & 1;
+	shift = dir * 2;
+	if (e->fw_epoch != io->fw_epoch) {
+		/* Another epoch's verdicts are void, the other direction's too. */
+		e->fw_cache = 0;
+		e->fw_epoch = io->fw_epoch;
+	}
+	e->fw_cache = (e->fw_cache & ~(3 << shift)) | ((io->fw_cache & 3) << shift);
+	e->fw_counter[dir] = io->fw_counter;
+	return 0;
 }
 
 #endif

@@ -49,16 +49,19 @@ struct ct_entry {
 	__u32 mark;
 	__u16 zone;
 	__u8 tcp_state; /* enum tcp_ct_state */
-	__u8 pad0;
-	__u8 label[16];
+	__u8 fw_cache;	/* enum fw_cache_bit, per direction: the firewall's verdict under fw_epoch */
+	__u32 label[4]; /* word k is bits 32k..32k+31 of the 128-bit label */
 	__u8 tcp_flags_seen[2];
 	/* Filled by NAT and the load balancer. */
 	__u16 rev_nat_index;
 	__be16 nat_port;
-	__u16 pad1;
+	/* The low 16 bits of the rule-set epoch fw_cache was written under: a
+	 * packet of another epoch is judged again (a wrap meets an entry only
+	 * if it saw no packet for 65536 rule changes). */
+	__u16 fw_epoch;
 	__be32 nat_addr[4];
 	__u32 backend_id;
-	__u32 pad2;
+	__u16 fw_counter[2]; /* per direction, the rule counter its cached verdict counts on */
 };
 
 /* Fragments: the first fragment of a datagram records its ports, so that the
@@ -666,6 +669,17 @@ struct ct_io {
 	__u8 lb_snat;	     /* out: enum lb_snat_kind, of a service entry and then of the load balancer */
 	__u8 has_service;    /* out, with CT_LB_SERVICE: `service` is the frontend's entry */
 	struct lb_service service;
+	/* The firewall's part (enum fw_ct_op). In, for FW_OP_NONE's new
+	 * connection and for FW_OP_CACHE: what to store on the entry. */
+	__u8 fw_op;
+	__u8 fw_pending; /* out: a new connection FW_OP_DEFER did not create */
+	__u8 fw_cache;	 /* out: the entry's fw_cache; in (FW_OP_CACHE): this direction's bits */
+	__u8 pad_fw;
+	__u16 fw_epoch;	  /* out: the entry's; in: the live epoch */
+	__u16 fw_counter; /* out: this direction's; in: the deciding rule's */
+	/* In, for a new connection: the mark and label it is committed with. */
+	__u32 commit_mark_value;
+	__u32 commit_label_value[4];
 };
 
 /* What the NAT stage needs from the tracker, and gives back. Flat (no
@@ -689,12 +703,264 @@ struct nat_io {
 	__u8 pad;
 };
 
+/* ---- The firewall (policy.h). src/policy/compile.ts describes every table
+ * and writes them; both generations of a rule set live side by side, and
+ * tsct_fw_control says which one is live. ---- */
+
+struct fw_control {
+	__u32 generation; /* 0 or 1: the live generation */
+	__u32 epoch;	  /* one more at every rule-set swap: cached verdicts of older epochs are judged again */
+	__u32 flags;	  /* enum fw_control_flag */
+	__u32 hooks;	  /* bit h (enum fw_hook_index): the hook has rules or a drop policy */
+};
+
+struct fw_hook {
+	__u32 n_rules;
+	__u16 words; /* ceil(n_rules / 64) */
+	__u8 policy; /* 0 accept, 1 drop: when no rule decides */
+	__u8 judge_all;
+	__u32 fields; /* enum fw_field: the lookups to make */
+	__u32 in_dev_other;
+	__u32 out_dev_other;
+};
+
+struct fw_addr_key {
+	__u32 prefixlen; /* 32 + the address prefix's length */
+	__u8 gen;
+	__u8 hook;
+	__u8 field; /* 0 src, 1 dst */
+	__u8 family;
+	__u8 addr[16];
+};
+
+struct fw_port_key {
+	__u32 prefixlen; /* 24 + the prefix's length over proto.port */
+	__u8 gen;
+	__u8 hook;
+	__u8 field; /* 0 dport, 1 sport */
+	__u8 proto;
+	__be16 port;
+} __attribute__((packed));
+
+struct fw_device_key {
+	__u8 gen;
+	__u8 hook;
+	__u8 field; /* 0 in, 1 out */
+	__u8 pad;
+	__u32 ifindex;
+};
+
+struct fw_judged_key {
+	__u8 gen;
+	__u8 hook;
+	__u16 pad;
+	__u32 ifindex;
+};
+
+struct fw_residual_key {
+	__u32 prefixlen; /* 64 + the prefix's length */
+	__u8 gen;
+	__u8 kind; /* 0 a port set, 4 or 6 an address set */
+	__u16 pad;
+	__be32 set;
+	__u8 data[16];
+};
+
+struct fw_vector {
+	__u16 lo; /* the first and last word that can be non-zero */
+	__u16 hi;
+	__u32 off; /* word lo's index in tsct_fw_vector_words, within the generation */
+};
+
+struct fw_check {
+	__u32 op; /* enum fw_check_op */
+	__u32 arg;
+	__u32 value;
+	__u32 mask;
+};
+
+struct fw_rule {
+	__u8 action; /* enum fw_action */
+	__u8 reject_with;
+	__u8 helper;
+	__u8 n_checks;
+	__u32 skip_to;
+	__u32 counter;
+	__u32 commit_flags; /* enum fw_commit_flag */
+	__u32 commit_mark_value;
+	__u32 commit_mark_mask;
+	__u32 commit_label_value[4];
+	__u32 commit_label_mask[4];
+	struct fw_check checks[FW_MAX_CHECKS];
+};
+
+struct fw_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_control);
+	__uint(max_entries, 1);
+} tsct_fw_control SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_hook);
+	__uint(max_entries, 2 * FW_HOOKS);
+} tsct_fw_hooks SEC(".maps");
+
+/* [(g * 3 + hook) * 256 + ct_state byte]: the vector of the rules that accept that state. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 2 * FW_HOOKS * 256);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} tsct_fw_ct_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fw_addr_key);
+	__type(value, __u32);
+	__uint(max_entries, FW_MAX_ADDR_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_fw_addr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fw_port_key);
+	__type(value, __u32);
+	__uint(max_entries, FW_MAX_PORT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_fw_port SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fw_device_key);
+	__type(value, __u32);
+	__uint(max_entries, FW_MAX_DEVICE_ENTRIES);
+} tsct_fw_devices SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fw_judged_key);
+	__type(value, __u8);
+	__uint(max_entries, FW_MAX_DEVICE_ENTRIES);
+} tsct_fw_judged SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fw_residual_key);
+	__type(value, __u8);
+	__uint(max_entries, FW_MAX_RESIDUAL_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} tsct_fw_residual SEC(".maps");
+
+/* Written through mmap by the agent: a rule set of 10,000 rules is a few
+ * memory copies, not a syscall per entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_vector);
+	__uint(max_entries, 2 * FW_MAX_VECTORS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} tsct_fw_vectors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 2 * FW_MAX_VECTOR_WORDS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} tsct_fw_vector_words SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_rule);
+	__uint(max_entries, 2 * FW_HOOKS * FW_MAX_RULES);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} tsct_fw_rules SEC(".maps");
+
+/* [g * FW_MAX_COUNTERS + counter]: packets and bytes each origin rule decided. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_counter);
+	__uint(max_entries, 2 * FW_MAX_COUNTERS);
+} tsct_fw_counters SEC(".maps");
+
+/* [g * 3 + hook]: what each hook's default policy decided. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fw_counter);
+	__uint(max_entries, 2 * FW_HOOKS);
+} tsct_fw_policy_counters SEC(".maps");
+
+/* One packet's question to the classifier and its answer (policy.h). */
+struct fw_io {
+	/* In. */
+	__u32 in_ifindex;  /* 0: none (output) */
+	__u32 out_ifindex; /* 0: none (input) */
+	__u32 pkt_mark;
+	__u32 ct_mark;
+	__u32 label[4];
+	__u16 zone;
+	__u8 hook;  /* enum fw_hook_index */
+	__u8 state; /* the ct_state bits to judge */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 has_orig; /* orig holds the connection's original tuple */
+	__u8 pad;
+	struct tuple t;	   /* the packet's addresses and ports */
+	struct tuple orig; /* what the client dialled (before DNAT) */
+	/* Out. */
+	__u8 verdict; /* enum fw_action: accept, drop or reject */
+	__u8 helper;
+	__u16 pad2;
+	__u32 counter; /* the deciding rule's counter; FW_COUNTER_POLICY: the hook's policy */
+	__u32 commit_flags;
+	__u32 commit_mark_value;
+	__u32 commit_mark_mask;
+	__u32 commit_label_value[4];
+	__u32 commit_label_mask[4];
+};
+
+/* Vectors ANDed per packet at most: ct_state, src, dst, dport, sport, in, out. */
+#define FW_MAX_FIELDS 7
+
+/* The search's state: no pointers, because it crosses global functions
+ * (tsct_fw_search), after which the verifier knows its fields as numbers only. */
+struct fw_search {
+	__u64 cur;		   /* candidates of word cw still to try */
+	__u32 base[FW_MAX_FIELDS]; /* per field slot: the index of its vector's word 0 in tsct_fw_vector_words */
+	__u32 present;		   /* bit k: slot k holds a vector */
+	__u32 w;		   /* the next word to AND */
+	__u32 hi;		   /* the last word to AND */
+	__u32 cw;		   /* the word cur came from */
+	__u32 from;		   /* the first rule still to consider (past a matched return) */
+	__u32 rule_base;	   /* (g * 3 + hook) * FW_MAX_RULES */
+	__u32 lo;
+	__u8 gen;
+	__u8 decided;
+	__u32 rule; /* the deciding rule's index in tsct_fw_rules, when decided */
+};
+
 /* The tc pipeline's parsed packet and tracker interface (pipeline.h): on
  * its stack, with the frames of the stages it calls, they would pass the
  * verifier's 512 bytes for the whole call chain. */
 struct pipeline_scratch {
 	struct pkt p;
 	struct ct_io cio;
+	struct nat_io nio;
+	struct fw_io fio;
+	struct fw_search search; /* the classifier's (policy.h) */
+	struct tuple before_lb;	 /* a new load-balanced packet's tuple as the client sent it */
 };
 
 struct {
@@ -703,6 +969,22 @@ struct {
 	__type(value, struct pipeline_scratch);
 	__uint(max_entries, 1);
 } tsct_pipeline_scratch SEC(".maps");
+
+/* The firewall's part of one tracker call's answer (conntrack.h). */
+struct ct_fw_out {
+	__u8 pending;  /* FW_OP_DEFER left a new connection uncreated */
+	__u8 cache;    /* the entry's fw_cache */
+	__u16 epoch;   /* the entry's fw_epoch */
+	__u16 counter; /* the packet's direction's fw_counter */
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ct_fw_out);
+	__uint(max_entries, 1);
+} tsct_ct_fw_out SEC(".maps");
 
 /* A new connection's entry, built before it is inserted (conntrack.h). */
 struct {

@@ -117,7 +117,8 @@ struct pkt {
 	__u8 kind; /* enum pkt_kind */
 	__u8 frag; /* enum pkt_frag */
 	__u8 icmp_type;
-	__u16 pad;
+	__u8 icmp_code;
+	__u8 pad;
 };
 
 /* skb->data and skb->data_end, read so that clang cannot fold the context

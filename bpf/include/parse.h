@@ -143,6 +143,7 @@ static __always_inline __u32 parse_l4(struct __sk_buff *skb, struct pkt *p, __u3
 		if (off + sizeof(ih) > l3_end || pkt_load(skb, off, &ih, sizeof(ih)))
 			return REASON_INV_TRUNCATED_L4;
 		p->icmp_type = ih.type;
+		p->icmp_code = ih.code;
 		if ((!v6 && (ih.type == ICMP_ECHO_ || ih.type == ICMP_ECHOREPLY_)) ||
 		    (v6 && (ih.type == ICMPV6_ECHO_REQUEST_ || ih.type == ICMPV6_ECHO_REPLY_))) {
 			p->t.sport = ih.id;

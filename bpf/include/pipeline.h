@@ -11,6 +11,7 @@
 #include "conntrack.h"
 #include "drop.h"
 #include "fastpath.h"
+#include "firewall.h"
 #include "lb.h"
 #include "maps.h"
 #include "metrics.h"
@@ -117,7 +118,7 @@ static __always_inline void cb_write(struct __sk_buff *skb, __u32 state, __u32 m
 }
 
 static __always_inline int verdict_invalid(struct __sk_buff *skb, __u32 reason, enum tsct_hook hook,
-					   const struct tsct_config *cfg, __u16 zone)
+					   const struct tsct_config *cfg, __u16 zone, struct pipeline_scratch *s)
 {
 	/* Named and counted whether it then passes or not: an invalid packet
 	 * is not a drop unless configured to be one. */
@@ -125,6 +126,9 @@ static __always_inline int verdict_invalid(struct __sk_buff *skb, __u32 reason, 
 	cb_write(skb, CT_STATE_TRK | CT_STATE_INV, 0, reason, zone, 0, hook);
 	if (config_flags(cfg) & CFG_F_DROP_INVALID)
 		return tc_drop(skb, REASON_DROP_INVALID, hook);
+	/* The firewall's +inv rules (s: the packet was parsed). */
+	if (s && fw_active() && tsct_fw_stage(skb, s, hook, 1))
+		return tc_drop(skb, REASON_DROP_POLICY_DENIED, hook);
 	metrics_count(REASON_FORWARDED, hook, skb->len);
 	return TC_ACT_OK;
 }
@@ -136,9 +140,9 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	struct pkt *p;
 	struct ct_io *cio;
 	__u32 zero = 0;
-	/* One for the NAT stages of the packet, each of which fills it: the
-	 * stack has no room for one per stage next to the tracker's. */
-	struct nat_io nio = {};
+	/* One for the NAT stages of the packet, each of which fills it; in the
+	 * scratch map, as the stack has no room for it next to the tracker's. */
+	struct nat_io *nio;
 	struct device_info *dev;
 	__u32 reason, ifindex = skb->ifindex, state, mark, dir;
 	__u16 zone = 0;
@@ -179,7 +183,9 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		return TC_ACT_OK;
 	p = &s->p;
 	cio = &s->cio;
+	nio = &s->nio;
 	__builtin_memset(p, 0, sizeof(*p));
+	__builtin_memset(nio, 0, sizeof(*nio));
 	reason = tsct_parse(skb, p);
 	if (reason == REASON_UNTRACKED) {
 		metrics_count(REASON_UNTRACKED, hook, skb->len);
@@ -187,24 +193,29 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		cb_write(skb, 0, 0, 0, 0, 0, hook);
 		return TC_ACT_OK;
 	}
-	if (reason)
-		return verdict_invalid(skb, reason, hook, cfg, zone);
+	if (reason) {
+		/* The firewall's +inv rules see it in its device's zone, with
+		 * no connection (a forwarded packet was judged where it entered). */
+		__builtin_memset(cio, 0, sizeof(*cio));
+		cio->zone = zone;
+		return verdict_invalid(skb, reason, hook, cfg, zone, lookup_only || !p->t.family ? 0 : s);
+	}
 
 	now = bpf_ktime_get_coarse_ns();
 	/* Replies to translated connections get their destination back before
 	 * the lookup, so that the connection is found by its original tuple. */
 	if (hook == HOOK_INGRESS && dev && ((dev->flags & DEVICE_F_MASQUERADE) || nat_to_node(p, dev, cfg))) {
-		nio.now = now;
-		nio.zone = zone;
-		nio.ifindex = ifindex;
-		reason = tsct_nat_ingress(skb, p, &nio);
+		nio->now = now;
+		nio->zone = zone;
+		nio->ifindex = ifindex;
+		reason = tsct_nat_ingress(skb, p, nio);
 		if (reason_is_drop(reason)) {
 			cb_write(skb, 0, 0, reason, zone, 0, hook);
 			return tc_drop(skb, reason, hook);
 		}
 		if (reason)
-			return verdict_invalid(skb, reason, hook, cfg, zone);
-		zone = nio.zone;
+			return verdict_invalid(skb, reason, hook, cfg, zone, s);
+		zone = nio->zone;
 	}
 	{
 		__builtin_memset(cio, 0, sizeof(*cio));
@@ -214,63 +225,77 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 		cio->hook = hook;
 		cio->lookup_only = lookup_only;
 		cio->lb = hook == HOOK_INGRESS;
+		/* With a rule set, a new connection is created only once the
+		 * rules accept it (firewall.h). */
+		cio->fw_op = !lookup_only && fw_active() ? FW_OP_DEFER : FW_OP_NONE;
 		reason = tsct_ct(p, cio);
 		/* The load balancer: at ingress, where a client's packet enters
 		 * and a backend's reply comes back. */
 		if (!reason && hook == HOOK_INGRESS && cio->lb != CT_LB_NONE) {
+			if (cio->fw_op == FW_OP_DEFER)
+				s->before_lb = p->t;
 			reason = tsct_lb_forward(skb, p, cio);
 			if (!reason)
 				reason = tsct_ct(p, cio);
-		} else if (!reason && hook == HOOK_INGRESS && cio->dir == CT_DIR_REPLY && (cio->state & CT_STATE_DNAT))
+		}
+		if (!reason && cio->fw_op == FW_OP_DEFER) {
+			reason = tsct_fw_stage(skb, s, hook, 0);
+			if (reason == FW_STAGE_COMMIT) {
+				reason = tsct_ct(p, cio);
+				if (!reason && (cio->state & CT_STATE_TRK))
+					metrics_count(REASON_POLICY_COMMITTED, hook, 0);
+			}
+		}
+		if (!reason && hook == HOOK_INGRESS && cio->dir == CT_DIR_REPLY && (cio->state & CT_STATE_DNAT))
 			reason = tsct_lb_reply(skb, p, cio->rev_nat_index);
 		state = cio->state;
 		mark = cio->mark;
 		dir = cio->dir;
-		nat_io_from_ct(&nio, cio);
+		nat_io_from_ct(nio, cio);
 	}
 	if (reason_is_drop(reason)) {
 		cb_write(skb, 0, 0, reason, zone, 0, hook);
 		/* A service that cannot take the connection refuses it as
 		 * kube-proxy's REJECT does: the client learns at once. */
-		if (lb_reason_rejects(reason))
+		if (lb_reason_rejects(reason) || reason == REASON_DROP_POLICY_REJECTED)
 			return tsct_reject(skb, p, reason, hook);
 		return tc_drop(skb, reason, hook);
 	}
 	if (reason)
-		return verdict_invalid(skb, reason, hook, cfg, zone);
-	nio.now = now;
-	nio.zone = zone;
-	nio.ct_state = state;
-	nio.ct_dir = dir;
+		return verdict_invalid(skb, reason, hook, cfg, zone, lookup_only ? 0 : s);
+	nio->now = now;
+	nio->zone = zone;
+	nio->ct_state = state;
+	nio->ct_dir = dir;
 	/* A load-balanced connection whose client is translated too (full NAT,
 	 * hairpin): here at ingress, after its backend's connection is tracked. */
 	if (hook == HOOK_INGRESS && cio->lb_snat && dir == CT_DIR_ORIGINAL) {
-		if (tsct_lb_snat_prepare(skb, p, &nio, cio->lb_snat) == 0) {
-			reason = tsct_snat_map(p, &nio);
+		if (tsct_lb_snat_prepare(skb, p, nio, cio->lb_snat) == 0) {
+			reason = tsct_snat_map(p, nio);
 			if (!reason)
-				reason = tsct_snat_rewrite(skb, p, &nio);
+				reason = tsct_snat_rewrite(skb, p, nio);
 			if (reason) {
 				cb_write(skb, state, mark, reason, zone, dir, hook);
 				return tc_drop(skb, reason, hook);
 			}
-			state = nio.ct_state;
+			state = nio->ct_state;
 			/* Its source is now the node's: the stack would drop it as
 			 * a martian, so it is forwarded from here (fast path). */
 			lb_forward = 1;
 		}
-		nio.force = 0;
+		nio->force = 0;
 	}
 	if (hook == HOOK_EGRESS && dev && (dev->flags & DEVICE_F_MASQUERADE)) {
-		nio.ifindex = ifindex;
-		nio.dev = *dev;
-		reason = tsct_snat_map(p, &nio);
+		nio->ifindex = ifindex;
+		nio->dev = *dev;
+		reason = tsct_snat_map(p, nio);
 		if (!reason)
-			reason = tsct_snat_rewrite(skb, p, &nio);
+			reason = tsct_snat_rewrite(skb, p, nio);
 		if (reason) {
 			cb_write(skb, state, mark, reason, zone, dir, hook);
 			return tc_drop(skb, reason, hook);
 		}
-		state = nio.ct_state;
+		state = nio->ct_state;
 	}
 	if (lookup_only)
 		metrics_count(REASON_TWICE_SKIPPED, hook, 0);
@@ -281,15 +306,15 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 	     ((config_flags(cfg) & CFG_F_FAST_PATH) && (state & CT_STATE_TRK) &&
 	      ((state & CT_STATE_EST) || ((state & CT_STATE_NEW) && (config_flags(cfg) & CFG_F_FAST_PATH_NEW))) &&
 	      !(state & (CT_STATE_INV | CT_STATE_REL))))) {
-		int act = tsct_fast_path(skb, p, &nio);
+		int act = tsct_fast_path(skb, p, nio);
 
 		/* Out of a masquerading device: translated here, which spares
 		 * its egress hook parsing the packet and looking it up again.
 		 * A failure leaves it to the stack, and to that hook, which
 		 * drops it for the same reason and counts it. */
 		if (act == FAST_PATH_SNAT)
-			act = tsct_snat_map(p, &nio) || tsct_snat_rewrite(skb, p, &nio) ? -1
-											: tsct_fast_path_send(skb, p);
+			act = tsct_snat_map(p, nio) || tsct_snat_rewrite(skb, p, nio) ? -1
+										      : tsct_fast_path_send(skb, p);
 
 		if (act == TC_ACT_REDIRECT) {
 			metrics_count(REASON_FAST_PATH, hook, 0);

@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "nat.h"
 #include "parse.h"
+#include "policy.h"
 
 /* nat_rewrite_at needs this much of the L4 header in the frame. */
 #define XDP_L4_MIN 20
@@ -117,6 +118,17 @@ static __always_inline int xdp_forward_rewrite(void *data, void *end, const stru
 	return 0;
 }
 
+/* Whether the connection's verdict for this packet's direction and state is
+ * cached under the live rule set (firewall.h's test, read only). */
+static __always_inline int xdp_fw_cached(const struct ct_io *io, const struct fw_control *fw)
+{
+	__u8 want = FW_CACHE_PASSED | (io->state & CT_STATE_EST ? FW_CACHE_EST : 0);
+
+	if (!(io->state & CT_STATE_TRK) || (io->state & (CT_STATE_INV | CT_STATE_REL)) || io->lb != CT_LB_NONE)
+		return 0;
+	return io->fw_epoch == (fw->epoch & 0xffff) && ((io->fw_cache >> ((io->dir & 1) * 2)) & 3) == want;
+}
+
 static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -127,6 +139,7 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 	struct device_info *in_dev, *out_dev;
 	struct nat_io *nio;
 	struct ct_io *cio;
+	struct fw_control *fw;
 	struct xdp_l3 l3 = {};
 	__u32 in_if = ctx->ingress_ifindex, out_if, reason, rev = 0, zero = 0;
 	long rc;
@@ -176,6 +189,18 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 	cio->zone = nio->zone;
 	cio->hook = HOOK_INGRESS;
 	cio->lb = 1;
+	/* With a rule set, only a direction whose verdict is cached under the
+	 * live rules is forwarded here; tc judges the rest (firewall.h). Read
+	 * first, without a change, so that what passes is tracked once. */
+	fw = fw_control_get();
+	if (fw && (fw->flags & FW_CTL_ACTIVE)) {
+		cio->lookup_only = 1;
+		reason = tsct_ct(p, cio);
+		if (reason || !xdp_fw_cached(cio, fw))
+			return XDP_PASS;
+		cio->lookup_only = 0;
+		cio->lb = 1;
+	}
 	reason = tsct_ct(p, cio);
 	if (reason || !(cio->state & CT_STATE_TRK) || (cio->state & (CT_STATE_INV | CT_STATE_REL)))
 		return XDP_PASS; /* no state was changed: tc judges and counts it */

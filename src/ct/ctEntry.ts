@@ -86,9 +86,15 @@ function addr(b: Buffer, at: number, family: Family): string {
   return family === 4 ? `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}` : formatAddr(b.subarray(at, at + 16));
 }
 
+/** The label's four host-order words, word k holding bits 32k..32k+31 (a rule's `set label` writes them so). */
 function labelHex(b: Buffer, at: number): string {
-  if (!(b.readUInt32LE(at) | b.readUInt32LE(at + 4) | b.readUInt32LE(at + 8) | b.readUInt32LE(at + 12))) return '0';
-  return b.toString('hex', at, at + 16).replace(/^0+/, '');
+  let hex = '';
+  for (let k = 3; k >= 0; k--)
+    hex += b
+      .readUInt32LE(at + 4 * k)
+      .toString(16)
+      .padStart(8, '0');
+  return hex.replace(/^0+/, '') || '0';
 }
 
 /** Decodes the entry whose key and value start at koff and voff: no Buffer views are made. */

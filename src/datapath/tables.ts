@@ -72,6 +72,24 @@ export type LbMapName = (typeof LB_MAPS)[number];
 /** loadBalancerSourceRanges, per family (src/lb/sourceRanges.ts writes them). */
 export const LB_SOURCE_RANGE_MAPS = ['tsct_lb4_source_range', 'tsct_lb6_source_range'] as const;
 
+/** The stateful firewall's maps (src/policy/policyMaps.ts writes them). */
+export const FW_MAPS = [
+  'tsct_fw_control',
+  'tsct_fw_hooks',
+  'tsct_fw_ct_state',
+  'tsct_fw_addr',
+  'tsct_fw_port',
+  'tsct_fw_devices',
+  'tsct_fw_judged',
+  'tsct_fw_residual',
+  'tsct_fw_vectors',
+  'tsct_fw_vector_words',
+  'tsct_fw_rules',
+  'tsct_fw_counters',
+  'tsct_fw_policy_counters',
+] as const;
+export type FwMapName = (typeof FW_MAPS)[number];
+
 /** Every map the agent pins, and so reuses, migrates and uninstalls. Scratch maps are per load: not pinned. */
 export const MAP_NAMES = [
   ...CT_TABLES.map((t) => t.map),
@@ -91,6 +109,7 @@ export const MAP_NAMES = [
   'tsct_events_reader',
   ...LB_MAPS,
   ...LB_SOURCE_RANGE_MAPS,
+  ...FW_MAPS,
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 

@@ -117,6 +117,7 @@
 // counters: per-CPU array [g * MAX_COUNTERS + counter] of { u64 packets; u64 bytes; }, one per
 //   origin rule (chain, index) over all hooks, so `tsct policy list` counts a chain's rule once
 //   however many places inline it; the agent carries totals over a swap by origin.
+import { ENUMS } from '../bpf/layouts';
 import { UsageError } from '../errors';
 import { parseAddr } from '../net/addr';
 import { ctStateMatches } from './ctState';
@@ -144,16 +145,18 @@ import {
 import { deviceNameMatches } from './ruleMatch';
 import { MAX_PORT } from './ports';
 
+/** The datapath's bounds (enum fw_limit in bpf/include/common.h, through BTF): one source for both sides. */
+const LIMITS = ENUMS.fw_limit;
 /** Rules per hook after inlining; W ≤ 256 words, so a vector's lo and hi fit a u16 with room. */
-export const MAX_RULES = 16384;
+export const MAX_RULES = LIMITS.FW_MAX_RULES;
 /** Residual checks per rule: the bound of the datapath's check loop. */
-export const MAX_CHECKS = 8;
+export const MAX_CHECKS = LIMITS.FW_MAX_CHECKS;
 /** Distinct vectors per generation. */
-export const MAX_VECTORS = 1 << 18;
-/** Stored vector words (u64) per generation: 32 MiB. */
-export const MAX_VECTOR_WORDS = 1 << 22;
+export const MAX_VECTORS = LIMITS.FW_MAX_VECTORS;
+/** Stored vector words (u64) per generation: 16 MiB. */
+export const MAX_VECTOR_WORDS = LIMITS.FW_MAX_VECTOR_WORDS;
 /** Counters per generation: every origin rule counted once. */
-export const MAX_COUNTERS = 3 * MAX_RULES;
+export const MAX_COUNTERS = LIMITS.FW_MAX_COUNTERS;
 
 export type Generation = 0 | 1;
 

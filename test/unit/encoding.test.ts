@@ -36,7 +36,7 @@ test('StructView reads and writes integers of each size in host (little endian) 
   t.deepEqual([...v.buf.subarray(at('flags'), at('flags') + 4)], [0xef, 0xbe, 0xad, 0xde]);
   t.is(v.buf[at('created_ns')], 0x08);
   // Writing a field leaves its neighbours alone.
-  t.is(v.u('pad0'), 0);
+  t.is(v.u('fw_cache'), 0);
   t.is(v.u('zone'), 0);
   // A 64-bit field past 2^53 is exact through u64(), and a number set() takes a bigint or a number.
   v.set('expires_ns', 2n ** 63n + 1n);
