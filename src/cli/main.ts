@@ -6,6 +6,7 @@ import { PinnedLayoutError } from '../datapath/pins';
 import { ctEvents, ctFlush, ctList } from './ctCommands';
 import { status, uninstall } from './statusCommands';
 import { natFlush, natList } from './natCommands';
+import { registerPolicyCommands } from './policyCommands';
 import { registerServiceCommands } from './serviceCommands';
 
 const DEFAULT_ROOT = '/sys/fs/bpf/tsct';
@@ -96,6 +97,7 @@ export function buildProgram(extend: (program: Command) => void = () => undefine
       .description('delete the matching NAT mappings; their connections take new ones with their next packet out'),
   ).action(natFlush);
   registerServiceCommands(program);
+  registerPolicyCommands(program);
 
   program
     .command('status')
