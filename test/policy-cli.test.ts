@@ -68,10 +68,85 @@ privTestSerial(
       t.regex(bad.stderr, /rules\.yaml:\d+/);
       t.is(connect(ns, 5555), 124, 'the rules applied before are still live');
 
+      // trace: which rule decides a packet, from the rules applied.
+      const trace = await tsct(
+        'policy',
+        'trace',
+        '--hook',
+        'input',
+        '--src',
+        '127.0.0.1',
+        '--dst',
+        '127.0.0.1',
+        '--dport',
+        '5555',
+      );
+      t.is(trace.code, 0, trace.stderr);
+      t.regex(trace.stdout, /^verdict: drop$/m);
+      t.regex(trace.stdout, /^#1 input\[1\] \(.*rules\.yaml:7\): match: drop$/m, 'names the deciding rule by its line');
+      const traceBad = await tsct('policy', 'trace', '--hook', 'sideways', '--src', '127.0.0.1', '--dst', '127.0.0.1');
+      t.not(traceBad.code, 0);
+      t.regex(traceBad.stderr, /--hook: 'sideways'/);
+
       const flushed = await tsct('policy', 'flush');
       t.is(flushed.code, 0, flushed.stderr);
       t.is(connect(ns, 5555), 1, 'flushed: refused at once again');
       t.regex((await tsct('policy', 'list')).stdout, /none applied/);
+    } finally {
+      if (agent) await agent.stop();
+      lab.destroy();
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(root, { recursive: true, force: true });
+      fs.rmSync(lockPathFor(root).replace(/\.lock$/, '.policy.json'), { force: true });
+    }
+  },
+);
+
+privTestSerial(
+  'tsct agent --policy-file: applied at start, swapped in when the file changes, a bad edit keeps the rules',
+  async (t) => {
+    const lab = new NamespaceLab('tsct-fwfile');
+    const root = `/sys/fs/bpf/${lab.id}`;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${lab.id}-`));
+    const rules = path.join(dir, 'rules.yaml');
+    let agent: AgentHandle | null = null;
+    try {
+      const ns = lab.addNamespace('x');
+      // A file that does not parse stops the agent before it starts, in one line.
+      fs.writeFileSync(rules, 'hooks:\n  input:\n    policy: maybe\n');
+      const bad = await tsctIn(ns, ['agent', ...labAgentArgs(root, 'lo', ['--policy-file', rules])]);
+      t.not(bad.code, 0);
+      t.is(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+      t.regex(bad.stderr, /rules\.yaml:3/);
+
+      fs.writeFileSync(rules, RULES);
+      agent = await startAgentIn(
+        ns,
+        labAgentArgs(root, 'lo', ['--prometheus-serve-addr', 'off', '--policy-file', rules]),
+        120_000,
+      );
+      t.true(
+        agent.log.some((l) => /policy \(start\): \d+ rules from .*rules\.yaml in force/.test(l)),
+        agent.log.join('\n'),
+      );
+      t.is(connect(ns, 5555), 124, 'dropped by the file applied at start');
+
+      const waitLog = async (re: RegExp) => {
+        for (let i = 0; i < 100 && !agent!.log.some((l) => re.test(l)); i++)
+          await new Promise((r) => setTimeout(r, 100));
+        t.true(
+          agent!.log.some((l) => re.test(l)),
+          agent!.log.join('\n'),
+        );
+      };
+      fs.writeFileSync(rules, `${RULES}      - protocol: tcp\n        action: explode\n`);
+      await waitLog(/warn .*rules\.yaml:\d+.*the rules in force stay/);
+      t.is(connect(ns, 5555), 124, 'a bad edit keeps the rules in force');
+
+      fs.writeFileSync(rules, RULES.replace('dport: 5555', 'dport: 5556'));
+      await waitLog(/policy \(changed\)/);
+      t.is(connect(ns, 5555), 1, 'the new rules no longer drop 5555');
+      t.is(connect(ns, 5556), 124, 'and drop 5556');
     } finally {
       if (agent) await agent.stop();
       lab.destroy();

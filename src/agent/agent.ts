@@ -14,6 +14,7 @@ import { masqueradeAddresses, preparePinRoot } from './host';
 import { describeGcLoop, startGcLoop, GcLoop } from './gcLoop';
 import { startAgentHttp } from './http';
 import { readServicesFile, startServicesFile, ServicesFileWatch } from './servicesFile';
+import { PolicyFileWatch, readPolicyFile, startPolicyFile } from './policyFile';
 import { K8sServices, loadKubeConfig, startK8sServices } from './k8sServices';
 import { LbService } from '../lb/lbService';
 import * as http from 'node:http';
@@ -154,6 +155,7 @@ async function attachDevices(dp: Datapath, o: AgentOptions, devices: CheckedDevi
 export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningAgent> {
   const devices = checkAgent(o);
   const services: LbService[] | null = o.servicesFile ? readServicesFile(o.servicesFile) : null;
+  const policy = o.policyFile ? readPolicyFile(o.policyFile) : null;
   // Kubernetes: the kubeconfig is read and checked here; the API server is not asked yet.
   const k8sConn = o.k8s ? await loadKubeConfig(o.k8s.kubeconfigPath) : null;
   // One agent per bpf-root: a second one is refused before it changes anything.
@@ -162,10 +164,13 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   let gc: GcLoop | null = null;
   let server: http.Server | null = null;
   let servicesWatch: ServicesFileWatch | null = null;
+  let policyWatch: PolicyFileWatch | null = null;
   let k8s: K8sServices | null = null;
   try {
     dp = await loadDatapath(o, log);
     if (services) servicesWatch = await startServicesFile(dp, o, services, log);
+    // Before the devices are attached: their first packets meet the rules.
+    if (policy) policyWatch = await startPolicyFile(dp, o.bpfRoot, policy, log);
     if (k8sConn) k8s = await startK8sServices(dp, o, k8sConn, log);
     await attachDevices(dp, o, devices, log);
     gc = startGcLoop(dp, o, log);
@@ -183,6 +188,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     log.info(describeGcLoop(o, gc));
   } catch (e) {
     servicesWatch?.stop();
+    policyWatch?.stop();
     void k8s?.stop();
     gc?.stop();
     dp?.close();
@@ -199,6 +205,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
       stopped = true;
       loop.stop();
       servicesWatch?.stop();
+      policyWatch?.stop();
       void k8s?.stop();
       server?.close();
       running.close();

@@ -70,6 +70,8 @@ export interface AgentOptions {
   maglevHashSeed: MaglevHashSeed;
   /** --services-file: the services to program (watched; reloaded on change). */
   servicesFile?: string;
+  /** --policy-file: the firewall's rule set (watched; swapped in on change). */
+  policyFile?: string;
   /** Kubernetes Services, as kube-proxy: on with --k8s-kubeconfig-path, or in a pod (KUBERNETES_SERVICE_HOST). */
   k8s?: K8sOptions;
 }
@@ -206,6 +208,12 @@ export const AGENT_FLAGS: FlagSpec[] = [
     default: DEFAULT_MAGLEV_HASH_SEED,
   },
   { flag: 'services-file', help: 'YAML or JSON file of services to program; watched, and reloaded when it changes' },
+  {
+    flag: 'policy-file',
+    help:
+      "the firewall's rules file (YAML or JSON, as tsct policy apply takes); watched, and swapped in atomically " +
+      'when it changes; without it, the rules last applied to the bpf-root stay in force',
+  },
   {
     flag: 'k8s-kubeconfig-path',
     help:
@@ -555,6 +563,7 @@ export function resolveAgentOptions(
       : undefined,
     maglevHashSeed: parseMaglevHashSeed(get('bpf-lb-maglev-hash-seed')!),
     servicesFile: get('services-file') || undefined,
+    policyFile: get('policy-file') || undefined,
     k8s: resolveK8sOptions(get, env, get('services-file') || undefined),
   };
 }

@@ -3,18 +3,25 @@
 // layout of `iptables -L -v -n`. The applied rule set's text is kept beside
 // the agent's lock file, so that `list` names each counter by its rule.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Command, Option } from 'commander';
-import { lockPathFor } from '../agent/lock';
+import {
+  applyPolicy,
+  hostDevices,
+  parseStoredPolicy,
+  readStoredPolicy,
+  StoredPolicy,
+  storedPolicyPath,
+} from '../agent/policyFile';
 import { openPinnedMap } from '../ct/ctTables';
 import { FW_MAPS } from '../datapath/tables';
 import { UsageError } from '../errors';
 import { compilePolicy } from '../policy/compile';
-import { importIptablesSave } from '../policy/iptablesImport';
 import { flatPolicyOf, FwMaps, PolicyWriter, RuleCounters } from '../policy/policyMaps';
-import { HOOKS, PolicyRuleSet } from '../policy/policyRule';
+import { HOOKS, PolicyRuleSet, PORT_PROTOCOLS, PROTOCOLS } from '../policy/policyRule';
+import { parseOvsCtState } from '../policy/ctState';
+import { parseAddr } from '../net/addr';
+import { tracePolicy } from '../policy/policyTrace';
 import { formatAction, formatMatch } from '../policy/ruleFormat';
-import { parseRulesFile } from '../policy/rulesFile';
 import { LineWriter } from './output';
 
 const DEFAULT_ROOT = '/sys/fs/bpf/tsct';
@@ -25,34 +32,6 @@ function rootOption(): Option {
   );
 }
 
-/** What was applied, for `list`: the text and how to parse it. */
-interface StoredPolicy {
-  kind: 'rules' | 'iptables';
-  file: string;
-  text: string;
-}
-
-function storedPath(root: string): string {
-  return lockPathFor(root).replace(/\.lock$/, '.policy.json');
-}
-
-export function parseStoredPolicy(p: StoredPolicy): PolicyRuleSet {
-  return p.kind === 'iptables' ? importIptablesSave(p.text, p.file) : parseRulesFile(p.text, p.file);
-}
-
-/** This namespace's devices, by name, as the compiler resolves them. */
-export function hostDevices(): { ifindexOf: (name: string) => number | null; devices: string[] } {
-  const devices = fs.readdirSync('/sys/class/net');
-  const ifindexOf = (name: string) => {
-    try {
-      return Number(fs.readFileSync(path.join('/sys/class/net', name, 'ifindex'), 'utf8'));
-    } catch {
-      return null;
-    }
-  };
-  return { ifindexOf, devices };
-}
-
 function withWriter<T>(root: string, fn: (w: PolicyWriter) => Promise<T>): Promise<T> {
   const opened = FW_MAPS.map((m) => openPinnedMap(root, m));
   const maps = Object.fromEntries(FW_MAPS.map((m, i) => [m, opened[i]])) as unknown as FwMaps;
@@ -61,12 +40,8 @@ function withWriter<T>(root: string, fn: (w: PolicyWriter) => Promise<T>): Promi
 
 async function applyStored(root: string, stored: StoredPolicy, out: LineWriter): Promise<void> {
   const ruleSet = parseStoredPolicy(stored);
-  const { ifindexOf, devices } = hostDevices();
-  const compiled = await withWriter(root, (w) => w.apply(flatPolicyOf(ruleSet), ifindexOf, devices));
-  fs.mkdirSync(path.dirname(storedPath(root)), { recursive: true });
-  fs.writeFileSync(storedPath(root), JSON.stringify(stored));
-  const rules = compiled.hooks.reduce((n, h) => n + h.rules.length, 0);
-  out.line(`policy: ${stored.file} applied: ${rules} rules in ${compiled.hooks.length} hooks`);
+  const rules = await withWriter(root, (w) => applyPolicy(w, root, stored, ruleSet));
+  out.line(`policy: ${stored.file} applied: ${rules} rules after inlining the chains`);
   out.flush();
 }
 
@@ -141,7 +116,7 @@ export function registerPolicyCommands(program: Command): void {
     .addOption(rootOption())
     .action(async (o: { bpfRoot: string }) => {
       await withWriter(o.bpfRoot, (w) => w.flush());
-      fs.rmSync(storedPath(o.bpfRoot), { force: true });
+      fs.rmSync(storedPolicyPath(o.bpfRoot), { force: true });
       const out = new LineWriter();
       out.line('policy: flushed');
       out.flush();
@@ -152,10 +127,8 @@ export function registerPolicyCommands(program: Command): void {
     .addOption(rootOption())
     .action(async (o: { bpfRoot: string }) => {
       const out = new LineWriter();
-      let stored: StoredPolicy;
-      try {
-        stored = JSON.parse(fs.readFileSync(storedPath(o.bpfRoot), 'utf8')) as StoredPolicy;
-      } catch {
+      const stored = readStoredPolicy(o.bpfRoot);
+      if (!stored) {
         out.line('policy: none applied (every hook accepts)');
         out.flush();
         return;
@@ -168,4 +141,88 @@ export function registerPolicyCommands(program: Command): void {
       for (const line of formatPolicyList(ruleSet, counters, compiled.counters)) out.line(line);
       out.flush();
     });
+  policy
+    .command('trace')
+    .description('which rule of a hook decides one packet, and why each rule before it did not')
+    .requiredOption('--hook <hook>', 'input, forward or output')
+    .requiredOption('--src <addr>', 'source address')
+    .requiredOption('--dst <addr>', 'destination address')
+    .option('--proto <proto>', 'tcp, udp, icmp, icmpv6, sctp or a number', 'tcp')
+    .option('--sport <port>', 'source port')
+    .option('--dport <port>', 'destination port')
+    .option('--in-dev <dev>', 'the device it comes in on')
+    .option('--out-dev <dev>', 'the device it goes out on')
+    .option('--ct-state <flags>', 'its connection state, as +trk+new', '+trk+new')
+    .option('-f, --file <file>', 'a rules file to trace instead of the rules applied')
+    .addOption(rootOption())
+    .action((o: TraceOptions) => policyTrace(o));
+}
+
+interface TraceOptions {
+  hook: string;
+  src: string;
+  dst: string;
+  proto: string;
+  sport?: string;
+  dport?: string;
+  inDev?: string;
+  outDev?: string;
+  ctState: string;
+  file?: string;
+  bpfRoot: string;
+}
+
+function traceNumber(flag: string, text: string | undefined, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > max) throw new UsageError(`--${flag}: '${text}' is not a number from 0 to ${max}`);
+  return n;
+}
+
+function policyTrace(o: TraceOptions): void {
+  const hook = HOOKS.find((h) => h === o.hook);
+  if (!hook) throw new UsageError(`--hook: '${o.hook}' is not input, forward or output`);
+  const stored: StoredPolicy | null = o.file
+    ? { kind: 'rules', file: o.file, text: readInput(o.file) }
+    : readStoredPolicy(o.bpfRoot);
+  if (!stored) throw new UsageError('no rules applied to trace: give -f FILE, or apply some with tsct policy apply');
+  let src: Buffer;
+  let dst: Buffer;
+  try {
+    src = parseAddr(o.src);
+    dst = parseAddr(o.dst);
+  } catch {
+    throw new UsageError(`--src/--dst: '${o.src}' or '${o.dst}' is not an IPv4 or IPv6 address`);
+  }
+  if (src.length !== dst.length) throw new UsageError('--src and --dst are of different families');
+  const proto = (PROTOCOLS as Record<string, number>)[o.proto] ?? traceNumber('proto', o.proto, 255)!;
+  let ctState: number;
+  try {
+    const term = parseOvsCtState(o.ctState);
+    ctState = term.set;
+  } catch (e) {
+    throw new UsageError(`--ct-state: ${(e as Error).message}`);
+  }
+  const ported = PORT_PROTOCOLS.includes(proto);
+  const sport = traceNumber('sport', o.sport, 65535) ?? (ported ? 0 : undefined);
+  const dport = traceNumber('dport', o.dport, 65535) ?? (ported ? 0 : undefined);
+  const r = tracePolicy(flatPolicyOf(parseStoredPolicy(stored)), hook, {
+    family: src.length === 4 ? 4 : 6,
+    src: o.src,
+    dst: o.dst,
+    proto,
+    sport,
+    dport,
+    inDev: o.inDev,
+    outDev: o.outDev,
+    ctState,
+    origSrc: o.src,
+    origDst: o.dst,
+    origSport: sport,
+    origDport: dport,
+  });
+  const out = new LineWriter();
+  for (const step of r.steps) out.line(step);
+  out.line(`verdict: ${r.verdict}${r.rejectWith ? ` with ${r.rejectWith}` : ''}`);
+  out.flush();
 }
