@@ -171,7 +171,8 @@ test('decodeCtEntry reads every counter and field, 64-bit values beyond 2^32 inc
     v.set('tcp_flags_seen', 0x1b, 0).set('tcp_flags_seen', 0x12, 1);
     v.set('tcp_state', ENUMS.tcp_ct_state.TCP_CT_ESTABLISHED);
     v.set('ifindex', 7).set('mark', 0xcafe).set('rev_nat_index', 3).set('backend_id', 99);
-    v.bytes('label').set([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0xff]);
+    // The label is four host-order words, word 0 the low 32 bits: 0x100ff little endian.
+    v.bytes('label').set([0xff, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     parseAddr('192.0.2.1').copy(v.bytes('nat_addr'));
     v.bytes('nat_port').writeUInt16BE(33000);
   });

@@ -143,7 +143,8 @@ const syn6 = conn(
     packets: [1, 0],
     bytes: [80, 0],
     flagsSeen: [0x02, 0],
-    label: Buffer.from('000000000000000000000000000abc01', 'hex'),
+    // 0xabc01 as the entry holds it: four host-order words, the low one first.
+    label: Buffer.from('000000000000000000000000000abc01', 'hex').reverse(),
   },
 );
 
