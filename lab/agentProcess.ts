@@ -14,7 +14,7 @@ export interface AgentHandle {
 }
 
 /** Starts the agent in `ns`; resolves when it has attached to every device. */
-export function startAgentIn(ns: string, args: string[], timeoutMs = 30_000): Promise<AgentHandle> {
+export function startAgentIn(ns: string, args: string[], timeoutMs = 120_000): Promise<AgentHandle> {
   const child = spawn('nsenter', [`--net=${NamespaceLab.path(ns)}`, process.execPath, TSCT_BIN, 'agent', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { lockPathFor } from '../src/agent/lock';
 import { AgentHandle, startAgentIn, tsctIn } from '../lab/agentProcess';
+import { httpGetIn } from '../lab/httpIn';
 import { NamespaceLab } from '../lab/namespaceLab';
 import { labAgentArgs } from '../lab/routerAgent';
 import { privTestSerial } from './helpers/privilege';
@@ -122,7 +123,7 @@ privTestSerial(
       fs.writeFileSync(rules, RULES);
       agent = await startAgentIn(
         ns,
-        labAgentArgs(root, 'lo', ['--prometheus-serve-addr', 'off', '--policy-file', rules]),
+        labAgentArgs(root, 'lo', ['--prometheus-serve-addr', '127.0.0.1:9962', '--policy-file', rules]),
         120_000,
       );
       t.true(
@@ -130,7 +131,6 @@ privTestSerial(
         agent.log.join('\n'),
       );
       t.is(connect(ns, 5555), 124, 'dropped by the file applied at start');
-
       const waitLog = async (re: RegExp) => {
         for (let i = 0; i < 100 && !agent!.log.some((l) => re.test(l)); i++)
           await new Promise((r) => setTimeout(r, 100));
@@ -139,6 +139,13 @@ privTestSerial(
           agent!.log.join('\n'),
         );
       };
+      // What a dashboard reads: the drop by its reason, and the chain that decided it.
+      await waitLog(/serving \/metrics/);
+      const metrics = (await httpGetIn(ns, 'http://127.0.0.1:9962/metrics')).body;
+      t.regex(metrics, /^tsct_drop_count_total\{reason="DROP_POLICY_DENIED",direction="[A-Z]+"\} [1-9]\d*$/m);
+      t.regex(metrics, /^tsct_policy_chain_packets_total\{chain="input"\} [1-9]\d*$/m);
+      t.regex(metrics, /^tsct_policy_default_packets_total\{hook="input"\} \d+$/m);
+
       fs.writeFileSync(rules, `${RULES}      - protocol: tcp\n        action: explode\n`);
       await waitLog(/warn .*rules\.yaml:\d+.*the rules in force stay/);
       t.is(connect(ns, 5555), 124, 'a bad edit keeps the rules in force');

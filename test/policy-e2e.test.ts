@@ -18,7 +18,7 @@ import { labAgentArgs } from '../lab/routerAgent';
 import { injectFrames } from '../lab/inject';
 import { ethernet, ipPacket } from '../lab/packetCraft';
 import { udpExchange, udpToClosedPort } from '../lab/traffic';
-import { missingPrivilege, privTestSerial } from './helpers/privilege';
+import { privTestSerial } from './helpers/privilege';
 
 const CLIENT = '10.200.1.2';
 /** The LAN behind the router's eth1, by address (see the in-dev test at the end for why not by device). */
@@ -600,27 +600,10 @@ privTestSerial(
   },
 );
 
-/**
- * A known bug, registered as test.failing (it passes while the bug is there, and
- * fails, to be turned into a plain test, once it is fixed).
- */
-function knownBug(title: string, fn: (t: ExecutionContext) => Promise<void>): void {
-  const why = missingPrivilege();
-  if (!why) test.serial.failing(title, fn);
-  else if (process.env.TSCT_REQUIRE_PRIV === '1') test.serial(title, (t) => t.fail(`${why} (TSCT_REQUIRE_PRIV=1)`));
-  else test.skip(`${title} [skipped: ${why}]`, () => {});
-}
-
-// BUG: `tsct policy apply` / `import-iptables` resolve device names from
-// /sys/class/net (hostDevices() in src/cli/policyCommands.ts). Run with
-// `nsenter --net=` (how tsctIn and the agent run, and how an operator enters a
-// namespace without hiding bpffs), /sys still shows the devices of the
-// namespace that mounted sysfs (here the host's: eth0, ifb0, ifb1, lo), so
-// eth1 resolves to nothing and the rule never matches: the LAN's SYN to 8080
-// meets the policy (DROP) instead of the accept rule. Expected: connected;
-// actual: no answer (timeout). if_nametoindex (libbpf-ts's ifindex(), which the
-// agent uses to attach) and a netlink device list would see this namespace.
-knownBug('in-dev eth1 / -i eth1 loaded by the CLI in the router namespace matches the LAN device', async (t) => {
+// Device names are resolved in the namespace the CLI runs in (netlink, not
+// /sys/class/net, which under `nsenter --net=` still shows the host's devices):
+// a rule on the LAN device matches what enters through it.
+privTestSerial('in-dev eth1 / -i eth1 loaded by the CLI in the router namespace matches the LAN device', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
   const e = await env();
   await flushAll(t, e);

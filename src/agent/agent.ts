@@ -14,7 +14,7 @@ import { masqueradeAddresses, preparePinRoot } from './host';
 import { describeGcLoop, startGcLoop, GcLoop } from './gcLoop';
 import { startAgentHttp } from './http';
 import { readServicesFile, startServicesFile, ServicesFileWatch } from './servicesFile';
-import { PolicyFileWatch, readPolicyFile, startPolicyFile } from './policyFile';
+import { PolicyFileWatch, policyCountsOf, readPolicyFile, startPolicyFile } from './policyFile';
 import { K8sServices, loadKubeConfig, startK8sServices } from './k8sServices';
 import { LbService } from '../lb/lbService';
 import * as http from 'node:http';
@@ -182,6 +182,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
         devices,
         k8s?.lbStatus ?? servicesWatch?.lbStatus,
         k8s ?? undefined,
+        policyCountsOf(dp, o.bpfRoot),
       );
       log.info(`serving /metrics, /healthz and /readyz on ${o.prometheusServeAddr}`);
     }

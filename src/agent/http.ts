@@ -6,7 +6,7 @@ import { Datapath } from '../datapath/datapath';
 import { attachmentsOf } from '../datapath/attach';
 import { parseServeAddr } from './options';
 import { UsageError } from '../errors';
-import { buildRegistry } from '../metrics/registry';
+import { buildRegistry, PolicyCounts } from '../metrics/registry';
 import { readBackendStates, readLbStats } from '../metrics/lbStats';
 import { GcLoop } from './gcLoop';
 
@@ -69,6 +69,7 @@ export async function startAgentHttp(
   devices: Array<{ name: string; ifindex: number }>,
   lbStatus: LbStatus = { names: new Map(), tablesRebuilt: 0 },
   k8s?: { ready(): boolean; metrics: Metric[] },
+  policy?: () => PolicyCounts | null,
 ): Promise<http.Server> {
   const sizes: Record<string, number> = {};
   for (const [name, m] of Object.entries(dp.maps)) sizes[name] = m.maxEntries;
@@ -84,6 +85,7 @@ export async function startAgentHttp(
       names: () => lbStatus.names,
       tablesRebuilt: () => lbStatus.tablesRebuilt,
     },
+    policy,
   });
   gc.onSweep = (r) => gcDuration.observe({ status: 'completed' }, r.durationNs / 1e9);
   for (const m of k8s?.metrics ?? []) registry.registerMetric(m);

@@ -4,11 +4,14 @@
 // a file that no longer parses or compiles is reported in one line while the
 // rules in force stay. What was applied is kept beside the agent's lock file
 // (`tsct policy list` names the counters by it).
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Datapath } from '../datapath/datapath';
 import { FW_MAPS } from '../datapath/tables';
 import { UsageError } from '../errors';
+import { PolicyCounts } from '../metrics/registry';
+import { compilePolicy } from '../policy/compile';
 import { importIptablesSave } from '../policy/iptablesImport';
 import { flatPolicyOf, FwMaps, PolicyWriter } from '../policy/policyMaps';
 import { PolicyRuleSet } from '../policy/policyRule';
@@ -45,17 +48,21 @@ export function writeStoredPolicy(root: string, p: StoredPolicy): void {
   fs.writeFileSync(storedPolicyPath(root), JSON.stringify(p));
 }
 
-/** This namespace's devices by name, as the compiler resolves them. */
+/**
+ * This network namespace's devices by name, as the compiler resolves them: from netlink (`ip -j link`), not
+ * /sys/class/net, which shows the namespace sysfs was mounted in (the host's, under `nsenter --net`).
+ */
 export function hostDevices(): { ifindexOf: (name: string) => number | null; devices: string[] } {
-  const devices = fs.readdirSync('/sys/class/net');
-  const ifindexOf = (name: string) => {
-    try {
-      return Number(fs.readFileSync(path.join('/sys/class/net', name, 'ifindex'), 'utf8'));
-    } catch {
-      return null;
-    }
-  };
-  return { ifindexOf, devices };
+  let links: Array<{ ifindex: number; ifname: string }> = [];
+  try {
+    links = JSON.parse(
+      execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
+  } catch (e) {
+    throw new UsageError(`cannot list this namespace's devices with ip -j link show: ${(e as Error).message}`);
+  }
+  const byName = new Map(links.map((l) => [l.ifname, l.ifindex]));
+  return { ifindexOf: (name) => byName.get(name) ?? null, devices: [...byName.keys()] };
 }
 
 /** Reads and checks --policy-file: a UsageError naming the line when it does not parse. */
@@ -135,5 +142,29 @@ export async function startPolicyFile(
       if (timer) clearTimeout(timer);
       watcher.close();
     },
+  };
+}
+
+/** The counters of the rule set in force on root, per chain, for /metrics; the origins compiled once per rule set. */
+export function policyCountsOf(dp: Datapath, root: string): () => PolicyCounts | null {
+  const writer = new PolicyWriter(fwMapsOf(dp));
+  let known: { text: string; origins: Array<{ chain: string }> } | null = null;
+  return () => {
+    const stored = readStoredPolicy(root);
+    if (!stored || !writer.control().active) return null;
+    if (known?.text !== stored.text) {
+      const { ifindexOf, devices } = hostDevices();
+      const compiled = compilePolicy(flatPolicyOf(parseStoredPolicy(stored)), { generation: 0, ifindexOf, devices });
+      known = { text: stored.text, origins: compiled.counters };
+    }
+    const c = writer.counters(known.origins.length);
+    const chains = new Map<string, { packets: bigint; bytes: bigint }>();
+    known.origins.forEach((o, i) => {
+      const sum = chains.get(o.chain) ?? { packets: 0n, bytes: 0n };
+      sum.packets += c.rules[i].packets;
+      sum.bytes += c.rules[i].bytes;
+      chains.set(o.chain, sum);
+    });
+    return { chains, hooks: c.policy };
   };
 }

@@ -26,6 +26,15 @@ export interface MetricsSource {
     names(): Map<number, string>;
     tablesRebuilt(): number;
   };
+  /** The firewall's counters of the rule set in force, summed per chain; null when none is applied. */
+  policy?: () => PolicyCounts | null;
+}
+
+export interface PolicyCounts {
+  /** Packets and bytes the rules of each chain decided. */
+  chains: Map<string, { packets: bigint; bytes: bigint }>;
+  /** Packets and bytes each hook's default policy decided. */
+  hooks: Record<string, { packets: bigint; bytes: bigint }>;
 }
 
 export function buildRegistry(src: MetricsSource): { registry: Registry; gcDuration: Histogram<string> } {
@@ -203,7 +212,48 @@ export function buildRegistry(src: MetricsSource): { registry: Registry; gcDurat
     },
   });
   if (src.lb) addLbMetrics(registry, src.lb);
+  if (src.policy) addPolicyMetrics(registry, src.policy);
   return { registry, gcDuration };
+}
+
+/** Per chain and per hook, not per rule: 10,000 rules are a handful of series (tsct policy list has the rules). */
+function addPolicyMetrics(registry: Registry, policy: () => PolicyCounts | null): void {
+  let cache: { at: number; counts: PolicyCounts | null } = { at: 0, counts: null };
+  const counts = () => {
+    const now = Date.now();
+    if (now - cache.at > 200) cache = { at: now, counts: policy() };
+    return cache.counts;
+  };
+  const counter = (
+    name: string,
+    help: string,
+    labelNames: string[],
+    fill: (c: Counter<string>, p: PolicyCounts) => void,
+  ) =>
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const p = counts();
+        if (p) fill(this, p);
+      },
+    });
+  for (const field of ['packets', 'bytes'] as const) {
+    counter(
+      `tsct_policy_chain_${field}_total`,
+      `${field} the firewall's rules of each chain decided`,
+      ['chain'],
+      (c, p) => {
+        for (const [chain, v] of p.chains) c.inc({ chain }, Number(v[field]));
+      },
+    );
+    counter(`tsct_policy_default_${field}_total`, `${field} each hook's default policy decided`, ['hook'], (c, p) => {
+      for (const [hook, v] of Object.entries(p.hooks)) c.inc({ hook }, Number(v[field]));
+    });
+  }
 }
 
 /** Per service: by id and, where known, name (bounded by the number of services, at most 65535). */
