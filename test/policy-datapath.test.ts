@@ -204,3 +204,59 @@ privTest('rule counters count the packets each rule decided, and the policy its 
     t.is(policy, 1n, 'the SYN to port 22 was decided by the default policy');
   });
 });
+
+privTest(
+  "seed 001's OVS walk-through: +trk+new from the left commits, +trk+est passes both ways, the right cannot open",
+  async (t) => {
+    // table=0: +trk+new from the left port: ct(commit); +trk+est: forward both ways; everything else dropped.
+    const rules = ruleSet(`    - ct-state: +trk+new
+      src: 10.200.1.0/24
+      action: accept commit set label=0x1/0x1
+    - ct-state: +trk+est
+      action: accept
+`);
+    await withFirewall(rules, async (dp) => {
+      const steps: Array<[string, Buffer, string]> = [
+        ['SYN from the left', syn(80), '+trk+new'],
+        ['SYN-ACK from the right', back('SA'), '+trk+est+rpl'],
+        ['ACK from the left', out('A'), '+trk+est'],
+        ['FIN-ACK from the left', out('FA'), '+trk+est'],
+        ['FIN-ACK from the right', back('FA'), '+trk+est+rpl'],
+        ['last ACK from the left', out('A'), '+trk+est'],
+      ];
+      for (const [what, pkt, state] of steps) {
+        const r = await runPacket(dp, pkt);
+        t.is(r.verdict, TC_ACT_OK, what);
+        t.is(r.state, state, what);
+      }
+      t.is(findConn(dp, tuple(80))!.label, '1', 'the label set on commit is on the connection, as ct list shows it');
+      // The right side opening a connection of its own: +trk+new, not from the left: dropped, nothing committed.
+      const r = await runPacket(
+        dp,
+        frame({ src: S, dst: C, l4: { tcp: { sport: 55000, dport: 22, flags: 'S', seq: 1 } } }),
+      );
+      t.is(r.verdict, TC_ACT_SHOT);
+      t.is(r.reason, 'DROP_POLICY_DENIED');
+      t.is(await countConns(dp), 1, 'the denied direction left no entry');
+    });
+  },
+);
+
+privTest('zones: the same rules judge each zone apart, and a zone match keeps to its zone', async (t) => {
+  const rules = ruleSet(`    - ct-state: [ESTABLISHED, RELATED]
+      action: accept
+    - zone: 0
+      protocol: tcp
+      dport: 80
+      action: accept
+`);
+  await withFirewall(rules, async (dp) => {
+    t.is((await runPacket(dp, syn(80))).verdict, TC_ACT_OK, 'zone 0 may open port 80');
+    // The test-run device (lo) registered in zone 7: the same packet is another connection there, and denied.
+    dp.setDevice(1, 7);
+    const r = await runPacket(dp, syn(80, 41300));
+    t.is(r.zone, 7);
+    t.is(r.verdict, TC_ACT_SHOT, 'zone 7 is not zone 0');
+    t.is(findConn(dp, { ...tuple(80, 41300), zone: 7 }), null);
+  });
+});
