@@ -17,6 +17,7 @@ import { flatPolicyOf, FwMaps, PolicyWriter } from '../policy/policyMaps';
 import { PolicyRuleSet } from '../policy/policyRule';
 import { parseRulesFile } from '../policy/rulesFile';
 import { lockPathFor } from './lock';
+import { watchFile } from './fileWatch';
 import { Logger } from './log';
 
 /** What was applied, for `tsct policy list`: the text and how to parse it. */
@@ -98,8 +99,6 @@ export interface PolicyFileWatch {
   stop(): void;
 }
 
-const RELOAD_DEBOUNCE_MS = 200;
-
 export async function startPolicyFile(
   dp: Datapath,
   root: string,
@@ -115,7 +114,6 @@ export async function startPolicyFile(
     log.info(`policy (${why}): ${n} rules from ${file} in force (swapped in ${ms.toFixed(0)} ms)`);
   };
   await apply(first, 'start');
-  let timer: NodeJS.Timeout | null = null;
   let running = Promise.resolve();
   const reload = () => {
     let next: { stored: StoredPolicy; ruleSet: PolicyRuleSet };
@@ -131,18 +129,7 @@ export async function startPolicyFile(
       ),
     );
   };
-  // The folder, not the file: editors replace a file rather than write it.
-  const watcher = fs.watch(path.dirname(path.resolve(file)), (_event, name) => {
-    if (name !== path.basename(file)) return;
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(reload, RELOAD_DEBOUNCE_MS);
-  });
-  return {
-    stop() {
-      if (timer) clearTimeout(timer);
-      watcher.close();
-    },
-  };
+  return watchFile(file, reload);
 }
 
 /** The counters of the rule set in force on root, per chain, for /metrics; the origins compiled once per rule set. */

@@ -5,7 +5,6 @@
 // entries that differ. A file that no longer parses is reported in one line
 // and the services in force stay as they are.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Datapath } from '../datapath/datapath';
 import { LB_MAPS } from '../datapath/tables';
 import { LbService } from '../lb/lbService';
@@ -14,6 +13,7 @@ import { parseServicesFile } from '../lb/servicesFile';
 import { SourceRangeWriter } from '../lb/sourceRanges';
 import { UsageError } from '../errors';
 import { AgentOptions } from './options';
+import { watchFile } from './fileWatch';
 import { Logger } from './log';
 import { LbStatus } from './http';
 
@@ -33,8 +33,6 @@ export interface ServicesFileWatch {
   lbStatus: LbStatus;
   stop(): void;
 }
-
-const RELOAD_DEBOUNCE_MS = 200;
 
 export async function startServicesFile(
   dp: Datapath,
@@ -65,7 +63,6 @@ export async function startServicesFile(
     );
   };
   await apply(first, 'start');
-  let timer: NodeJS.Timeout | null = null;
   let running = Promise.resolve();
   const reload = () => {
     let services: LbService[];
@@ -81,17 +78,6 @@ export async function startServicesFile(
       ),
     );
   };
-  // The folder, not the file: editors replace a file rather than write it.
-  const watcher = fs.watch(path.dirname(path.resolve(file)), (_event, name) => {
-    if (name !== path.basename(file)) return;
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(reload, RELOAD_DEBOUNCE_MS);
-  });
-  return {
-    lbStatus,
-    stop() {
-      if (timer) clearTimeout(timer);
-      watcher.close();
-    },
-  };
+  const watch = watchFile(file, reload);
+  return { lbStatus, stop: () => watch.stop() };
 }

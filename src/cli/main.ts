@@ -1,5 +1,5 @@
 // The tsct command line.
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { BpfError } from 'libbpf-ts';
 import { UsageError } from '../errors';
 import { PinnedLayoutError } from '../datapath/pins';
@@ -8,14 +8,7 @@ import { status, uninstall } from './statusCommands';
 import { natFlush, natList } from './natCommands';
 import { registerPolicyCommands } from './policyCommands';
 import { registerServiceCommands } from './serviceCommands';
-
-const DEFAULT_ROOT = '/sys/fs/bpf/tsct';
-
-function rootOption(): Option {
-  return new Option('--bpf-root <dir>', 'folder on bpffs where the agent pins its maps').default(
-    process.env.TSCT_BPF_ROOT ?? DEFAULT_ROOT,
-  );
-}
+import { rootOption } from './rootOption';
 
 function filterOptions(cmd: Command): Command {
   return cmd

@@ -3,7 +3,7 @@
 // layout of `iptables -L -v -n`. The applied rule set's text is kept beside
 // the agent's lock file, so that `list` names each counter by its rule.
 import * as fs from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import {
   applyPolicy,
   hostDevices,
@@ -23,14 +23,7 @@ import { parseAddr } from '../net/addr';
 import { tracePolicy } from '../policy/policyTrace';
 import { formatAction, formatMatch } from '../policy/ruleFormat';
 import { LineWriter } from './output';
-
-const DEFAULT_ROOT = '/sys/fs/bpf/tsct';
-
-function rootOption(): Option {
-  return new Option('--bpf-root <dir>', 'folder on bpffs where the agent pins its maps').default(
-    process.env.TSCT_BPF_ROOT ?? DEFAULT_ROOT,
-  );
-}
+import { rootOption } from './rootOption';
 
 function withWriter<T>(root: string, fn: (w: PolicyWriter) => Promise<T>): Promise<T> {
   const opened = FW_MAPS.map((m) => openPinnedMap(root, m));

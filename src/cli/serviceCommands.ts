@@ -7,7 +7,7 @@
 // agent's --bpf-lb-maglev-table-size and --bpf-lb-maglev-hash-seed (both default to Cilium's: M chosen per service
 // from its backend count, seed JLfvgnHc2kaSUFaI), or this node's tables will differ from the other nodes'.
 import * as fs from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { BpfMap } from 'libbpf-ts';
 import { openPinnedMap } from '../ct/ctTables';
 import { LB_MAPS, LbMapName } from '../datapath/tables';
@@ -31,14 +31,7 @@ import { SourceRangeWriter } from '../lb/sourceRanges';
 import { DEFAULT_MAGLEV_HASH_SEED, parseMaglevHashSeed, parseMaglevTableSize } from '../lb/maglev';
 import { parseServicesFile } from '../lb/servicesFile';
 import { LineWriter } from './output';
-
-const DEFAULT_ROOT = '/sys/fs/bpf/tsct';
-
-function rootOption(): Option {
-  return new Option('--bpf-root <dir>', 'folder on bpffs where the agent pins its maps').default(
-    process.env.TSCT_BPF_ROOT ?? DEFAULT_ROOT,
-  );
-}
+import { rootOption } from './rootOption';
 
 interface RootOptions {
   bpfRoot: string;
