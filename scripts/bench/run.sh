@@ -6,7 +6,7 @@
 # only when it could not measure. Needs a built checkout and root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BENCHES=(binding ct-packet nat-packet gc list forward lb k8s)
+BENCHES=(binding ct-packet nat-packet gc list forward lb k8s policy)
 name=${1:-}
 if [[ -z $name ]]; then echo "usage: scripts/bench/run.sh NAME|all  (NAME: ${BENCHES[*]})" >&2; exit 2; fi
 if [[ ! -f dist/scripts/bench/common.js ]]; then echo "not built: run npm run build first" >&2; exit 2; fi
