@@ -116,7 +116,7 @@ privTest(
       const exchange = tcpExchange(
         lab.lab,
         lab.client,
-        { host: lab.addr.server4, port: 9090, rounds: 60, bytes: 100, gapMs: 100 },
+        { host: lab.addr.server4, port: 9090, rounds: 300, bytes: 100, gapMs: 100 },
         (p) => (port = p),
       );
       const sample = async () => (await listJson(lab, root, '--dport', '9090', '--sport', String(port)))[0];

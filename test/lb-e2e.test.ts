@@ -278,8 +278,10 @@ privTest(
       ({ agent } = await startLbAgent(l, ['--services-file', file]));
       await echoesGrow('agent restarted');
       t.deepEqual(whoServes(l.lab, l.client, VIP4, PORT, 30, 'tcp').failed, 0, 'new connections still work');
-      // Its own backend goes: the next packet is answered with an RST.
+      // Its own backend goes: the next packet is answered with an RST (once the agent has read the file).
+      seen = count(changed);
       write(others);
+      await logged(changed, seen, `${mine} removed, read`);
       const ended = await Promise.race([
         live.ended,
         new Promise((r) => setTimeout(() => r({ error: 'no end' }), 5000)),
