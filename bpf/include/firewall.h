@@ -116,6 +116,30 @@ static __always_inline void fw_ct_request(struct ct_io *io, __u8 op, const struc
 		__builtin_memset(io->commit_label_value, 0, sizeof(io->commit_label_value));
 }
 
+/* Whether the packet's direction passed in its state under the live rules
+ * already: then it passes, counted on the rule that decided, without the
+ * stage's call (the established packet's path). Ingress only. */
+static __always_inline int fw_cached_pass(const struct ct_io *io, __u32 tc_hook, __u32 l3_len)
+{
+	struct fw_control *ctl = fw_control_get();
+	__u8 want, bits;
+	__u16 counter;
+
+	if (!ctl || tc_hook != HOOK_INGRESS || io->fw_pending || !(io->state & CT_STATE_TRK) ||
+	    (io->state & CT_STATE_REL) || io->fw_epoch != (ctl->epoch & 0xffff))
+		return 0;
+	want = FW_CACHE_PASSED | (io->state & CT_STATE_EST ? FW_CACHE_EST : 0);
+	bits = (io->fw_cache >> ((io->dir & 1) * 2)) & 3;
+	if (bits != want)
+		return 0;
+	counter = io->fw_counter;
+	if (counter < FW_COUNTER_UNJUDGED)
+		fw_count(ctl->generation & 1, 0, counter, l3_len);
+	else if (counter > FW_COUNTER_UNJUDGED)
+		fw_count(ctl->generation & 1, FW_COUNTER_POLICY - counter, FW_COUNTER_POLICY, l3_len);
+	return 1;
+}
+
 /* The firewall's stage for a tracked packet (or, with `invalid`, one the
  * tracker found invalid). Returns 0 to pass, a drop reason
  * (REASON_DROP_POLICY_*), or FW_STAGE_COMMIT with s->cio set up for
@@ -130,7 +154,7 @@ __attribute__((noinline)) int tsct_fw_stage(struct __sk_buff *skb, struct pipeli
 	struct fw_io *f;
 	__u32 state, dir, k;
 	__u16 epoch, counter;
-	__u8 h, bits, cache, pending;
+	__u8 h, cache, pending;
 
 	if (!skb || !s || !ctl || !(ctl->flags & FW_CTL_ACTIVE))
 		return 0;
@@ -145,24 +169,11 @@ __attribute__((noinline)) int tsct_fw_stage(struct __sk_buff *skb, struct pipeli
 	pending = invalid ? 0 : io->fw_pending;
 	cache = FW_CACHE_PASSED | (state & CT_STATE_EST ? FW_CACHE_EST : 0);
 	/* The verdict is cached by the hooks at tc ingress (input, forward)
-	 * only: a packet of the node's own on loopback meets output at egress
-	 * and then input at ingress, and each must judge it. The output hook
-	 * judges every packet. */
+	 * only (fw_cached_pass): a packet of the node's own on loopback meets
+	 * output at egress and then input at ingress, and each must judge it.
+	 * The output hook judges every packet. */
 	if (tc_hook == HOOK_EGRESS)
 		cache = 0;
-	/* This direction passed in this state under these rules already. */
-	if (cache && !invalid && !pending && !(state & CT_STATE_REL) && io->fw_epoch == epoch) {
-		bits = (io->fw_cache >> (dir * 2)) & 3;
-		if (bits == cache) {
-			counter = io->fw_counter;
-			if (counter < FW_COUNTER_UNJUDGED)
-				fw_count(ctl->generation & 1, 0, counter, p->l3_len);
-			else if (counter > FW_COUNTER_UNJUDGED)
-				fw_count(ctl->generation & 1, FW_COUNTER_POLICY - counter, FW_COUNTER_POLICY,
-					 p->l3_len);
-			return 0;
-		}
-	}
 	__builtin_memset(f, 0, sizeof(*f));
 	h = fw_hook_of(skb, p, tc_hook, f);
 	f->hook = h;

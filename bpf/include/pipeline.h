@@ -238,7 +238,7 @@ static __always_inline int tsct_handle(struct __sk_buff *skb, enum tsct_hook hoo
 			if (!reason)
 				reason = tsct_ct(p, cio);
 		}
-		if (!reason && cio->fw_op == FW_OP_DEFER) {
+		if (!reason && cio->fw_op == FW_OP_DEFER && !fw_cached_pass(cio, hook, p->l3_len)) {
 			reason = tsct_fw_stage(skb, s, hook, 0);
 			if (reason == FW_STAGE_COMMIT) {
 				reason = tsct_ct(p, cio);
