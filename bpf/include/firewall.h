@@ -122,15 +122,9 @@ static __always_inline void fw_ct_request(struct ct_io *io, __u8 op, const struc
 static __always_inline int fw_cached_pass(const struct ct_io *io, __u32 tc_hook, __u32 l3_len)
 {
 	struct fw_control *ctl = fw_control_get();
-	__u8 want, bits;
 	__u16 counter;
 
-	if (!ctl || tc_hook != HOOK_INGRESS || io->fw_pending || !(io->state & CT_STATE_TRK) ||
-	    (io->state & CT_STATE_REL) || io->fw_epoch != (ctl->epoch & 0xffff))
-		return 0;
-	want = FW_CACHE_PASSED | (io->state & CT_STATE_EST ? FW_CACHE_EST : 0);
-	bits = (io->fw_cache >> ((io->dir & 1) * 2)) & 3;
-	if (bits != want)
+	if (!ctl || tc_hook != HOOK_INGRESS || io->fw_pending || !fw_verdict_cached(io, ctl))
 		return 0;
 	counter = io->fw_counter;
 	if (counter < FW_COUNTER_UNJUDGED)

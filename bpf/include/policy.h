@@ -23,6 +23,19 @@ static __always_inline struct fw_control *fw_control_get(void)
 	return bpf_map_lookup_elem(&tsct_fw_control, &zero);
 }
 
+/* Whether the connection's verdict for this packet's direction and state is
+ * cached under the live rule set (struct ct_entry's fw_cache and fw_epoch,
+ * as the tracker reported them in io). Read only: the tc pipeline
+ * (firewall.h) and the XDP path both ask it. */
+static __always_inline int fw_verdict_cached(const struct ct_io *io, const struct fw_control *ctl)
+{
+	__u8 want = FW_CACHE_PASSED | (io->state & CT_STATE_EST ? FW_CACHE_EST : 0);
+
+	if (!(io->state & CT_STATE_TRK) || (io->state & (CT_STATE_INV | CT_STATE_REL)))
+		return 0;
+	return io->fw_epoch == (ctl->epoch & 0xffff) && ((io->fw_cache >> ((io->dir & 1) * 2)) & 3) == want;
+}
+
 /* The index of the lowest set bit of a non-zero x (BPF has no ctz). */
 static __always_inline __u32 fw_ctz64(__u64 x)
 {

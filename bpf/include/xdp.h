@@ -118,17 +118,6 @@ static __always_inline int xdp_forward_rewrite(void *data, void *end, const stru
 	return 0;
 }
 
-/* Whether the connection's verdict for this packet's direction and state is
- * cached under the live rule set (firewall.h's test, read only). */
-static __always_inline int xdp_fw_cached(const struct ct_io *io, const struct fw_control *fw)
-{
-	__u8 want = FW_CACHE_PASSED | (io->state & CT_STATE_EST ? FW_CACHE_EST : 0);
-
-	if (!(io->state & CT_STATE_TRK) || (io->state & (CT_STATE_INV | CT_STATE_REL)) || io->lb != CT_LB_NONE)
-		return 0;
-	return io->fw_epoch == (fw->epoch & 0xffff) && ((io->fw_cache >> ((io->dir & 1) * 2)) & 3) == want;
-}
-
 static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -196,7 +185,7 @@ static __always_inline int xdp_fast_path(struct xdp_md *ctx)
 	if (fw && (fw->flags & FW_CTL_ACTIVE)) {
 		cio->lookup_only = 1;
 		reason = tsct_ct(p, cio);
-		if (reason || !xdp_fw_cached(cio, fw))
+		if (reason || cio->lb != CT_LB_NONE || !fw_verdict_cached(cio, fw))
 			return XDP_PASS;
 		cio->lookup_only = 0;
 		cio->lb = 1;
