@@ -11,7 +11,7 @@ import { Datapath } from '../datapath/datapath';
 import { FW_MAPS } from '../datapath/tables';
 import { UsageError } from '../errors';
 import { PolicyCounts } from '../metrics/registry';
-import { compilePolicy } from '../policy/compile';
+import { CompiledPolicy, compilePolicy } from '../policy/compile';
 import { importIptablesSave } from '../policy/iptablesImport';
 import { flatPolicyOf, FwMaps, PolicyWriter } from '../policy/policyMaps';
 import { PolicyRuleSet } from '../policy/policyRule';
@@ -64,6 +64,13 @@ export function hostDevices(): { ifindexOf: (name: string) => number | null; dev
   }
   const byName = new Map(links.map((l) => [l.ifname, l.ifindex]));
   return { ifindexOf: (name) => byName.get(name) ?? null, devices: [...byName.keys()] };
+}
+
+/** The applied rule set compiled as the datapath holds it: its counter origins name what `counters()` counts. */
+export function compileStoredPolicy(stored: StoredPolicy): CompiledPolicy {
+  const { ifindexOf, devices } = hostDevices();
+  // Compilation is deterministic: the generation only places the tables, not the counters.
+  return compilePolicy(flatPolicyOf(parseStoredPolicy(stored)), { generation: 0, ifindexOf, devices });
 }
 
 /** Reads and checks --policy-file: a UsageError naming the line when it does not parse. */
@@ -140,9 +147,7 @@ export function policyCountsOf(dp: Datapath, root: string): () => PolicyCounts |
     const stored = readStoredPolicy(root);
     if (!stored || !writer.control().active) return null;
     if (known?.text !== stored.text) {
-      const { ifindexOf, devices } = hostDevices();
-      const compiled = compilePolicy(flatPolicyOf(parseStoredPolicy(stored)), { generation: 0, ifindexOf, devices });
-      known = { text: stored.text, origins: compiled.counters };
+      known = { text: stored.text, origins: compileStoredPolicy(stored).counters };
     }
     const c = writer.counters(known.origins.length);
     const chains = new Map<string, { packets: bigint; bytes: bigint }>();

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { Command } from 'commander';
 import {
   applyPolicy,
-  hostDevices,
+  compileStoredPolicy,
   parseStoredPolicy,
   readStoredPolicy,
   StoredPolicy,
@@ -15,7 +15,6 @@ import {
 import { openPinnedMap } from '../ct/ctTables';
 import { FW_MAPS } from '../datapath/tables';
 import { UsageError } from '../errors';
-import { compilePolicy } from '../policy/compile';
 import { flatPolicyOf, FwMaps, PolicyWriter, RuleCounters } from '../policy/policyMaps';
 import { HOOKS, PolicyRuleSet, PORT_PROTOCOLS, PROTOCOLS } from '../policy/policyRule';
 import { parseOvsCtState } from '../policy/ctState';
@@ -127,9 +126,7 @@ export function registerPolicyCommands(program: Command): void {
         return;
       }
       const ruleSet = parseStoredPolicy(stored);
-      const { ifindexOf, devices } = hostDevices();
-      // The counters' origins, as the applied rule set compiled them (compilation is deterministic).
-      const compiled = compilePolicy(flatPolicyOf(ruleSet), { generation: 0, ifindexOf, devices });
+      const compiled = compileStoredPolicy(stored);
       const counters = await withWriter(o.bpfRoot, async (w) => w.counters(compiled.counters.length));
       for (const line of formatPolicyList(ruleSet, counters, compiled.counters)) out.line(line);
       out.flush();
