@@ -13,11 +13,21 @@ export interface AgentHandle {
   stop(): Promise<number | null>;
 }
 
-/** Starts the agent in `ns`; resolves when it has attached to every device. */
-export function startAgentIn(ns: string, args: string[], timeoutMs = 120_000): Promise<AgentHandle> {
-  const child = spawn('nsenter', [`--net=${NamespaceLab.path(ns)}`, process.execPath, TSCT_BIN, 'agent', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Starts the agent in `ns`; resolves when it has attached to every device. `nodeArgs` go to node itself
+ * (e.g. --cpu-prof, for profiling a benchmark's agent).
+ */
+export function startAgentIn(
+  ns: string,
+  args: string[],
+  timeoutMs = 120_000,
+  nodeArgs: readonly string[] = [],
+): Promise<AgentHandle> {
+  const child = spawn(
+    'nsenter',
+    [`--net=${NamespaceLab.path(ns)}`, process.execPath, ...nodeArgs, TSCT_BIN, 'agent', ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   const log: string[] = [];
   const devices = (args[args.indexOf('--devices') + 1] ?? '').split(',').length;
   return new Promise((resolve, reject) => {

@@ -19,7 +19,7 @@
 //
 // K8S_ROUNDS (default 3), K8S_SERVICES (10000), K8S_CHURN_RATE (100 per second), K8S_CHURN_SECONDS (20);
 // K8S_NO_BASELINE=1 leaves the services-file rounds out (for profiling the agent).
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
@@ -28,7 +28,7 @@ import * as readline from 'node:readline';
 import { BpfMap } from 'libbpf-ts';
 import { StructView } from '../../src/bpf/layouts';
 import { ensureBpffs } from '../../src/datapath/bpffs';
-import { AgentHandle, startAgentIn, TSCT_BIN, tsctIn } from '../../lab/agentProcess';
+import { AgentHandle, startAgentIn, tsctIn } from '../../lab/agentProcess';
 import { KubeObjectInput, StandInApiServer } from '../../lab/k8s/apiServer';
 import { NamespaceLab } from '../../lab/namespaceLab';
 import { labAgentArgs } from '../../lab/routerAgent';
@@ -239,43 +239,10 @@ function memoryOf(pid: number): Memory {
   };
 }
 
-/**
- * startAgentIn with node flags for the agent's process (K8S_AGENT_NODE_ARGS, e.g. --cpu-prof --cpu-prof-dir=DIR,
- * for profiling): bin/tsct is started with them by a wrapper of the same name.
- */
+/** startAgentIn with node flags for the agent's process (K8S_AGENT_NODE_ARGS, e.g. --cpu-prof --cpu-prof-dir=DIR). */
 function startAgent(ns: string, args: string[]): Promise<AgentHandle> {
   const nodeArgs = (process.env.K8S_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  if (!nodeArgs.length) return startAgentIn(ns, args, READY_MS);
-  const child = spawn(
-    'nsenter',
-    [`--net=${NamespaceLab.path(ns)}`, process.execPath, ...nodeArgs, TSCT_BIN, 'agent', ...args],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const log: string[] = [];
-  return new Promise((resolve, reject) => {
-    const onLine = (d: Buffer) => {
-      for (const line of d.toString().split('\n').filter(Boolean)) {
-        log.push(line);
-        if (line.includes('gc: ')) {
-          resolve({
-            child,
-            log,
-            stop: () =>
-              new Promise((r) => {
-                if (child.exitCode !== null) return r(child.exitCode);
-                child.once('close', (code) => r(code));
-                child.kill('SIGTERM');
-              }),
-          });
-        }
-      }
-    };
-    child.stdout!.on('data', onLine);
-    child.stderr!.on('data', onLine);
-    child.on('close', (code) => reject(new Error(`agent exited (${code}):\n${log.join('\n')}`)));
-  });
+  return startAgentIn(ns, args, READY_MS, nodeArgs);
 }
 
 /** The agent's pid: nsenter execs the agent (no --fork), so the child is the agent itself. */
